@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Set up and run Wardgate from a fresh clone with nothing but Python 3.11+.
+
+    python3 dev.py demo      # create .venv, install, run `manage.py demo` (extra args pass on)
+    python3 dev.py test      # create .venv, install, run the test suite (SQLite, then PostgreSQL)
+
+The virtual environment is re-installed only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".wardgate-installed"
+POSTGRES_URL = os.environ.get("WARDGATE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/wardgate_test")
+REDIS_URL = os.environ.get("WARDGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("Wardgate needs Python 3.11 or newer")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PY.exists():
+        print("Creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("Installing Wardgate and its dependencies into .venv (a few minutes the first time) ...",
+          flush=True)
+    log = VENV / "install.log"
+    with log.open("w") as out:
+        for args in (["--upgrade", "pip"], ["-e", f"{ROOT}[test]"]):
+            done = subprocess.run([str(PY), "-m", "pip", "install", *args], stdout=out,
+                                  stderr=subprocess.STDOUT)
+            if done.returncode != 0:
+                print(log.read_text()[-4000:], file=sys.stderr)
+                sys.exit(f"pip install failed (full log: {log})")
+    STAMP.write_text(wanted)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def run_tests(extra: list[str]) -> int:
+    base_env = {**os.environ, "WARDGATE_FAST_PASSWORD_HASHER": "1"}
+    base_env.pop("DATABASE_URL", None)
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    have_pg = reachable("127.0.0.1", 5432)
+    have_redis = reachable("127.0.0.1", 6379)
+    if in_ci and not (have_pg and have_redis):
+        print("CI needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379", file=sys.stderr)
+        return 1
+    if have_redis:
+        base_env["WARDGATE_TEST_REDIS_URL"] = REDIS_URL
+    pytest = [str(PY), "-m", "pytest", *extra]
+    print("== tests on SQLite ==", flush=True)
+    code = subprocess.run(pytest, cwd=ROOT, env=base_env).returncode
+    if code != 0:
+        return code
+    if not have_pg:
+        print("PostgreSQL is not running on 127.0.0.1:5432: skipped the PostgreSQL run.")
+        return 0
+    print("== tests on PostgreSQL ==", flush=True)
+    env = {**base_env, "DATABASE_URL": POSTGRES_URL}
+    return subprocess.run(pytest + ["-m", "not embedded_only"], cwd=ROOT, env=env).returncode
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test"}:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    command, extra = sys.argv[1], sys.argv[2:]
+    if command == "test":
+        return run_tests(extra)
+    return subprocess.run([str(PY), str(ROOT / "manage.py"), "demo", *extra], cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

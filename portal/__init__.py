@@ -1,0 +1,1 @@
+"""The compliance portal: accounts, grants, requests, approvals, connections, incidents, API."""

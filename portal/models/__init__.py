@@ -1,0 +1,4 @@
+from .connections import Connection
+from .tokens import PersonalToken
+
+__all__ = ["Connection", "PersonalToken"]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from portal.credentials import open_credentials, seal_credentials
+
+
+class Connection(models.Model):
+    """An upstream MCP server the gateway fronts, and how to reach BigQuery behind it."""
+
+    class Transport(models.TextChoices):
+        HTTP = "http", "Streamable HTTP"
+        STDIO = "stdio", "stdio (subprocess owned by the gateway)"
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    transport = models.CharField(max_length=10, choices=Transport.choices, default=Transport.HTTP)
+    upstream_url = models.URLField(blank=True, max_length=500)
+    upstream_command = models.JSONField(default=list, blank=True, help_text="argv for stdio")
+    credentials_sealed = models.BinaryField(blank=True, null=True, editable=False)
+    # Which tools carry SQL, and in which argument: {"execute_sql": "sql", "dry_run_sql": "sql"}.
+    sql_tools = models.JSONField(default=dict, blank=True)
+    bigquery_project = models.CharField(max_length=200, blank=True)
+    bigquery_endpoint = models.CharField(max_length=500, blank=True)
+    default_dataset = models.CharField(max_length=200, blank=True)
+    allow_sampling = models.BooleanField(default=False)
+    allow_elicitation = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def clean(self) -> None:
+        if self.transport == self.Transport.HTTP and not self.upstream_url:
+            raise ValidationError({"upstream_url": "An HTTP connection needs an upstream URL."})
+        if self.transport == self.Transport.STDIO and not self.upstream_command:
+            raise ValidationError({"upstream_command": "A stdio connection needs a command."})
+        if not isinstance(self.sql_tools, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.sql_tools.items()
+        ):
+            raise ValidationError({"sql_tools": "Map tool names to the argument holding SQL."})
+
+    # Credentials are write-only from the outside: set them, never read them back out.
+    def set_credentials(self, data: dict[str, Any]) -> None:
+        self.credentials_sealed = seal_credentials(data)
+
+    def credentials_for_upstream(self) -> dict[str, Any]:
+        return open_credentials(self.credentials_sealed)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_sealed)

@@ -1,0 +1,53 @@
+"""Personal bearer tokens: issue (shown once), resolve by hash, revoke."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from portal.models import Connection, PersonalToken
+
+TOKEN_PREFIX = "wgp_"
+
+
+def hash_token(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_issue(
+    *,
+    user: AbstractBaseUser,
+    connections: Iterable[Connection],
+    name: str = "personal token",
+    ttl: dt.timedelta = dt.timedelta(days=7),
+) -> tuple[PersonalToken, str]:
+    """Create a token; the plaintext is returned once and never stored."""
+    if ttl <= dt.timedelta(0) or ttl > dt.timedelta(days=365):
+        raise ValueError("token lifetime must be between 1 second and 365 days")
+    connections = list(connections)
+    if not connections:
+        raise ValueError("a token must be scoped to at least one connection")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = PersonalToken.objects.create(
+        user=user,
+        name=name,
+        prefix=plaintext[:12],
+        token_hash=hash_token(plaintext),
+        expires_at=timezone.now() + ttl,
+    )
+    token.connections.set(connections)
+    return token, plaintext
+
+
+def token_revoke(*, token: PersonalToken) -> PersonalToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token

@@ -1,0 +1,1 @@
+"""The gateway data path: one module per pipeline stage, plus transports."""

@@ -1,0 +1,107 @@
+"""The gateway's ASGI application: MCP Streamable HTTP at /mcp/<connection-slug>.
+
+This module only speaks HTTP; what happens to each MCP message is decided by the pipeline
+(`proxy.pipeline`), which reads top to bottom in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import httpx
+
+from proxy.asgi_io import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    send_json,
+)
+from proxy.config import GatewayConfig
+from proxy.pipeline import Pipeline
+
+log = logging.getLogger("wardgate.gateway")
+PATH = re.compile(r"^/mcp/(?P<slug>[a-z0-9][a-z0-9_-]{0,49})/?$")
+
+
+def jsonrpc_error(code: int, message: str, data: dict | None = None, id_: object = None) -> dict:
+    error: dict = {"code": code, "message": message}
+    if data:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": id_, "error": error}
+
+
+class GatewayApp:
+    def __init__(self, config: GatewayConfig | None = None) -> None:
+        self.config = config or GatewayConfig.from_settings()
+        self.http: httpx.AsyncClient | None = None
+        self.pipeline: Pipeline | None = None
+
+    async def startup(self) -> None:
+        if self.http is None:
+            self.http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.upstream_timeout_seconds, connect=5.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            )
+            self.pipeline = Pipeline(self.config, self.http)
+            await self.pipeline.start()
+
+    async def shutdown(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        if self.http is not None:
+            await self.http.aclose()
+        self.http = self.pipeline = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        await self.startup()
+        assert self.pipeline is not None
+        match = PATH.match(scope["path"])
+        if match is None:
+            await send_json(send, 404, jsonrpc_error(-32600, "Unknown gateway endpoint"))
+            return
+        headers = request_headers(scope)
+        method = scope["method"]
+        if method not in ("POST", "GET", "DELETE"):
+            await send_json(send, 405, jsonrpc_error(-32600, "Method not allowed"),
+                            {"allow": "GET, POST, DELETE"})
+            return
+        body = b""
+        if method == "POST":
+            try:
+                body = await read_body(receive, self.config.max_body_bytes)
+            except BodyTooLarge:
+                await self.pipeline.reject_bad_request(
+                    scope, headers, match["slug"], send, status=413,
+                    reason="request.too_large",
+                    message=f"Request body exceeds {self.config.max_body_bytes} bytes",
+                )
+                return
+            except ClientGone:
+                return
+        await self.pipeline.handle(scope, headers, match["slug"], method, body, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # start-up failure must stop the server, loudly
+                    log.exception("gateway start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

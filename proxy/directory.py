@@ -1,0 +1,68 @@
+"""Connection lookup for the data path: database rows compiled into immutable upstream specs,
+cached briefly so the hot path does not query the database on every call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    slug: str
+    transport: str
+    url: str
+    command: tuple[str, ...]
+    credentials: dict = field(hash=False, compare=False, repr=False)
+    sql_tools: dict = field(hash=False, compare=False)
+    bigquery_project: str = ""
+    bigquery_endpoint: str = ""
+    default_dataset: str = ""
+    allow_sampling: bool = False
+    allow_elicitation: bool = False
+    connection_id: int = 0
+
+
+def _load(slug: str) -> UpstreamSpec | None:
+    from portal.models import Connection
+
+    conn = Connection.objects.filter(slug=slug, enabled=True).first()
+    if conn is None:
+        return None
+    return UpstreamSpec(
+        slug=conn.slug,
+        transport=conn.transport,
+        url=conn.upstream_url,
+        command=tuple(conn.upstream_command or ()),
+        credentials=conn.credentials_for_upstream(),
+        sql_tools=dict(conn.sql_tools or {}),
+        bigquery_project=conn.bigquery_project,
+        bigquery_endpoint=conn.bigquery_endpoint,
+        default_dataset=conn.default_dataset,
+        allow_sampling=conn.allow_sampling,
+        allow_elicitation=conn.allow_elicitation,
+        connection_id=conn.pk,
+    )
+
+
+class ConnectionDirectory:
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, UpstreamSpec | None]] = {}
+
+    async def get(self, slug: str) -> UpstreamSpec | None:
+        now = time.monotonic()
+        hit = self._cache.get(slug)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        spec = await sync_to_async(_load, thread_sensitive=False)(slug)
+        self._cache[slug] = (now, spec)
+        return spec
+
+    def invalidate(self, slug: str | None = None) -> None:
+        if slug is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(slug, None)

@@ -1,0 +1,1 @@
+"""Control catalog, evidence queries, Celery tasks and PDF/CSV/OSCAL writers."""

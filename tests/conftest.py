@@ -1,0 +1,141 @@
+"""Shared fixtures: a real BigQuery emulator with demo data, our MCP server, the gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bigquery_mcp.client import make_bigquery_client
+from bigquery_mcp.emulator import BigQueryEmulator, free_port
+from bigquery_mcp.seed import seed_demo_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "wardgate-test"
+DATASET = "shop"
+TEST_CUSTOMERS = 300
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "embedded_only: run only against the embedded SQLite default")
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+    emulator = BigQueryEmulator(PROJECT, tmp_path_factory.mktemp("bq")).start()
+    client = make_bigquery_client(PROJECT, emulator.endpoint)
+    seed_demo_dataset(client, DATASET, customers=TEST_CUSTOMERS)
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def bigquery_client(bigquery_emulator: BigQueryEmulator):  # type: ignore[no-untyped-def]
+    return make_bigquery_client(PROJECT, bigquery_emulator.endpoint)
+
+
+@pytest.fixture(scope="session")
+def mcp_server_url(bigquery_emulator: BigQueryEmulator, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("mcp") / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bigquery_mcp", "--transport", "http", "--port", str(port),
+         "--project", PROJECT, "--endpoint", bigquery_emulator.endpoint],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    wait_http(url, proc)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+class RunningGateway:
+    def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
+        import uvicorn
+
+        self.app = app
+        self.port = port
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                    log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, slug: str) -> str:
+        return f"{self.base_url}/mcp/{slug}"
+
+    def start(self) -> RunningGateway:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway_server() -> Iterator[RunningGateway]:
+    """The real ASGI application (gateway + portal) on uvicorn in a thread of this process, so
+    it shares the test database."""
+    from wardgate.asgi import application, gateway
+
+    running = RunningGateway(application, free_port()).start()
+    running.gateway = gateway  # type: ignore[attr-defined]
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def gateway(gateway_server: RunningGateway, transactional_db) -> RunningGateway:  # type: ignore[no-untyped-def]
+    # Each test writes its own rows; drop whatever the gateway cached from the previous test.
+    pipeline = gateway_server.gateway.pipeline  # type: ignore[attr-defined]
+    if pipeline is not None:
+        pipeline.directory.invalidate()
+    return gateway_server
+
+
+@pytest.fixture
+def demo_connection(mcp_server_url: str, bigquery_emulator: BigQueryEmulator, transactional_db):  # type: ignore[no-untyped-def]
+    from portal.services.demo import demo_connection_ensure
+
+    return demo_connection_ensure(upstream_url=mcp_server_url, bigquery_project=PROJECT,
+                                  bigquery_endpoint=bigquery_emulator.endpoint, dataset=DATASET)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("WARDGATE_TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI must provide Redis (WARDGATE_TEST_REDIS_URL)")
+        pytest.skip("Redis is not available (set WARDGATE_TEST_REDIS_URL)")
+    return url

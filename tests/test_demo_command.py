@@ -1,0 +1,61 @@
+"""`manage.py demo --check` from a fresh copy of the repository: the whole stack, one real call."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bigquery_mcp.emulator import free_port
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.embedded_only
+
+
+def fresh_checkout(target: Path) -> Path:
+    """The files a clone would have: tracked plus untracked-but-not-ignored (work in progress)."""
+    listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                             capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listing):
+        src = ROOT / rel
+        if src.is_file():
+            dst = target / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return target
+
+
+def test_demo_check_from_fresh_checkout(tmp_path: Path) -> None:
+    checkout = fresh_checkout(tmp_path / "wardgate")
+    assert not (checkout / "var").exists()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_"))}
+    env["WARDGATE_DEMO_CUSTOMERS"] = "300"
+    done = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--check", "--port", str(free_port())],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "seeded wardgate-demo.shop: 300 customers" in out
+    assert "demo check passed" in out
+    assert '"customer_id": 1' in out
+    # Everything it started was stopped again.
+    assert "stopped bigquery-mcp" in out and "stopped the BigQuery emulator" in out
+    # It ran on the embedded SQLite database inside the checkout.
+    assert (checkout / "var" / "wardgate.sqlite3").exists()
+
+
+def test_demo_refuses_production_mode(tmp_path: Path) -> None:
+    env = {**os.environ, "WARDGATE_MODE": "production", "WARDGATE_SECRET_KEY": "k" * 50,
+           "WARDGATE_DEBUG": "0", "DATABASE_URL": "postgres://x@127.0.0.1:5432/x",
+           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0", "WARDGATE_ALLOWED_HOSTS": "gw",
+           "WARDGATE_FIELD_ENCRYPTION_KEY": "f" * 44, "WARDGATE_TOKEN_HMAC_KEY": "t" * 44}
+    done = subprocess.run([sys.executable, "manage.py", "demo", "--check"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "does not run in production mode" in done.stderr

@@ -1,0 +1,6 @@
+"""Wardgate: an access gateway for MCP servers that reach BigQuery."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]
+__version__ = "0.1.0"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WardgateConfig(AppConfig):
+    name = "wardgate"
+    verbose_name = "Wardgate"

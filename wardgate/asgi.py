@@ -1,0 +1,31 @@
+"""One ASGI application: the MCP gateway at /mcp/..., the Django portal everywhere else."""
+
+from __future__ import annotations
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wardgate.settings")
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from proxy.app import GatewayApp  # noqa: E402
+
+portal = get_asgi_application()
+if settings.DEBUG:
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    portal = ASGIStaticFilesHandler(portal)
+gateway = GatewayApp()
+
+
+async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        await gateway(scope, receive, send)
+    elif scope.get("path", "").startswith("/mcp/"):
+        await gateway(scope, receive, send)
+    else:
+        await portal(scope, receive, send)

@@ -1,0 +1,106 @@
+"""`manage.py demo`: the whole Wardgate demo in one command (embedded SQLite + in-process queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.services.demo import DEMO_CONNECTION_SLUG, demo_connection_ensure, demo_users_ensure
+from portal.services.tokens import token_issue
+from wardgate.demo_stack import DemoError, DemoStack, running
+from wardgate.mcp_client import SNIPPET, call_tool
+
+
+class Command(BaseCommand):
+    help = "Run the Wardgate demo: BigQuery emulator with seed data, MCP server, gateway, portal."
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--port", type=int, default=8000, help="portal + gateway port")
+        parser.add_argument("--check", action="store_true",
+                            help="start everything, make one real tool call, print it, exit")
+        parser.add_argument("--customers", type=int, default=settings.WARDGATE_DEMO_CUSTOMERS)
+
+    def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
+        if settings.PRODUCTION:
+            raise CommandError("The demo does not run in production mode (WARDGATE_MODE=production).")
+        started = time.monotonic()
+        workdir = Path(settings.VAR_DIR) / "demo"
+        workdir.mkdir(parents=True, exist_ok=True)
+        say = self.stdout.write
+        say("Migrating the database ...")
+        call_command("migrate", interactive=False, verbosity=0)
+        logins = demo_users_ensure()
+        stack = DemoStack(workdir=workdir, port=opts["port"], project=settings.WARDGATE_BIGQUERY_PROJECT,
+                          dataset=settings.WARDGATE_DEMO_DATASET, customers=opts["customers"],
+                          progress=say)
+        try:
+            with running(stack):
+                stack.start_bigquery()
+                stack.start_mcp_server()
+                assert stack.emulator is not None
+                connection = demo_connection_ensure(
+                    upstream_url=stack.mcp_url, bigquery_project=stack.project,
+                    bigquery_endpoint=stack.emulator.endpoint, dataset=stack.dataset,
+                )
+                stack.start_worker()
+                stack.start_web()
+                engineer = get_user_model().objects.get(username="engineer")
+                _, token = token_issue(user=engineer, connections=[connection],
+                                       name="demo token", ttl=dt.timedelta(days=1))
+                gateway_url = f"{stack.base_url}/mcp/{DEMO_CONNECTION_SLUG}"
+                say(self.style.SUCCESS(f"Ready in {time.monotonic() - started:.1f}s"))
+                if opts["check"]:
+                    self._check(gateway_url, token, stack.dataset)
+                    return
+                self._banner(stack, gateway_url, token, logins)
+                try:
+                    stack.watch()
+                except KeyboardInterrupt:
+                    say("\nStopping ...")
+        except DemoError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _check(self, gateway_url: str, token: str, dataset: str) -> None:
+        sql = f"SELECT customer_id, full_name, email, country FROM {dataset}.customers ORDER BY customer_id LIMIT 1"
+        t0 = time.perf_counter()
+        try:
+            result = asyncio.run(call_tool(gateway_url, token, "execute_sql", {"sql": sql}))
+        except Exception as exc:
+            raise CommandError(f"demo check failed: the tool call through {gateway_url} raised {exc!r}") from exc
+        elapsed = (time.perf_counter() - t0) * 1000
+        if result.is_error:
+            raise CommandError(f"demo check failed: tool error: {result.content}")
+        rows = (result.structured_content or {}).get("rows") or []
+        if not rows:
+            raise CommandError(f"demo check failed: no rows came back: {result}")
+        self.stdout.write(f"execute_sql through {gateway_url} ({elapsed:.0f} ms, incl. MCP session set-up):")
+        self.stdout.write(json.dumps(rows[0]))
+        self.stdout.write(self.style.SUCCESS("demo check passed"))
+
+    def _banner(self, stack: DemoStack, gateway_url: str, token: str, logins) -> None:  # type: ignore[no-untyped-def]
+        say = self.stdout.write
+        say("")
+        say(f"  Portal:   {stack.base_url}/   (admin site: {stack.base_url}/admin/)")
+        say(f"  Gateway:  {gateway_url}")
+        say(f"  Upstream: {stack.mcp_url} (BigQuery MCP server -> emulator {stack.emulator.endpoint})")
+        say("")
+        say("  Logins:")
+        for login in logins:
+            say(f"    {login.username:<9} / {login.password}   ({login.role.value})")
+        say("")
+        say("  Engineer's personal token (shown once; `manage.py issue_token engineer "
+            f"--connection {DEMO_CONNECTION_SLUG}` makes another):")
+        say(f"    {token}")
+        say("")
+        say("  Call a tool with the official MCP client:")
+        say("")
+        say(SNIPPET.format(token=token, url=gateway_url, dataset=stack.dataset))
+        say("Press Ctrl-C to stop.")
