@@ -27,6 +27,7 @@ __all__ = [
     "SSN",
     "Finding",
     "find_pii",
+    "find_spans",
     "iban_is_valid",
     "luhn_is_valid",
 ]
@@ -55,8 +56,17 @@ class Finding:
 
 # --------------------------------------------------------------------------- regexes
 
-# Cheap prechecks: at least four digits (the fewest any numeric detector needs, "1.2.3.4").
-_FOUR_DIGITS = re.compile(r"\d\D*\d\D*\d\D*\d")
+# Whole strings that cannot hold PII: ISO dates/times/timestamps, decimals with a fraction
+# (no card or phone has a decimal point), UUIDs.
+_SAFE_SHAPE = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:Z|[+-]\d\d:?\d\d| UTC)?)?"
+    r"|\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?"
+    r"|[+-]?\d{1,3}(?:,\d{3})*\.\d+|[+-]?\d+\.\d+(?:[eE][+-]?\d+)?"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    re.ASCII,
+)
+
+_Span = tuple[int, int, str]  # (start, end, class)
 
 # Bounded quantifiers everywhere: no quadratic blow-up on long runs of word characters.
 _EMAIL_RE = re.compile(
@@ -68,30 +78,33 @@ _EMAIL_LOCAL_TRIM = ".'%+-"
 
 # 13-19 digits, optionally grouped by single spaces or dashes; not part of a longer number,
 # a decimal or a word.
-_CARD_RE = re.compile(r"(?<![\w.,])(?:\d[ -]?){12,18}\d(?!\w|[.,]\d)")
+_CARD_RE = re.compile(r"(?<![\w.,])(?:\d[ -]?){12,18}\d(?!\w|[.,]\d)", re.ASCII)
 
 # Dashed or spaced only (same separator twice); bare 9-digit runs are too noisy.
-_SSN_RE = re.compile(r"(?<![\w.+-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-]|\.\d)")
+_SSN_RE = re.compile(r"(?<![\w.+-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-]|\.\d)", re.ASCII)
 
 # International: "+" country code then groups of digits, optionally separated or in parentheses.
 _PHONE_INTL_RE = re.compile(
-    r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,7}(?![\d]|[.-]\d)"
+    r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,7}(?![\d]|[.-]\d)",
+    re.ASCII,
 )
 # North American: (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567, 1-555-123-4567.
 _PHONE_US_RE = re.compile(
     r"(?<![\w.+(-])"
     r"(?:1[ .-]?)?"
     r"(?:\(\d{3}\)[ ]?\d{3}[ .-]|\d{3}([ .-])\d{3}\1)"
-    r"\d{4}(?!\w|[.-]\d)"
+    r"\d{4}(?!\w|[.-]\d)",
+    re.ASCII,
 )
 
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})\d{2}(?: ?[A-Z0-9]){11,30}")
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})\d{2}(?: ?[A-Z0-9]){11,30}", re.ASCII)
 
-_IPV4_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV4_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)", re.ASCII)
 _IPV6_RE = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
     r"(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
-    r"(?![\w:]|\.\d)"
+    r"(?![\w:]|\.\d)",
+    re.ASCII,
 )
 
 # Registered IBAN lengths (SWIFT registry), by country code.
@@ -159,7 +172,7 @@ def _card_ok(candidate: str) -> bool:
     return _card_prefix_ok(digits) and luhn_is_valid(digits)
 
 
-_CARD_GROUP = re.compile(r"\d+")
+_CARD_GROUP = re.compile(r"[0-9]+")
 
 
 def _card_span(candidate: str) -> tuple[int, int] | None:
@@ -245,63 +258,88 @@ def _ipv4_ok(candidate: str) -> bool:
 # --------------------------------------------------------------------------- scanning
 
 
-def _scan(text: str, out: list[Finding]) -> None:
+def _scan(text: str, ndigits: int, out: list[_Span]) -> None:
     if "@" in text:
         for m in _EMAIL_RE.finditer(text):
             start = m.start()
             while text[start] in _EMAIL_LOCAL_TRIM:
                 start += 1
             if text[start] != "@":
-                out.append(Finding(EMAIL, start, m.end()))
+                out.append((start, m.end(), EMAIL))
 
-    if _FOUR_DIGITS.search(text) is not None:
-        for m in _CARD_RE.finditer(text):
-            span = _card_span(m.group())
-            if span is not None:
-                out.append(Finding(CARD, m.start() + span[0], m.start() + span[1]))
-        for m in _SSN_RE.finditer(text):
-            if _ssn_ok(m.group(1), m.group(3), m.group(4)):
-                out.append(Finding(SSN, m.start(), m.end()))
-        if "+" in text:
-            for m in _PHONE_INTL_RE.finditer(text):
-                cand = m.group()
-                # A single dot is a decimal point ("+1234567890.50"), not a separator.
-                if 10 <= sum(c.isdigit() for c in cand) <= 15 and cand.count(".") != 1:
-                    out.append(Finding(PHONE, m.start(), m.end()))
-        for m in _PHONE_US_RE.finditer(text):
-            out.append(Finding(PHONE, m.start(), m.end()))
-        for m in _IBAN_RE.finditer(text):
-            end = _iban_span(text, m.start())
-            if end is not None:
-                out.append(Finding(IBAN, m.start(), end))
+    if ndigits >= 9:
+        if ndigits >= 13:
+            for m in _CARD_RE.finditer(text):
+                span = _card_span(m.group())
+                if span is not None:
+                    out.append((m.start() + span[0], m.start() + span[1], CARD))
+        if "-" in text or " " in text:
+            for m in _SSN_RE.finditer(text):
+                if _ssn_ok(m.group(1), m.group(3), m.group(4)):
+                    out.append((m.start(), m.end(), SSN))
+        if ndigits >= 10:
+            if "+" in text:
+                for m in _PHONE_INTL_RE.finditer(text):
+                    cand = m.group()
+                    # A single dot is a decimal point ("+1234567890.50"), not a separator.
+                    if 10 <= sum(c.isdigit() for c in cand) <= 15 and cand.count(".") != 1:
+                        out.append((m.start(), m.end(), PHONE))
+            for m in _PHONE_US_RE.finditer(text):
+                out.append((m.start(), m.end(), PHONE))
+
+    if ndigits >= 4:
+        if len(text) >= 15:
+            for m in _IBAN_RE.finditer(text):
+                end = _iban_span(text, m.start())
+                if end is not None:
+                    out.append((m.start(), end, IBAN))
         if "." in text:
             for m in _IPV4_RE.finditer(text):
                 if _ipv4_ok(m.group()):
-                    out.append(Finding(IP, m.start(), m.end()))
+                    out.append((m.start(), m.end(), IP))
 
-    if ":" in text:
+    if text.count(":") >= 2:
         for m in _IPV6_RE.finditer(text):
-            if m.end() > m.start() and _ipv6_ok(m.group()):
-                out.append(Finding(IP, m.start(), m.end()))
+            if _ipv6_ok(m.group()):
+                out.append((m.start(), m.end(), IP))
 
 
-def _resolve(found: list[Finding]) -> list[Finding]:
+def _resolve(found: list[_Span]) -> list[_Span]:
     """Drop overlaps: longest span first, then class priority; return in text order."""
-    found.sort(key=lambda f: (f.start - f.end, _PRIORITY[f.cls], f.start))
-    kept: list[Finding] = []
+    found.sort(key=lambda f: (f[0] - f[1], _PRIORITY[f[2]], f[0]))
+    kept: list[_Span] = []
     for f in found:
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
+        if all(f[1] <= k[0] or f[0] >= k[1] for k in kept):
             kept.append(f)
-    kept.sort(key=lambda f: f.start)
+    kept.sort()
     return kept
+
+
+def find_spans(text: str) -> list[tuple[int, int, str]]:
+    """Like :func:`find_pii`, as ``(start, end, class)`` tuples (no object per finding)."""
+    n = len(text)
+    if n < 3:
+        return []
+    # Fast path: most cells are short strings with no "@", no ":" and few digits, or dates,
+    # timestamps, decimals and UUIDs, which cannot hold PII. (Digits are single bytes in
+    # UTF-8, so counting them on the encoded text is exact, and much faster than str.translate.)
+    encoded = text.encode("utf-8", "surrogatepass")
+    ndigits = len(encoded) - len(encoded.translate(None, b"0123456789"))
+    if "@" not in text:
+        if ndigits < 4:
+            if ":" not in text:
+                return []
+        elif ndigits < 9 and n < 15 and ":" not in text and "." not in text:
+            return []  # too few digits for cards/phones/SSNs, too short for an IBAN, no IP
+        elif _SAFE_SHAPE.fullmatch(text) is not None:
+            return []
+    found: list[_Span] = []
+    _scan(text, ndigits, found)
+    if len(found) > 1:
+        return _resolve(found)
+    return found
 
 
 def find_pii(text: str) -> list[Finding]:
     """All PII found in ``text``: non-overlapping findings, ordered by position."""
-    if len(text) < 3:
-        return []
-    found: list[Finding] = []
-    _scan(text, found)
-    if len(found) > 1:
-        return _resolve(found)
-    return found
+    return [Finding(cls, start, end) for start, end, cls in find_spans(text)]

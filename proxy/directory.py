@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 
+from proxy.classify import ColumnClassifier
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamSpec:
@@ -23,14 +25,18 @@ class UpstreamSpec:
     allow_sampling: bool = False
     allow_elicitation: bool = False
     connection_id: int = 0
+    quarantined: bool = False
+    classifier: ColumnClassifier = field(default_factory=lambda: ColumnClassifier((), ()),
+                                         hash=False, compare=False)
 
 
 def _load(slug: str) -> UpstreamSpec | None:
-    from portal.models import Connection
+    from portal.models import Connection, Quarantine
 
     conn = Connection.objects.filter(slug=slug, enabled=True).first()
     if conn is None:
         return None
+    quarantined = Quarantine.objects.filter(connection=conn, lifted_at__isnull=True).exists()
     return UpstreamSpec(
         slug=conn.slug,
         transport=conn.transport,
@@ -44,6 +50,8 @@ def _load(slug: str) -> UpstreamSpec | None:
         allow_sampling=conn.allow_sampling,
         allow_elicitation=conn.allow_elicitation,
         connection_id=conn.pk,
+        quarantined=quarantined,
+        classifier=ColumnClassifier.from_config(conn.column_classes or {}),
     )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import ipaddress
 import json
@@ -325,10 +326,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite JSON constant {name}")
 
 
+# One shared decoder: json.loads(..., parse_constant=...) would build a new one per call.
+_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a JSON object; raises ValueError on anything else."""
+    """Parse a UTF-8 JSON object; raises ValueError on anything else."""
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = _JSON.decode(raw.decode("utf-8"))
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
     if not isinstance(value, dict):
@@ -743,10 +748,19 @@ class JwksVerifier:
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
                     raise ValueError("JWKS document too large")
-        return json.loads(bytes(body), parse_constant=_reject_constant)
+        return _json_object(bytes(body))
 
 
-def _split_token(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+@functools.lru_cache(maxsize=256)
+def _parse_header(segment: str) -> Mapping[str, Any]:
+    """Decode a JOSE header segment. Cached: all tokens signed by one key share their header."""
+    try:
+        return MappingProxyType(_json_object(_b64decode(segment)))
+    except ValueError:
+        raise TokenRejected(MALFORMED, "token header is not a base64url JSON object") from None
+
+
+def _split_token(token: str) -> tuple[Mapping[str, Any], bytes, bytes, bytes]:
     """Split and decode a compact JWS: (header, payload bytes, signing input, signature).
 
     The payload is only decoded from base64 here; it is parsed after the signature is checked.
@@ -759,10 +773,7 @@ def _split_token(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     if match is None:
         raise TokenRejected(MALFORMED, "token is not three base64url segments")
     header_b64, payload_b64, signature_b64 = match.groups()
-    try:
-        header = _json_object(_b64decode(header_b64))
-    except ValueError:
-        raise TokenRejected(MALFORMED, "token header is not a base64url JSON object") from None
+    header = _parse_header(header_b64)
     try:
         payload = _b64decode(payload_b64)
         signature = _b64decode(signature_b64)

@@ -1,31 +1,123 @@
-"""The order of the data path, in one place.
+"""The data path, in order. Every MCP request at /mcp/<connection-slug> goes through:
 
-For every MCP request arriving at /mcp/<slug>:
-  1. find the connection                       (proxy.directory)
-  2. forward to the upstream                   (proxy.transports)
-  3. relay the answer, message by message      (JSON body or SSE events)
+  1. authenticate   bearer JWT (OIDC) or personal token; disabled/quarantined refused
+                    (proxy.authenticate)
+  2. connection     known, enabled, not quarantined; token scoped to it (proxy.directory)
+  3. parse          one well-formed JSON-RPC message; bad input refused and recorded
+  4. authorize      role -> connection -> tool; SQL parsed and checked; catalogue pinned
+                    (proxy.authorize, proxy.tool_catalog)
+  5. record         the decision, durably, before anything is forwarded (proxy.record)
+  6. forward        to the upstream over Streamable HTTP or stdio (proxy.transports)
+  7. mask           PII in the result, by SQL lineage and content detectors (proxy.mask)
+  8. record         the outcome with the response exactly as it leaves, then release it
+
+Messages the gateway does not police (notifications, pings, progress, cancellation,
+server-to-client requests other than sampling/elicitation) are relayed unchanged both ways.
+Any internal error fails closed: the client gets an error, never unpoliced or unrecorded data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
+from mcp.shared.inbound import decode_header_value
 
+from audit.writer import AuditWriter
+from proxy.access import NO_ACCESS, AccessCache, AccessPlan
 from proxy.asgi_io import Receive, Scope, Send, send_bytes, send_json, start_stream, stream_chunk
+from proxy.authenticate import AuthFailure, Authenticator
+from proxy.authorize import Decision, SqlToolContext, authorize_tool_call
+from proxy.bigquery_facts import BigQueryFacts
 from proxy.config import GatewayConfig
-from proxy.directory import ConnectionDirectory
-from proxy.transports.http import HttpUpstream, UpstreamError
+from proxy.context import CallContext
+from proxy.directory import ConnectionDirectory, UpstreamSpec
+from proxy.invalidation import RevisionWatcher
+from proxy.mask import UnmaskableResult, mask_call_result
+from proxy.masking import MaskingPolicy
+from proxy.record import Recorder, RecordFailed
+from proxy.sql_policy import Reason
+from proxy.sse import SseEvent
+from proxy.tool_catalog import ToolCatalog
+from proxy.transports.http import HttpUpstream, UpstreamError, UpstreamResponse
+from proxy.transports.stdio import StdioCommand, StdioSessionPool
 
 log = logging.getLogger("wardgate.gateway")
 
+POLICY_DENIED = -32001
+GATEWAY_ERROR = -32603
+# Requests whose results carry data: a decision record before forwarding, an outcome after.
+DATA_METHODS = {"tools/call", "resources/read", "prompts/get"}
+# Server-to-client requests that need the connection's permission to reach the client.
+GUARDED_SERVER_REQUESTS = {"sampling/createMessage": "allow_sampling",
+                           "elicitation/create": "allow_elicitation"}
 
-def _error(code: int, message: str, data: dict | None = None, id_: object = None) -> dict:
-    err: dict = {"code": code, "message": message}
+
+class BadMessage(Exception):
+    def __init__(self, reason: str, message: str, code: int = -32600) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.code = reason, message, code
+
+
+def rpc_error(id_: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict:
+    error: dict[str, Any] = {"code": code, "message": message}
     if data:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "id": id_, "error": err}
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": id_, "error": error}
+
+
+def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
+    """One JSON-RPC 2.0 message and its kind: request, notification or response."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadMessage("request.malformed_json", "Parse error: the body is not JSON",
+                         -32700) from None
+    if isinstance(message, list):
+        raise BadMessage("request.batch", "JSON-RPC batches are not accepted; send one message")
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise BadMessage("request.not_jsonrpc", "Invalid Request: not a JSON-RPC 2.0 message")
+    has_id = "id" in message
+    id_ = message.get("id")
+    if has_id and (isinstance(id_, bool) or not isinstance(id_, str | int)):
+        raise BadMessage("request.bad_id", "Invalid Request: id must be a string or integer")
+    if "method" in message:
+        if not isinstance(message["method"], str) or not message["method"]:
+            raise BadMessage("request.bad_method", "Invalid Request: method must be a string")
+        if "params" in message and not isinstance(message["params"], dict):
+            raise BadMessage("request.bad_params", "Invalid Request: params must be an object")
+        return message, ("request" if has_id else "notification")
+    if has_id and ("result" in message or "error" in message):
+        return message, "response"
+    raise BadMessage("request.not_jsonrpc", "Invalid Request: neither a request nor a response")
+
+
+def protocol_version_of(headers: dict[str, str], message: dict[str, Any] | None) -> str:
+    version = headers.get("mcp-protocol-version", "")
+    if not version and message is not None:
+        meta = (message.get("params") or {}).get("_meta") or {}
+        if isinstance(meta, dict):
+            version = str(meta.get("io.modelcontextprotocol/protocolVersion") or "")
+    return version[:32]
+
+
+def tool_error_result(ctx: CallContext, text: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A CallToolResult with isError, so the model sees why (the MCP way to report tool
+    failures); shaped for the protocol revision the client speaks."""
+    result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True,
+                              "_meta": {"io.wardgate/decision": data}}
+    if ctx.protocol_version >= "2026-07-28":
+        result["resultType"] = "complete"
+    return result
+
+
+def denial_text(reasons: list[dict[str, str]]) -> str:
+    lines = [f"- {r.get('message', '')} [{r.get('rule', '')}]" for r in reasons]
+    return "Wardgate denied this call:\n" + "\n".join(lines)
 
 
 class Pipeline:
@@ -33,49 +125,544 @@ class Pipeline:
         self.config = config
         self.http = http
         self.directory = ConnectionDirectory(config.connection_cache_seconds)
+        self.authenticator = Authenticator(config.oidc)
+        self.access = AccessCache(config.token_key)
+        self.catalog = ToolCatalog()
+        self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
+        self.stdio = StdioSessionPool()
+        self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
+        self.watcher = RevisionWatcher(config.revision_poll_seconds, [
+            self.authenticator.invalidate, self.access.invalidate, self.catalog.invalidate,
+            self.directory.invalidate,
+        ])
 
     async def start(self) -> None:
-        pass
+        await self.recorder.writer.start()
+        await self.watcher.start()
 
     async def stop(self) -> None:
-        pass
+        await self.watcher.stop()
+        await self.stdio.close_all()
+        await self.recorder.writer.stop()
+
+    # ------------------------------------------------------------------ entry points
 
     async def reject_bad_request(
         self, scope: Scope, headers: dict[str, str], slug: str, send: Send, *,
         status: int, reason: str, message: str,
     ) -> None:
-        await send_json(send, status, _error(-32600, message, {"reason": reason}))
+        ctx = self._context(scope, headers, slug)
+        await self._refuse(ctx, send, status, reason, message)
 
     async def handle(
         self, scope: Scope, headers: dict[str, str], slug: str, method: str, body: bytes,
         receive: Receive, send: Send,
     ) -> None:
-        spec = await self.directory.get(slug)
-        if spec is None:
-            await send_json(send, 404, _error(-32600, f"Unknown connection {slug!r}",
-                                              {"reason": "connection.unknown"}))
-            return
-        if method == "POST":
-            try:
-                json.loads(body)
-            except ValueError:
-                await send_json(send, 400, _error(-32700, "Parse error: body is not JSON",
-                                                  {"reason": "request.malformed_json"}))
-                return
-        upstream = HttpUpstream(self.http, spec.url, spec.credentials.get("headers"))
+        ctx = self._context(scope, headers, slug)
         try:
-            response = await upstream.send(method, headers, body)
+            await self._handle(ctx, headers, method, body, send)
+        except RecordFailed:
+            log.exception("audit write failed; failing closed")
+            await self._send_quietly(send, 503, rpc_error(
+                ctx.jsonrpc_id, GATEWAY_ERROR, "The audit trail is unavailable; nothing was done",
+                {"reason": "audit.unavailable", "request_id": ctx.request_id}))
+        except Exception:
+            log.exception("gateway error; failing closed")
+            await self._send_quietly(send, 500, rpc_error(
+                ctx.jsonrpc_id, GATEWAY_ERROR, "Internal gateway error; the call was not completed",
+                {"reason": "gateway.internal_error", "request_id": ctx.request_id}))
+
+    # ------------------------------------------------------------------ the stages
+
+    async def _handle(self, ctx: CallContext, headers: dict[str, str], method: str, body: bytes,
+                      send: Send) -> None:
+        # 1. authenticate
+        try:
+            ctx.identity = await self.authenticator.authenticate(headers)
+        except AuthFailure as exc:
+            ctx.auth_method = exc.auth_method
+            await self._refuse(ctx, send, 401, exc.reason, exc.message,
+                               {"www-authenticate": f'Bearer realm="wardgate", error="invalid_token", '
+                                                    f'error_description="{exc.reason}"'})
+            return
+        ctx.auth_method = ctx.identity.auth_method
+        # 2. connection
+        spec = await self.directory.get(ctx.connection_slug)
+        if spec is None:
+            await self._refuse(ctx, send, 404, "connection.unknown",
+                               f"Unknown connection {ctx.connection_slug!r}")
+            return
+        if spec.quarantined:
+            await self._refuse(ctx, send, 403, "connection.quarantined",
+                               "This connection is quarantined")
+            return
+        scope_ids = ctx.identity.token_connections
+        if scope_ids is not None and spec.connection_id not in scope_ids:
+            await self._refuse(ctx, send, 403, "token.out_of_scope",
+                               "This token is not scoped to this connection")
+            return
+        plan = await self.access.plan_for(ctx.identity.user_id, ctx.identity.groups,
+                                          spec.connection_id)
+        if plan is NO_ACCESS or not plan.roles:
+            await self._refuse(ctx, send, 403, "access.no_grant",
+                               "You have no grant on this connection")
+            return
+        upstream = self._upstream(spec)
+        if method == "GET":
+            await self._relay_get(ctx, spec, upstream, headers, send)
+            return
+        if method == "DELETE":
+            await self._relay_delete(ctx, upstream, headers, send)
+            return
+        # 3. parse
+        try:
+            message, kind = parse_message(body)
+            self._check_routing_headers(headers, message)
+        except BadMessage as exc:
+            ctx.detail["body_bytes"] = len(body)
+            await self._refuse(ctx, send, 400, exc.reason, exc.message, code=exc.code)
+            return
+        ctx.protocol_version = protocol_version_of(headers, message)
+        if kind != "request":
+            await self._relay_client_message(ctx, message, kind, upstream, headers, body, send)
+            return
+        ctx.jsonrpc_method = message["method"]
+        ctx.jsonrpc_id = message["id"]
+        params = message.get("params") or {}
+        if ctx.jsonrpc_method == "tools/call":
+            await self._tool_call(ctx, spec, plan, params, upstream, headers, body, send)
+        elif ctx.jsonrpc_method in ("resources/read", "prompts/get"):
+            await self._data_request(ctx, plan, params, upstream, headers, body, send)
+        else:
+            await self._plain_request(ctx, spec, plan, upstream, headers, body, send)
+
+    async def _tool_call(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
+                         params: dict[str, Any], upstream: Any, headers: dict[str, str],
+                         body: bytes, send: Send) -> None:
+        ctx.tool = params.get("name") if isinstance(params.get("name"), str) else ""
+        ctx.arguments = params.get("arguments")
+        # 4. authorize
+        tool_ok = bool(ctx.tool) and await self.catalog.callable(spec.connection_id, ctx.tool)
+        decision = await authorize_tool_call(
+            plan=plan, tool=params.get("name"), arguments=ctx.arguments,
+            tool_is_accepted=tool_ok, sql_tool=self._sql_tool(spec, ctx.tool),
+        )
+        self._note_decision(ctx, decision)
+        # 5. record the decision before anything is forwarded
+        await self.recorder.record(ctx, "mcp.decision")
+        if not decision.allowed:
+            result = tool_error_result(ctx, denial_text(ctx.reasons),
+                                       {"request_id": ctx.request_id, "reasons": ctx.reasons})
+            await self._answer(ctx, send, {"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result})
+            return
+        assert decision.role is not None
+        policy = decision.role.masking
+
+        def mask(result: dict[str, Any]) -> dict[str, Any]:
+            masked, summary = mask_call_result(result, decision.columns, policy)
+            ctx.masking = summary.as_list()
+            ctx.row_count = _row_count(masked)
+            return masked
+
+        # 6-8. forward, mask, record the outcome, release
+        await self._exchange(ctx, upstream, headers, body, send, mask)
+
+    async def _data_request(self, ctx: CallContext, plan: AccessPlan, params: dict[str, Any],
+                            upstream: Any, headers: dict[str, str], body: bytes,
+                            send: Send) -> None:
+        if ctx.jsonrpc_method == "resources/read":
+            target = params.get("uri")
+            role = plan.resource_role(target) if isinstance(target, str) else None
+            what = "resource"
+        else:
+            target = params.get("name")
+            role = plan.prompt_role(target) if isinstance(target, str) else None
+            what = "prompt"
+        ctx.tool = str(target)[:200] if target is not None else ""
+        ctx.arguments = params.get("arguments") if what == "prompt" else None
+        if role is None:
+            ctx.deny([Reason(f"{what}.not_granted", f"No role of yours allows this {what}")])
+            await self.recorder.record(ctx, "mcp.decision")
+            await self._answer(ctx, send, rpc_error(
+                ctx.jsonrpc_id, POLICY_DENIED, denial_text(ctx.reasons),
+                {"request_id": ctx.request_id, "reasons": ctx.reasons}))
+            return
+        ctx.decision, ctx.role = "allow", role.name
+        await self.recorder.record(ctx, "mcp.decision")
+        policy = role.masking
+
+        def mask(result: dict[str, Any]) -> dict[str, Any]:
+            masked, summary = mask_call_result(_as_tool_shape(result), None, policy)
+            ctx.masking = summary.as_list()
+            return _from_tool_shape(result, masked)
+
+        await self._exchange(ctx, upstream, headers, body, send, mask)
+
+    async def _plain_request(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
+                             upstream: Any, headers: dict[str, str], body: bytes,
+                             send: Send) -> None:
+        """Protocol requests (initialize, discover, ping, lists, ...): relayed; listings are
+        filtered to what the caller may use and what the catalogue has accepted."""
+        ctx.decision = "allow"
+        transform: Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]] | None
+        transform = None
+        if ctx.jsonrpc_method == "tools/list":
+            async def transform(result: dict[str, Any]) -> dict[str, Any]:
+                return await self._filter_tools(ctx, spec, plan, result)
+        elif ctx.jsonrpc_method == "resources/list":
+            def transform(result: dict[str, Any]) -> dict[str, Any]:
+                return _filter_list(result, "resources",
+                                    lambda r: plan.resource_role(str(r.get("uri"))) is not None)
+        elif ctx.jsonrpc_method == "prompts/list":
+            def transform(result: dict[str, Any]) -> dict[str, Any]:
+                return _filter_list(result, "prompts",
+                                    lambda p: plan.prompt_role(str(p.get("name"))) is not None)
+        await self._exchange(ctx, upstream, headers, body, send, transform, event="mcp.request")
+
+    async def _filter_tools(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
+                            result: dict[str, Any]) -> dict[str, Any]:
+        tools = result.get("tools")
+        if not isinstance(tools, list):
+            raise UnmaskableResult("tools/list result without a tools list")
+        review = await self.catalog.review(spec.connection_id, tools)
+        if review.newly_seen:
+            note = CallContext(ctx.connection_slug, ctx.source_ip, ctx.user_agent,
+                               ctx.mcp_session_id, ctx.protocol_version, request_id=ctx.request_id,
+                               identity=ctx.identity, auth_method=ctx.auth_method,
+                               jsonrpc_method="tools/list", decision="info")
+            note.detail = {"new_or_changed_tools": review.newly_seen,
+                           "hidden_until_accepted": review.hidden}
+            await self.recorder.record(note, "catalog.changed")
+        if review.hidden:
+            ctx.detail["hidden_tools"] = review.hidden
+        visible = [t for t in review.visible if plan.visible(t["name"])]
+        return {**result, "tools": visible}
+
+    # ------------------------------------------------------------------ relaying
+
+    async def _exchange(self, ctx: CallContext, upstream: Any, headers: dict[str, str],
+                        body: bytes, send: Send, transform: Any,
+                        event: str = "mcp.outcome") -> None:
+        """Forward one request; relay what comes back, transforming (masking/filtering) the
+        response to this request and recording the outcome before it is released."""
+        started = time.perf_counter()
+        try:
+            response = await upstream.send("POST", headers, body,
+                                           timeout=self.config.upstream_timeout_seconds)
         except UpstreamError as exc:
-            await send_json(send, 502, _error(-32603, exc.message, {"reason": exc.reason}))
+            ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            await self._upstream_failed(ctx, send, exc, event)
             return
         if not response.is_stream:
-            await send_bytes(send, response.status, response.body, response.headers)
+            ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            out = await self._final_message(ctx, response.body, transform, response.status)
+            await self._finish(ctx, event, out)
+            await send_bytes(send, response.status, out,
+                             {**response.headers, "content-length": str(len(out))})
             return
         try:
             await start_stream(send, response.status, response.headers)
             assert response.events is not None
-            async for event in response.events:
-                await stream_chunk(send, event.encode())
+            async for sse in response.events:
+                message = _json_or_none(sse.data)
+                if isinstance(message, dict) and message.get("id") == ctx.jsonrpc_id and (
+                        "result" in message or "error" in message) and "method" not in message:
+                    ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+                    out = await self._final_message(ctx, sse.data.encode(), transform, 200)
+                    await self._finish(ctx, event, out)
+                    sse.data = out.decode()
+                    await stream_chunk(send, sse.encode())
+                    break
+                await self._relay_server_message(ctx, sse, message, upstream, headers, send)
+            else:
+                # The stream ended without our response: say so rather than leave the client
+                # waiting, and record it.
+                ctx.decision = "error"
+                ctx.reasons = [{"rule": "upstream.stream_ended",
+                                "message": "The upstream closed the stream without a response"}]
+                await self.recorder.record(ctx, event)
             await stream_chunk(send, b"", more=False)
         finally:
             await response.aclose()
+
+    async def _final_message(self, ctx: CallContext, raw: bytes, transform: Any,
+                             status: int) -> bytes:
+        """The response to this request as it will leave the gateway."""
+        message = _json_or_none(raw)
+        if not isinstance(message, dict):
+            if transform is None and status >= 400:
+                return raw  # an upstream HTTP error body (e.g. unknown session): relay it
+            ctx.decision = "error"
+            ctx.reasons = [{"rule": "upstream.bad_response",
+                            "message": "The upstream answered with something that is not JSON-RPC"}]
+            return json.dumps(rpc_error(ctx.jsonrpc_id, GATEWAY_ERROR, "Bad upstream response",
+                                        {"reason": "upstream.bad_response",
+                                         "request_id": ctx.request_id})).encode()
+        if "error" in message or transform is None or not isinstance(message.get("result"), dict):
+            if "error" in message:
+                ctx.detail["upstream_error"] = message["error"]
+            return raw
+        try:
+            result = transform(message["result"])
+            if hasattr(result, "__await__"):
+                result = await result
+        except UnmaskableResult as exc:
+            ctx.decision = "withheld"
+            ctx.reasons = [{"rule": "mask.unmaskable", "message": str(exc)}]
+            result = tool_error_result(
+                ctx, "Wardgate withheld this result: it may hold sensitive data in a shape that "
+                     "cannot be masked safely.",
+                {"request_id": ctx.request_id, "reasons": ctx.reasons})
+            if ctx.jsonrpc_method != "tools/call":
+                return json.dumps(rpc_error(ctx.jsonrpc_id, POLICY_DENIED, "Result withheld",
+                                            {"request_id": ctx.request_id,
+                                             "reasons": ctx.reasons})).encode()
+        if result.get("isError") and ctx.decision == "allow":
+            ctx.detail["tool_error"] = True
+        return json.dumps({**message, "result": result}, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+
+    async def _finish(self, ctx: CallContext, event: str, out: bytes) -> None:
+        self.recorder.keep_response(ctx, out)
+        await self.recorder.record(ctx, event)
+
+    async def _relay_server_message(self, ctx: CallContext, sse: SseEvent, message: Any,
+                                    upstream: Any, headers: dict[str, str], send: Send) -> None:
+        """A message from the upstream that is not our response: progress, logs, and
+        server-to-client requests. Sampling and elicitation reach the client only where the
+        connection allows them; either way they are recorded."""
+        if isinstance(message, dict) and message.get("method") in GUARDED_SERVER_REQUESTS \
+                and "id" in message:
+            spec = await self.directory.get(ctx.connection_slug)
+            allowed = spec is not None and getattr(spec, GUARDED_SERVER_REQUESTS[message["method"]])
+            note = CallContext(ctx.connection_slug, ctx.source_ip, ctx.user_agent,
+                               ctx.mcp_session_id, ctx.protocol_version,
+                               request_id=ctx.request_id, identity=ctx.identity,
+                               auth_method=ctx.auth_method, jsonrpc_method=message["method"],
+                               decision="allow" if allowed else "deny",
+                               arguments=message.get("params"))
+            await self.recorder.record(note, "mcp.server_request")
+            if not allowed:
+                refusal = rpc_error(message["id"], POLICY_DENIED,
+                                    f"{message['method']} is not allowed on this connection")
+                try:
+                    reply = await upstream.send("POST", headers, json.dumps(refusal).encode(),
+                                                timeout=self.config.upstream_timeout_seconds)
+                    await reply.aclose()
+                except UpstreamError:
+                    log.warning("could not tell the upstream its %s was refused", message["method"])
+                return
+        await stream_chunk(send, sse.encode())
+
+    async def _relay_client_message(self, ctx: CallContext, message: dict[str, Any], kind: str,
+                                    upstream: Any, headers: dict[str, str], body: bytes,
+                                    send: Send) -> None:
+        """Notifications and responses from the client (e.g. notifications/initialized,
+        cancellation, progress, answers to server requests): relayed and recorded."""
+        ctx.jsonrpc_method = message.get("method", "response")
+        ctx.jsonrpc_id = message.get("id")
+        ctx.decision = "allow"
+        try:
+            response = await upstream.send("POST", headers, body,
+                                           timeout=self.config.upstream_timeout_seconds)
+        except UpstreamError as exc:
+            await self._upstream_failed(ctx, send, exc, "mcp.notification")
+            return
+        try:
+            out = response.body if not response.is_stream else b""
+            await self.recorder.record(ctx, "mcp.notification")
+            await send_bytes(send, response.status, out, response.headers)
+        finally:
+            await response.aclose()
+
+    async def _relay_get(self, ctx: CallContext, spec: UpstreamSpec, upstream: Any,
+                         headers: dict[str, str], send: Send) -> None:
+        """The client's GET stream of server-initiated messages."""
+        ctx.jsonrpc_method, ctx.decision = "GET", "allow"
+        await self.recorder.record(ctx, "mcp.stream_opened")
+        try:
+            response = await upstream.send("GET", headers, timeout=None)
+        except UpstreamError as exc:
+            await self._upstream_failed(ctx, send, exc, "mcp.stream_closed")
+            return
+        try:
+            if not response.is_stream:
+                await send_bytes(send, response.status, response.body, response.headers)
+                return
+            await start_stream(send, response.status, response.headers)
+            assert response.events is not None
+            async for sse in response.events:
+                await self._relay_server_message(ctx, sse, _json_or_none(sse.data), upstream,
+                                                 headers, send)
+            await stream_chunk(send, b"", more=False)
+        finally:
+            await response.aclose()
+
+    async def _relay_delete(self, ctx: CallContext, upstream: Any, headers: dict[str, str],
+                            send: Send) -> None:
+        ctx.jsonrpc_method, ctx.decision = "DELETE", "allow"
+        try:
+            response = await upstream.send("DELETE", headers)
+        except UpstreamError as exc:
+            await self._upstream_failed(ctx, send, exc, "mcp.session_closed")
+            return
+        await self.recorder.record(ctx, "mcp.session_closed")
+        await send_bytes(send, response.status, response.body, response.headers)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _context(self, scope: Scope, headers: dict[str, str], slug: str) -> CallContext:
+        client = scope.get("client") or ("", 0)
+        return CallContext(
+            connection_slug=slug,
+            source_ip=str(client[0]),
+            user_agent=headers.get("user-agent", "")[:512],
+            mcp_session_id=headers.get("mcp-session-id", "")[:200],
+            protocol_version=headers.get("mcp-protocol-version", "")[:32],
+        )
+
+    def _upstream(self, spec: UpstreamSpec) -> Any:
+        if spec.transport == "stdio":
+            return self.stdio.upstream(spec.slug, StdioCommand(
+                argv=spec.command, env=dict(spec.credentials.get("env") or {})))
+        return HttpUpstream(self.http, spec.url, spec.credentials.get("headers"))
+
+    def _sql_tool(self, spec: UpstreamSpec, tool: str) -> SqlToolContext | None:
+        argument = spec.sql_tools.get(tool)
+        if not argument:
+            return None
+        cached = self.facts.get(spec.slug)
+        if cached is None or cached[0] != spec:
+            facts = BigQueryFacts(project=spec.bigquery_project, endpoint=spec.bigquery_endpoint,
+                                  credentials=spec.credentials)
+            self.facts[spec.slug] = (spec, facts)
+        else:
+            facts = cached[1]
+        return SqlToolContext(sql_argument=argument, project=spec.bigquery_project,
+                              dataset=spec.default_dataset or None, facts=facts,
+                              classifier=spec.classifier)
+
+    @staticmethod
+    def _check_routing_headers(headers: dict[str, str], message: dict[str, Any]) -> None:
+        # From 2026-07-28 the method and name also travel as headers. The gateway polices the
+        # body, so the two must agree, or a header-routing upstream could run something else.
+        method_header = headers.get("mcp-method")
+        if method_header is not None and method_header != message.get("method"):
+            raise BadMessage("request.header_mismatch",
+                             "Mcp-Method header does not match the body's method")
+        name_header = headers.get("mcp-name")
+        if name_header is not None:
+            params = message.get("params") or {}
+            body_name = params.get("name", params.get("uri"))
+            if decode_header_value(name_header) != body_name:
+                raise BadMessage("request.header_mismatch",
+                                 "Mcp-Name header does not match the body")
+
+    @staticmethod
+    def _note_decision(ctx: CallContext, decision: Decision) -> None:
+        ctx.sql = decision.sql
+        if decision.allowed:
+            ctx.decision = "allow"
+            ctx.role = decision.role.name if decision.role else ""
+        else:
+            ctx.deny(decision.reasons)
+
+    async def _refuse(self, ctx: CallContext, send: Send, status: int, reason: str,
+                      message: str, headers: dict[str, str] | None = None,
+                      code: int = POLICY_DENIED) -> None:
+        ctx.decision = "deny"
+        ctx.reasons = [{"rule": reason, "message": message}]
+        body = rpc_error(ctx.jsonrpc_id, code, message,
+                         {"reason": reason, "request_id": ctx.request_id})
+        out = json.dumps(body, separators=(",", ":")).encode()
+        self.recorder.keep_response(ctx, out)
+        await self.recorder.record(ctx, "mcp.rejected")
+        await send_bytes(send, status, out, {"content-type": "application/json", **(headers or {})})
+
+    async def _upstream_failed(self, ctx: CallContext, send: Send, exc: UpstreamError,
+                               event: str) -> None:
+        ctx.decision = "error"
+        ctx.reasons = [{"rule": exc.reason, "message": exc.message}]
+        if ctx.jsonrpc_method == "tools/call":
+            payload = {"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": tool_error_result(
+                ctx, f"The upstream MCP server failed: {exc.message}",
+                {"request_id": ctx.request_id, "reasons": ctx.reasons})}
+            status = 200
+        else:
+            payload = rpc_error(ctx.jsonrpc_id, GATEWAY_ERROR, exc.message,
+                                {"reason": exc.reason, "request_id": ctx.request_id})
+            status = 502
+        out = json.dumps(payload, separators=(",", ":")).encode()
+        await self._finish(ctx, event, out)
+        await send_bytes(send, status, out, {"content-type": "application/json"})
+
+    async def _answer(self, ctx: CallContext, send: Send, payload: dict[str, Any]) -> None:
+        out = json.dumps(payload, separators=(",", ":")).encode()
+        await self._finish(ctx, "mcp.outcome", out)
+        await send_bytes(send, 200, out, {"content-type": "application/json"})
+
+    @staticmethod
+    async def _send_quietly(send: Send, status: int, payload: dict[str, Any]) -> None:
+        try:
+            await send_json(send, status, payload)
+        except Exception:  # the response had already started; nothing more can be said
+            log.debug("could not send the error response", exc_info=True)
+
+
+def _json_or_none(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _row_count(result: dict[str, Any]) -> int | None:
+    structured = result.get("structuredContent")
+    if isinstance(structured, dict):
+        if isinstance(structured.get("row_count"), int):
+            return structured["row_count"]
+        if isinstance(structured.get("rows"), list):
+            return len(structured["rows"])
+    return None
+
+
+def _filter_list(result: dict[str, Any], key: str, keep: Callable[[dict], bool]) -> dict[str, Any]:
+    items = result.get(key)
+    if not isinstance(items, list):
+        raise UnmaskableResult(f"{key} list result without a {key} list")
+    return {**result, key: [i for i in items if isinstance(i, dict) and keep(i)]}
+
+
+def _as_tool_shape(result: dict[str, Any]) -> dict[str, Any]:
+    """resources/read and prompts/get results, put in CallToolResult shape for the masker."""
+    if "contents" in result:  # resources/read
+        blocks = []
+        for item in result.get("contents") or []:
+            if isinstance(item, dict) and "text" in item:
+                blocks.append({"type": "text", "text": item["text"]})
+            elif isinstance(item, dict) and "blob" in item:
+                blocks.append({"type": "resource", "resource": item})
+            else:
+                blocks.append(item)
+        return {"content": blocks}
+    blocks = [m.get("content") for m in result.get("messages") or [] if isinstance(m, dict)]
+    return {"content": blocks}
+
+
+def _from_tool_shape(original: dict[str, Any], masked: dict[str, Any]) -> dict[str, Any]:
+    blocks = masked.get("content") or []
+    if "contents" in original:
+        contents = []
+        for item, block in zip(original.get("contents") or [], blocks, strict=False):
+            if isinstance(item, dict) and "text" in item and isinstance(block, dict):
+                contents.append({**item, "text": block.get("text", "")})
+            else:
+                contents.append(item)
+        return {**original, "contents": contents}
+    messages = []
+    for message, block in zip(original.get("messages") or [], blocks, strict=False):
+        messages.append({**message, "content": block} if isinstance(message, dict) else message)
+    return {**original, "messages": messages}
+
+
+__all__ = ["MaskingPolicy", "Pipeline", "UpstreamResponse", "parse_message"]

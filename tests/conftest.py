@@ -139,3 +139,29 @@ def redis_url() -> str:
             pytest.fail("CI must provide Redis (WARDGATE_TEST_REDIS_URL)")
         pytest.skip("Redis is not available (set WARDGATE_TEST_REDIS_URL)")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _audit_maintenance_window(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The audit tables refuse DELETE/TRUNCATE outside a maintenance window (audit/maintenance.py),
+    which pytest-django's flush after a transactional test would hit. Close any window left open,
+    and open one when a transactional test ends so the flush can empty the tables. Requesting
+    `db` here makes this teardown run before pytest-django's (which flushes); tests that use no
+    database are left alone."""
+    if request.node.get_closest_marker("django_db") is None and not (
+        {"db", "transactional_db"} & set(request.fixturenames)
+    ):
+        yield
+        return
+    request.getfixturevalue("db")  # transactional_db, if the test asked for it, takes precedence
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_maintenance_window")
+    yield
+    if not connection.in_atomic_block:  # transactional test: no rollback, a flush follows
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO audit_maintenance_window (token, reason) VALUES (%s, %s)",
+                [f"pytest-{os.getpid()}-{time.monotonic_ns()}", "pytest-django flush"],
+            )

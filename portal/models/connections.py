@@ -26,6 +26,9 @@ class Connection(models.Model):
     bigquery_project = models.CharField(max_length=200, blank=True)
     bigquery_endpoint = models.CharField(max_length=500, blank=True)
     default_dataset = models.CharField(max_length=200, blank=True)
+    # PII classes of upstream columns: {"*.shop.customers.email": "email", ...} (glob keys,
+    # "project.dataset.table.column"); BigQuery policy tags on the schema add to these.
+    column_classes = models.JSONField(default=dict, blank=True)
     allow_sampling = models.BooleanField(default=False)
     allow_elicitation = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)

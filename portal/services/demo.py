@@ -8,10 +8,44 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from portal.models import Connection
+from portal.models import Connection, Grant
+from portal.models import Role as PolicyRole
 from portal.roles import Role
+from portal.services.security import security_revision_bump
 
 DEMO_CONNECTION_SLUG = "demo-bigquery"
+
+# Which demo columns hold which PII class (project and dataset left open with globs).
+DEMO_COLUMN_CLASSES = {
+    "*.*.customers.full_name": "name",
+    "*.*.customers.email": "email",
+    "*.*.customers.phone": "phone",
+    "*.*.customers.ssn": "ssn",
+    "*.*.customers.card_number": "card",
+    "*.*.customers.date_of_birth": "dob",
+    "*.*.customers.street_address": "address",
+    "*.*.customers.ip_address": "ip",
+}
+
+# The engineers' role on the demo connection: read-only SQL on the shop tables, PII masked.
+DEMO_ANALYST_RULES = {
+    "tools": ["list_datasets", "list_tables", "get_table_schema", "execute_sql", "dry_run_sql"],
+    "sql": {
+        "allowed_statement_classes": ["select"],
+        "allowed_tables": ["*.shop.customers", "*.shop.orders", "*.shop.events"],
+        "denied_columns": [],
+        "max_bytes_scanned": 10 * 1024**3,
+    },
+    "masking": {
+        "actions": {
+            "email": "partial", "phone": "partial", "card": "partial", "ssn": "redact",
+            "name": "tokenize", "address": "redact", "dob": "partial", "ip": "partial",
+            "iban": "partial",
+        },
+        "default_action": "redact",
+        "detect_content": True,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -57,7 +91,25 @@ def demo_connection_ensure(
             "bigquery_project": bigquery_project,
             "bigquery_endpoint": bigquery_endpoint,
             "default_dataset": dataset,
+            "column_classes": DEMO_COLUMN_CLASSES,
             "enabled": True,
         },
     )
     return conn
+
+
+@transaction.atomic
+def demo_policy_ensure(connection: Connection) -> PolicyRole:
+    """The analyst role, granted to the engineer group on the demo connection."""
+    role, _ = PolicyRole.objects.update_or_create(
+        name="analyst",
+        defaults={"description": "Read-only SQL on the shop tables; PII masked",
+                  "rules": DEMO_ANALYST_RULES},
+    )
+    engineers, _ = Group.objects.get_or_create(name=Role.ENGINEER.value)
+    Grant.objects.get_or_create(
+        role=role, connection=connection, group=engineers, revoked_at=None,
+        defaults={"reason": "demo: engineers may query the demo shop"},
+    )
+    security_revision_bump()
+    return role

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import Connection, PersonalToken
+from portal.services.security import security_revision_bump
 
 TOKEN_PREFIX = "wgp_"
 
@@ -50,4 +51,5 @@ def token_revoke(*, token: PersonalToken) -> PersonalToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        security_revision_bump()
     return token

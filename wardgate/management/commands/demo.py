@@ -13,7 +13,13 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.services.demo import DEMO_CONNECTION_SLUG, demo_connection_ensure, demo_users_ensure
+from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+from portal.services.demo import (
+    DEMO_CONNECTION_SLUG,
+    demo_connection_ensure,
+    demo_policy_ensure,
+    demo_users_ensure,
+)
 from portal.services.tokens import token_issue
 from wardgate.demo_stack import DemoError, DemoStack, running
 from wardgate.mcp_client import SNIPPET, call_tool
@@ -50,6 +56,13 @@ class Command(BaseCommand):
                     upstream_url=stack.mcp_url, bigquery_project=stack.project,
                     bigquery_endpoint=stack.emulator.endpoint, dataset=stack.dataset,
                 )
+                demo_policy_ensure(connection)
+                # The demo trusts its own bundled MCP server: its current tools are reviewed
+                # and accepted on start, as an admin would do for a new connection.
+                admin = get_user_model().objects.get(username="admin")
+                tool_catalog_refresh(connection=connection)
+                accepted = tool_catalog_accept(connection=connection, accepted_by=admin)
+                say(f"  tool catalogue: {len(accepted)} new tool version(s) accepted")
                 stack.start_worker()
                 stack.start_web()
                 engineer = get_user_model().objects.get(username="engineer")

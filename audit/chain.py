@@ -1,0 +1,131 @@
+"""The hash chain: which fields are hashed and how, so writer and verifier agree byte for byte.
+
+    hash = sha256(prev_hash || canonical_json(fields except hash))
+
+canonical_json: sorted keys, no whitespace, ASCII only, datetimes as ISO-8601 UTC with
+microseconds. The values hashed are exactly the values stored: `audit.services` normalises every
+entry first (see `normalise_json`, `clean_text`) so that what SQLite or PostgreSQL hand back on
+read re-serialises to the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+# Every AuditRecord column except the surrogate `id` and `hash` itself. Kept explicit (a test
+# checks it against the model) so adding a column is a conscious change to the chain format.
+HASHED_FIELDS: tuple[str, ...] = (
+    "seq",
+    "request_id",
+    "event",
+    "at",
+    "actor",
+    "auth_method",
+    "source_ip",
+    "user_agent",
+    "connection",
+    "mcp_session_id",
+    "jsonrpc_method",
+    "tool",
+    "arguments",
+    "sql_text",
+    "sql_fingerprint",
+    "decision",
+    "reasons",
+    "masking",
+    "row_count",
+    "result_bytes",
+    "response_body",
+    "response_sha256",
+    "upstream_latency_ms",
+    "detail",
+    "prev_hash",
+)
+
+
+def canonical_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _canonical_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return canonical_datetime(value)
+    raise TypeError(f"cannot hash a {type(value).__name__} in an audit record")
+
+
+def canonical_json(fields: Mapping[str, Any]) -> str:
+    return json.dumps(
+        {name: fields[name] for name in HASHED_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+        default=_canonical_default,
+    )
+
+
+def compute_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """The record hash. `fields` needs every name in HASHED_FIELDS; others (id, hash) are ignored."""
+    digest = hashlib.sha256(prev_hash.encode("ascii"))
+    digest.update(canonical_json(fields).encode("ascii"))
+    return digest.hexdigest()
+
+
+def clean_text(value: str) -> str:
+    """Make a string storable unchanged by both databases.
+
+    PostgreSQL rejects NUL in text and in jsonb, and neither driver can encode a lone surrogate;
+    replacing them here (before hashing) keeps the stored value equal to the hashed one instead
+    of failing the append, which would fail the audited call closed.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _stable_float(value: float) -> float | int | str:
+    # jsonb stores numbers as `numeric`: NaN/Infinity are refused, -0.0 comes back as 0.0 and
+    # 1e+20 comes back as the integer 100000000000000000000. Store what will be read back.
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return 0.0
+    if value.is_integer() and "e" in repr(value):
+        return int(value)
+    return value
+
+
+def _stable(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float):
+        return _stable_float(value)
+    if isinstance(value, dict):
+        return {clean_text(k): _stable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value  # int, bool, None
+
+
+def normalise_json(value: Any) -> Any:
+    """A JSON value that survives a round trip through SQLite JSON text and PostgreSQL jsonb.
+
+    The dumps/loads pass turns tuples into lists and non-string keys into strings the way the
+    JSONField would; `default=str` records odd values (Decimal, UUID, datetime) as text rather
+    than failing the audited call. Circular structures still raise ValueError.
+    """
+    return _stable(json.loads(json.dumps(value, sort_keys=True, default=str)))

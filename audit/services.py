@@ -1,0 +1,147 @@
+"""Appending to the audit log.
+
+Callers build `AuditEntry` objects (arguments already redacted, bodies already capped);
+`append_records` normalises them, assigns seq/at/prev_hash/hash under the chain-head lock and
+inserts the batch in one transaction. The async gateway goes through `audit.writer.AuditWriter`,
+which batches concurrent calls into one `append_records`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+
+from .chain import GENESIS_HASH, clean_text, compute_hash, normalise_json
+from .models import AuditChainHead, AuditRecord
+
+HEAD_ID = 1
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """One event to record. seq, at, prev_hash and hash are assigned when it is appended."""
+
+    event: str
+    request_id: str = ""
+    actor: str = ""
+    auth_method: str = ""
+    source_ip: str = ""
+    user_agent: str = ""
+    connection: str = ""
+    mcp_session_id: str = ""
+    jsonrpc_method: str = ""
+    tool: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    sql_text: str = ""
+    sql_fingerprint: str = ""
+    decision: str = ""
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    masking: list[Any] = field(default_factory=list)
+    row_count: int | None = None
+    result_bytes: int | None = None
+    response_body: str = ""
+    response_sha256: str = ""
+    upstream_latency_ms: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+_CHAR_FIELDS = (
+    "event",
+    "request_id",
+    "actor",
+    "auth_method",
+    "source_ip",
+    "user_agent",
+    "connection",
+    "mcp_session_id",
+    "jsonrpc_method",
+    "tool",
+    "sql_fingerprint",
+    "decision",
+    "response_sha256",
+)
+_TEXT_FIELDS = ("sql_text", "response_body")
+_JSON_FIELDS = {"arguments": dict, "reasons": list, "masking": list, "detail": dict}
+_INT_FIELDS = ("row_count", "result_bytes")
+_MAX_LENGTH = {name: AuditRecord._meta.get_field(name).max_length for name in _CHAR_FIELDS}
+
+
+def prepare_entry(entry: AuditEntry) -> dict[str, Any]:
+    """The column values for `entry`, normalised so that the database returns them unchanged.
+
+    Over-long strings are cut to the column size (PostgreSQL would refuse them, SQLite would keep
+    them: cutting keeps both identical and never fails the call). Raises ValueError/TypeError for
+    an entry that cannot be recorded (e.g. circular arguments): that fails only this entry.
+    """
+    if not entry.event:
+        raise ValueError("an audit entry needs an event")
+    values: dict[str, Any] = {}
+    for name in _CHAR_FIELDS:
+        text = getattr(entry, name)
+        values[name] = clean_text(str(text or ""))[: _MAX_LENGTH[name]]
+    for name in _TEXT_FIELDS:
+        values[name] = clean_text(str(getattr(entry, name) or ""))
+    for name, empty in _JSON_FIELDS.items():
+        raw = getattr(entry, name)
+        values[name] = normalise_json(raw if raw is not None else empty())
+    for name in _INT_FIELDS:
+        raw = getattr(entry, name)
+        values[name] = None if raw is None else int(raw)
+    latency = entry.upstream_latency_ms
+    # Rounded so the float written is the float read back, whatever the driver's formatting.
+    values["upstream_latency_ms"] = (
+        round(float(latency), 3) if latency is not None and math.isfinite(latency) else None
+    )
+    return values
+
+
+def _lock_head(using: str) -> AuditChainHead:
+    # select_for_update() takes the row lock on PostgreSQL; on SQLite it is a no-op and the
+    # IMMEDIATE transaction (settings) already holds the database write lock.
+    heads = AuditChainHead.objects.using(using).select_for_update()
+    head = heads.filter(pk=HEAD_ID).first()
+    if head is None:
+        # First append (or after a test flush). ON CONFLICT DO NOTHING lets two processes race
+        # here safely; both then queue on the row lock.
+        AuditChainHead.objects.using(using).bulk_create(
+            [AuditChainHead(id=HEAD_ID, seq=0, hash=GENESIS_HASH)], ignore_conflicts=True
+        )
+        head = heads.get(pk=HEAD_ID)
+    return head
+
+
+def append_prepared(
+    prepared: list[dict[str, Any]], *, using: str = DEFAULT_DB_ALIAS
+) -> list[AuditRecord]:
+    """Append already prepared entries (see `prepare_entry`) in order, in one transaction."""
+    if not prepared:
+        return []
+    with transaction.atomic(using=using):
+        head = _lock_head(using)
+        seq, prev_hash = head.seq, head.hash
+        records: list[AuditRecord] = []
+        for values in prepared:
+            seq += 1
+            # Stamped under the lock so `at` follows `seq` within one clock.
+            fields = {**values, "seq": seq, "at": timezone.now(), "prev_hash": prev_hash}
+            record_hash = compute_hash(prev_hash, fields)
+            records.append(AuditRecord(**fields, hash=record_hash))
+            prev_hash = record_hash
+        AuditRecord.objects.using(using).bulk_create(records)
+        AuditChainHead.objects.using(using).filter(pk=HEAD_ID).update(seq=seq, hash=prev_hash)
+    return records
+
+
+def append_records(
+    entries: list[AuditEntry], *, using: str = DEFAULT_DB_ALIAS
+) -> list[AuditRecord]:
+    """Append `entries` in order in one transaction; returns the stored records.
+
+    If called inside a caller's atomic block the records commit (or roll back) with it, and on
+    PostgreSQL the chain head stays locked until then: keep such transactions short.
+    """
+    return append_prepared([prepare_entry(entry) for entry in entries], using=using)

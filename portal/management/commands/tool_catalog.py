@@ -1,0 +1,35 @@
+"""`manage.py tool_catalog SLUG [--refresh] [--accept [NAME ...]]`: review a connection's tools."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.models import Connection
+from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+
+
+class Command(BaseCommand):
+    help = "List, refresh from the upstream, and accept a connection's tool catalogue."
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("connection")
+        parser.add_argument("--refresh", action="store_true", help="ask the upstream for its tools")
+        parser.add_argument("--accept", nargs="*", metavar="NAME",
+                            help="accept pending versions (all, or the named tools)")
+
+    def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
+        conn = Connection.objects.filter(slug=opts["connection"]).first()
+        if conn is None:
+            raise CommandError(f"No connection {opts['connection']!r}")
+        if opts["refresh"]:
+            try:
+                new = tool_catalog_refresh(connection=conn)
+            except Exception as exc:
+                raise CommandError(f"Could not list the upstream's tools: {exc}") from exc
+            self.stdout.write(f"{len(new)} new tool version(s) pending review")
+        if opts["accept"] is not None:
+            accepted = tool_catalog_accept(connection=conn, accepted_by=None,
+                                           names=opts["accept"] or None)
+            self.stdout.write(f"accepted {len(accepted)} tool version(s)")
+        for entry in conn.tool_catalog.order_by("name", "-first_seen_at"):
+            self.stdout.write(f"{entry.status:<10} {entry.name:<30} {entry.digest[:12]}")

@@ -1,0 +1,137 @@
+"""Who may do what on which connection: grants and roles compiled into an `AccessPlan`.
+
+Compiled once per (identity, connection) and cached until the security revision moves, so
+the per-call checks only match precompiled patterns.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.masking import MaskingPolicy
+from proxy.sql_policy import SqlRules
+
+_ROLE_KEYS = {"tools", "resources", "prompts", "sql", "masking"}
+
+
+@dataclass(frozen=True, slots=True)
+class RolePolicy:
+    name: str
+    tool_pattern: re.Pattern[str]
+    resource_pattern: re.Pattern[str]
+    prompt_pattern: re.Pattern[str]
+    sql: SqlRules
+    masking: MaskingPolicy
+
+    def allows_tool(self, tool: str) -> bool:
+        return self.tool_pattern.fullmatch(tool) is not None
+
+    def allows_resource(self, uri: str) -> bool:
+        return self.resource_pattern.fullmatch(uri) is not None
+
+    def allows_prompt(self, name: str) -> bool:
+        return self.prompt_pattern.fullmatch(name) is not None
+
+
+def _glob_regex(patterns: Any, role: str, key: str) -> re.Pattern[str]:
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise ValueError(f"role {role!r}: {key!r} must be a list of name patterns")
+    if not patterns:
+        return re.compile(r"(?!)")  # matches nothing: deny by default
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+def compile_role_rules(name: str, rules: Mapping[str, Any], *, token_key: bytes) -> RolePolicy:
+    if not isinstance(rules, Mapping):
+        raise ValueError(f"role {name!r}: rules must be a mapping")
+    unknown = set(rules) - _ROLE_KEYS
+    if unknown:
+        raise ValueError(f"role {name!r}: unknown rule keys {sorted(unknown)}")
+    return RolePolicy(
+        name=name,
+        tool_pattern=_glob_regex(rules.get("tools", []), name, "tools"),
+        resource_pattern=_glob_regex(rules.get("resources", []), name, "resources"),
+        prompt_pattern=_glob_regex(rules.get("prompts", []), name, "prompts"),
+        sql=SqlRules.from_config(rules.get("sql", {})),
+        masking=MaskingPolicy.from_config(rules.get("masking", {}), token_key=token_key),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPlan:
+    """The roles one identity holds on one connection (empty = no access at all)."""
+
+    roles: tuple[RolePolicy, ...]
+
+    def visible(self, tool: str) -> bool:
+        return any(r.allows_tool(tool) for r in self.roles)
+
+    def roles_for(self, tool: str) -> tuple[RolePolicy, ...]:
+        return tuple(r for r in self.roles if r.allows_tool(tool))
+
+    def resource_role(self, uri: str) -> RolePolicy | None:
+        return next((r for r in self.roles if r.allows_resource(uri)), None)
+
+    def prompt_role(self, name: str) -> RolePolicy | None:
+        return next((r for r in self.roles if r.allows_prompt(name)), None)
+
+
+NO_ACCESS = AccessPlan(roles=())
+
+
+def load_access_plan(user_id: int, groups: tuple[str, ...], connection_id: int,
+                     token_key: bytes) -> tuple[AccessPlan, float]:
+    """The identity's live grants on the connection, compiled; and until when that holds
+    (the earliest grant expiry), so a cached plan never outlives a grant."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from portal.models import Grant
+
+    now = timezone.now()
+    grants = (
+        Grant.objects.filter(connection_id=connection_id, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .filter(Q(user_id=user_id) | Q(group__name__in=groups))
+        .select_related("role")
+    )
+    roles = {}
+    valid_until = float("inf")
+    for grant in grants:
+        roles[grant.role.name] = grant.role
+        if grant.expires_at is not None:
+            valid_until = min(valid_until, grant.expires_at.timestamp())
+    compiled = tuple(compile_role_rules(name, roles[name].rules, token_key=token_key)
+                     for name in sorted(roles))
+    return AccessPlan(roles=compiled), valid_until
+
+
+class AccessCache:
+    """Compiled plans per (user, connection), dropped when the security revision moves."""
+
+    def __init__(self, token_key: bytes, ttl_seconds: float = 60.0) -> None:
+        self.token_key = token_key
+        self.ttl = ttl_seconds
+        self._plans: dict[tuple[int, int], tuple[AccessPlan, float]] = {}
+
+    def invalidate(self) -> None:
+        self._plans.clear()
+
+    async def plan_for(self, user_id: int, groups: tuple[str, ...], connection_id: int) -> AccessPlan:
+        import time
+
+        from asgiref.sync import sync_to_async
+
+        key = (user_id, connection_id)
+        now = time.time()
+        hit = self._plans.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        plan, valid_until = await sync_to_async(load_access_plan, thread_sensitive=False)(
+            user_id, groups, connection_id, self.token_key)
+        self._plans[key] = (plan, min(valid_until, now + self.ttl))
+        return plan

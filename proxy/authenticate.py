@@ -1,0 +1,151 @@
+"""Stage 1 — authenticate: every request carries a bearer token (AC-2, IA-2).
+
+Two kinds: OIDC JWTs, verified against the issuer's JWKS (proxy.oidc), and portal-issued
+personal tokens (`wgp_…`, looked up by SHA-256). A disabled or quarantined identity is refused
+even with a valid token. Results are cached per token until the security revision moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+
+from proxy.context import Identity
+from proxy.oidc import JwksVerifier, OidcConfig, TokenRejected, VerifiedIdentity
+
+PERSONAL_TOKEN_PREFIX = "wgp_"
+MAX_TOKEN_LENGTH = 16384
+
+
+class AuthFailure(Exception):
+    def __init__(self, reason: str, message: str, auth_method: str = "none") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.auth_method = auth_method
+
+
+def bearer_token(headers: dict[str, str]) -> str:
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if not value:
+        raise AuthFailure("auth.missing_token", "A bearer token is required")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthFailure("auth.malformed", "Authorization must be 'Bearer <token>'")
+    token = token.strip()
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise AuthFailure("auth.malformed", "Bearer token is too long")
+    return token
+
+
+def _active_user(user_id: int) -> tuple[bool, bool]:
+    """(is_active, is_quarantined) for a user, read from the database."""
+    from django.contrib.auth import get_user_model
+
+    from portal.models import Quarantine
+
+    active = get_user_model().objects.filter(pk=user_id, is_active=True).exists()
+    quarantined = Quarantine.objects.filter(user_id=user_id, lifted_at__isnull=True).exists()
+    return active, quarantined
+
+
+def _resolve_personal_token(token_hash: str) -> tuple[Identity, float]:
+    from django.utils import timezone
+
+    from portal.models import PersonalToken
+
+    token = (PersonalToken.objects.select_related("user")
+             .filter(token_hash=token_hash).first())
+    if token is None:
+        raise AuthFailure("auth.unknown_token", "Unknown or revoked token", "personal_token")
+    if token.revoked_at is not None:
+        raise AuthFailure("auth.revoked_token", "This token has been revoked", "personal_token")
+    now = timezone.now()
+    if token.expires_at <= now:
+        raise AuthFailure("auth.expired_token", "This token has expired", "personal_token")
+    user = token.user
+    _check_user(user.pk, "personal_token")
+    PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    identity = Identity(
+        user_id=user.pk,
+        username=user.get_username(),
+        groups=tuple(sorted(user.groups.values_list("name", flat=True))),
+        auth_method="personal_token",
+        token_id=token.pk,
+        token_connections=frozenset(token.connections.values_list("pk", flat=True)),
+    )
+    return identity, token.expires_at.timestamp()
+
+
+def _check_user(user_id: int, method: str) -> None:
+    active, quarantined = _active_user(user_id)
+    if not active:
+        raise AuthFailure("auth.account_disabled", "This account is disabled", method)
+    if quarantined:
+        raise AuthFailure("auth.quarantined", "This identity is quarantined", method)
+
+
+def _provision_oidc_user(verified: VerifiedIdentity) -> Identity:
+    """Map a verified OIDC identity to its account, creating it on first sight and syncing
+    its groups from the token's groups claim (groups carry grants)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    user_model = get_user_model()
+    with transaction.atomic():
+        user, created = user_model.objects.get_or_create(username=verified.username)
+        if created:
+            user.set_unusable_password()
+            user.save()
+        _check_user(user.pk, "oidc")
+        wanted = set(verified.groups)
+        current = set(user.groups.values_list("name", flat=True))
+        if wanted != current:
+            groups = [Group.objects.get_or_create(name=name)[0] for name in sorted(wanted)]
+            user.groups.set(groups)
+    return Identity(user_id=user.pk, username=user.get_username(),
+                    groups=tuple(sorted(wanted)), auth_method="oidc")
+
+
+@dataclass(slots=True)
+class _Cached:
+    identity: Identity
+    valid_until: float
+
+
+class Authenticator:
+    def __init__(self, oidc: OidcConfig | None, *, cache_seconds: float = 30.0) -> None:
+        self.verifier = JwksVerifier(oidc) if oidc else None
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, _Cached] = {}
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def authenticate(self, headers: dict[str, str]) -> Identity:
+        token = bearer_token(headers)
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.time()
+        hit = self._cache.get(key)
+        if hit is not None and hit.valid_until > now:
+            return hit.identity
+        if token.startswith(PERSONAL_TOKEN_PREFIX):
+            identity, expires = await sync_to_async(_resolve_personal_token,
+                                                    thread_sensitive=False)(key)
+        elif self.verifier is not None and JwksVerifier.looks_like_jwt(token):
+            try:
+                verified = await self.verifier.verify(token)
+            except TokenRejected as exc:
+                raise AuthFailure(exc.code, exc.message, "oidc") from None
+            identity = await sync_to_async(_provision_oidc_user, thread_sensitive=False)(verified)
+            expires = float(verified.expires_at)
+        else:
+            raise AuthFailure("auth.invalid_token", "The bearer token is not valid here")
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = _Cached(identity, min(expires, now + self.cache_seconds))
+        return identity

@@ -1,0 +1,133 @@
+"""Stage 2 — authorize: deny by default (AC-3, AC-6).
+
+A tool call is allowed when one of the caller's roles on the connection allows the tool, the
+tool's current version is in the accepted catalogue, and — for tools that carry SQL — the
+statement parses (sqlglot, BigQuery dialect), fully resolves, and passes that role's SQL rules
+and bytes cap (BigQuery dry run). Roles are tried in name order; the first that allows the
+call decides its masking. Every denial carries machine-readable reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.access import AccessPlan, RolePolicy
+from proxy.bigquery_facts import BigQueryFacts, BigQueryFactsError, referenced_datasets
+from proxy.classify import ColumnClassifier
+from proxy.context import SqlFacts
+from proxy.mask import ColumnPlan
+from proxy.sql_analysis import SqlAnalysis, SqlAnalysisError, analyze_sql_cached
+from proxy.sql_policy import Reason, check_bytes, check_sql, reason_for_error
+
+MAX_SQL_CHARS = 100_000
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    reasons: tuple[Reason, ...] = ()
+    role: RolePolicy | None = None
+    columns: ColumnPlan | None = None
+    sql: SqlFacts | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def deny(rule: str, message: str, **kw: str) -> Decision:
+    return Decision(False, (Reason(rule, message, **kw),))
+
+
+@dataclass(frozen=True, slots=True)
+class SqlToolContext:
+    """What the SQL checks need to know about the connection."""
+
+    sql_argument: str
+    project: str
+    dataset: str | None
+    facts: BigQueryFacts
+    classifier: ColumnClassifier
+
+
+def column_plan(analysis: SqlAnalysis, classifier: ColumnClassifier,
+                policy_tags: Mapping[str, tuple[str, ...]]) -> ColumnPlan:
+    def classes(refs: Any) -> frozenset[str]:
+        out: set[str] = set()
+        for ref in refs:
+            out |= classifier.classes_of(ref.table, ref.column, policy_tags)
+        return frozenset(out)
+
+    by_position = tuple(classes(o.sources) for o in analysis.outputs)
+    by_name = {o.name: c for o, c in zip(analysis.outputs, by_position, strict=True)}
+    return ColumnPlan(by_position, by_name, classes(analysis.columns) | frozenset().union(*by_position))
+
+
+async def authorize_tool_call(
+    *, plan: AccessPlan, tool: Any, arguments: Any, tool_is_accepted: bool,
+    sql_tool: SqlToolContext | None,
+) -> Decision:
+    if not isinstance(tool, str) or not tool:
+        return deny("request.invalid", "tools/call needs a tool name")
+    if arguments is not None and not isinstance(arguments, dict):
+        return deny("request.invalid", "tools/call arguments must be an object")
+    roles = plan.roles_for(tool)
+    if not roles:
+        return deny("tool.not_granted", f"No role of yours allows the tool {tool!r} here")
+    if not tool_is_accepted:
+        return deny("tool.not_accepted",
+                    f"The tool {tool!r} (this version) has not been accepted by an admin")
+    if sql_tool is None:
+        return Decision(True, role=roles[0])
+    return await _authorize_sql(roles, arguments or {}, sql_tool)
+
+
+async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any],
+                         ctx: SqlToolContext) -> Decision:
+    sql = arguments.get(ctx.sql_argument)
+    if not isinstance(sql, str) or not sql.strip():
+        return deny("sql.missing", f"The {ctx.sql_argument!r} argument must be a SQL string")
+    if len(sql) > MAX_SQL_CHARS:
+        return deny("sql.too_long", f"SQL longer than {MAX_SQL_CHARS} characters is refused")
+    facts = SqlFacts(text=sql)
+    datasets = referenced_datasets(sql, ctx.project, ctx.dataset)
+    try:
+        schema, policy_tags = await ctx.facts.schemas(datasets)
+    except BigQueryFactsError as exc:
+        decision = deny(exc.reason, exc.message)
+        decision.sql = facts
+        return decision
+    try:
+        analysis = analyze_sql_cached(sql, default_project=ctx.project,
+                                      default_dataset=ctx.dataset or None, schema=schema,
+                                      schema_version=ctx.facts.version)
+    except SqlAnalysisError as exc:
+        return Decision(False, (reason_for_error(exc),), sql=facts)
+    facts.fingerprint = analysis.fingerprint
+    facts.tables = tuple(sorted(analysis.tables))
+    facts.statement_classes = analysis.statement_classes
+    reasons: list[Reason] = []
+    chosen: RolePolicy | None = None
+    for role in roles:
+        found = check_sql(analysis, role.sql)
+        if not found:
+            chosen = role
+            break
+        reasons.extend(r for r in found if r not in reasons)
+    if chosen is None:
+        return Decision(False, tuple(reasons), sql=facts)
+    if chosen.sql.max_bytes_scanned is not None:
+        params = arguments.get("parameters")
+        key = hashlib.sha256(
+            json.dumps([analysis.normalized_sql, params], sort_keys=True, default=str).encode()
+        ).hexdigest()
+        try:
+            facts.bytes_processed = await ctx.facts.dry_run_bytes(sql, params, key)
+        except BigQueryFactsError as exc:
+            return Decision(False, (Reason(exc.reason, exc.message),), role=chosen, sql=facts)
+        over = check_bytes(facts.bytes_processed, chosen.sql)
+        if over:
+            return Decision(False, over, role=chosen, sql=facts)
+    return Decision(True, role=chosen, columns=column_plan(analysis, ctx.classifier, policy_tags),
+                    sql=facts)

@@ -1,0 +1,164 @@
+"""What the gateway asks BigQuery itself, with its own credentials: table schemas (to resolve
+columns and policy tags) and dry runs (to cap bytes scanned). Both are cached: schemas per
+dataset for a few minutes, dry-run figures per statement."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import sqlglot
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+from sqlglot import exp
+
+from bigquery_mcp.client import make_bigquery_client
+
+
+class BigQueryFactsError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def referenced_datasets(sql: str, default_project: str, default_dataset: str | None) -> set[str]:
+    """"project.dataset" names a statement mentions (best effort; the analyzer decides)."""
+    out: set[str] = set()
+    try:
+        statements = sqlglot.parse(sql, read="bigquery")
+    except sqlglot.errors.SqlglotError:
+        return out
+    for statement in statements:
+        if statement is None:
+            continue
+        for table in statement.find_all(exp.Table):
+            db, catalog = table.db, table.catalog
+            name = table.name
+            if "." in name and not db:  # `project.dataset.table` quoted as one identifier
+                parts = name.split(".")
+                if len(parts) == 3:
+                    catalog, db = parts[0], parts[1]
+                elif len(parts) == 2:
+                    db = parts[0]
+            if db:
+                out.add(f"{(catalog or default_project)}.{db}".lower())
+            elif default_dataset:
+                out.add(f"{default_project}.{default_dataset}".lower())
+    return out
+
+
+@dataclass
+class _DatasetSchema:
+    loaded_at: float
+    tables: dict[str, dict[str, str]]
+    policy_tags: dict[str, tuple[str, ...]]  # "project.dataset.table.column" -> tag names
+
+
+@dataclass
+class BigQueryFacts:
+    project: str
+    endpoint: str | None
+    credentials: dict[str, Any] | None = None
+    schema_ttl_seconds: float = 300.0
+    dry_run_ttl_seconds: float = 300.0
+    _client: bigquery.Client | None = field(default=None, init=False, repr=False)
+    _datasets: dict[str, _DatasetSchema] = field(default_factory=dict, init=False)
+    _dry_runs: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict, init=False)
+    _merged: dict[frozenset[str], tuple[int, dict, dict]] = field(default_factory=dict, init=False)
+    version: int = field(default=0, init=False)
+
+    def _bq(self) -> bigquery.Client:
+        if self._client is None:
+            info = (self.credentials or {}).get("bigquery_service_account")
+            if info:
+                from google.oauth2 import service_account
+
+                creds = service_account.Credentials.from_service_account_info(info)
+                self._client = bigquery.Client(project=self.project, credentials=creds)
+            else:
+                self._client = make_bigquery_client(self.project, self.endpoint or None)
+        return self._client
+
+    def _load_dataset(self, dataset: str) -> _DatasetSchema:
+        client = self._bq()
+        tables: dict[str, dict[str, str]] = {}
+        tags: dict[str, tuple[str, ...]] = {}
+        try:
+            listed = list(client.list_tables(dataset))
+        except gexc.NotFound:
+            return _DatasetSchema(time.monotonic(), {}, {})
+        for item in listed:
+            table = client.get_table(item.reference)
+            fq = f"{table.project}.{table.dataset_id}.{table.table_id}".lower()
+            tables[fq] = {f.name.lower(): f.field_type for f in table.schema}
+            for f in table.schema:
+                if f.policy_tags and f.policy_tags.names:
+                    tags[f"{fq}.{f.name.lower()}"] = tuple(f.policy_tags.names)
+        return _DatasetSchema(time.monotonic(), tables, tags)
+
+    async def schemas(self, datasets: set[str]) -> tuple[dict[str, dict[str, str]],
+                                                         dict[str, tuple[str, ...]]]:
+        now = time.monotonic()
+        for ds in datasets:
+            cached = self._datasets.get(ds)
+            if cached is None or now - cached.loaded_at > self.schema_ttl_seconds:
+                try:
+                    self._datasets[ds] = await anyio.to_thread.run_sync(self._load_dataset, ds)
+                except gexc.GoogleAPICallError as exc:
+                    raise BigQueryFactsError("bigquery.schema_unavailable",
+                                             f"Could not read the schema of {ds}: {exc.message}") from exc
+                self.version += 1
+        # The same merged objects for the same datasets and version, so the SQL analyzer's
+        # per-schema preparation is reused rather than rebuilt on every call.
+        key = frozenset(datasets)
+        merged = self._merged.get(key)
+        if merged is None or merged[0] != self.version:
+            tables: dict[str, dict[str, str]] = {}
+            tags: dict[str, tuple[str, ...]] = {}
+            for ds in datasets:
+                tables.update(self._datasets[ds].tables)
+                tags.update(self._datasets[ds].policy_tags)
+            merged = (self.version, tables, tags)
+            self._merged[key] = merged
+        return merged[1], merged[2]
+
+    async def dry_run_bytes(self, sql: str, parameters: Any, cache_key: str) -> int:
+        now = time.monotonic()
+        hit = self._dry_runs.get(cache_key)
+        if hit is not None and now - hit[0] < self.dry_run_ttl_seconds:
+            return hit[1]
+
+        def run() -> int:
+            config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False,
+                                             query_parameters=_query_parameters(parameters))
+            job = self._bq().query(sql, job_config=config)
+            return int(job.total_bytes_processed or 0)
+
+        try:
+            figure = await anyio.to_thread.run_sync(run)
+        except gexc.GoogleAPICallError as exc:
+            raise BigQueryFactsError("sql.dry_run_failed", f"BigQuery dry run failed: {exc.message}") from exc
+        except (ValueError, TypeError) as exc:
+            raise BigQueryFactsError("sql.dry_run_failed", f"BigQuery dry run failed: {exc}") from exc
+        self._dry_runs[cache_key] = (now, figure)
+        if len(self._dry_runs) > 4096:
+            self._dry_runs.popitem(last=False)
+        return figure
+
+
+def _query_parameters(parameters: Any) -> list[bigquery.ScalarQueryParameter]:
+    if not parameters:
+        return []
+    if not isinstance(parameters, list):
+        raise ValueError("parameters must be a list of {name, type, value}")
+    out = []
+    for p in parameters:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise ValueError("each parameter needs a name")
+        out.append(bigquery.ScalarQueryParameter(p["name"], str(p.get("type", "STRING")).upper(),
+                                                 p.get("value")))
+    return out

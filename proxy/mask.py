@@ -1,0 +1,66 @@
+"""Stage 4 — mask: PII in a tool result is masked before it leaves (SI-19; SC-13 for keyed
+tokenization). Column classes flow from the SQL's lineage; everything else goes through the
+content detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.masking import MaskingPolicy, MaskingSummary, UnmaskableResult, mask_tool_result
+
+__all__ = ["ColumnPlan", "UnmaskableResult", "mask_call_result"]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """PII classes per output column of a SQL result: by position and by name."""
+
+    by_position: tuple[frozenset[str], ...]
+    by_name: Mapping[str, frozenset[str]]
+    all_classes: frozenset[str]  # every class the statement read anywhere
+
+    @property
+    def may_hold_sensitive(self) -> bool:
+        return bool(self.all_classes)
+
+
+def _result_column_names(result: Mapping[str, Any]) -> list[str] | None:
+    structured = result.get("structuredContent")
+    if isinstance(structured, Mapping):
+        columns = structured.get("columns")
+        if isinstance(columns, list) and all(isinstance(c, Mapping) and "name" in c for c in columns):
+            return [str(c["name"]) for c in columns]
+        rows = structured.get("rows")
+        if isinstance(rows, list) and rows and isinstance(rows[0], Mapping):
+            return [str(k) for k in rows[0]]
+    return None
+
+
+def column_classes_for(result: Mapping[str, Any], plan: ColumnPlan) -> dict[str, frozenset[str]]:
+    """Align the result's columns with the analysed outputs.
+
+    BigQuery names unnamed expressions itself (f0_, ...), so when the counts agree columns are
+    matched by position; otherwise by name. A result column nobody can account for gets every
+    class the statement read: the strictest safe assumption.
+    """
+    names = _result_column_names(result)
+    if names is not None and len(names) == len(plan.by_position):
+        mapping = dict(zip(names, plan.by_position, strict=True))
+    else:
+        mapping = dict(plan.by_name)
+        for name in names or ():
+            if name not in mapping:
+                mapping[name] = plan.all_classes
+    return mapping
+
+
+def mask_call_result(
+    result: dict[str, Any], plan: ColumnPlan | None, policy: MaskingPolicy
+) -> tuple[dict[str, Any], MaskingSummary]:
+    """Masked copy of a CallToolResult; raises UnmaskableResult when it cannot be made safe."""
+    if plan is None:
+        return mask_tool_result(result, {}, policy, may_hold_sensitive=False)
+    return mask_tool_result(result, column_classes_for(result, plan), policy,
+                            may_hold_sensitive=plan.may_hold_sensitive)

@@ -1,0 +1,91 @@
+"""Stage 5 — record: every decision and outcome goes to the hash-chained audit log (AU-2, AU-3,
+AU-9) and is durably committed before the gateway acts on it. If the write fails, the call
+fails closed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from audit.services import AuditEntry
+from audit.writer import AuditWriter
+from proxy.context import CallContext
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|authorization|"
+                         r"private[_-]?key|cookie", re.IGNORECASE)
+REDACTED = "[REDACTED]"
+
+
+class RecordFailed(Exception):
+    """The audit write failed; the caller must not forward or release anything."""
+
+
+def redact_arguments(value: Any, depth: int = 0) -> Any:
+    """Arguments as recorded: values under secret-looking keys are replaced."""
+    if depth > 20:
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k)
+                    else redact_arguments(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_arguments(v, depth + 1) for v in value]
+    return value
+
+
+class Recorder:
+    def __init__(self, writer: AuditWriter, response_cap_bytes: int) -> None:
+        self.writer = writer
+        self.response_cap = response_cap_bytes
+
+    def keep_response(self, ctx: CallContext, body: bytes) -> None:
+        """Remember the response exactly as it leaves: capped text plus a hash of all of it."""
+        ctx.result_bytes = len(body)
+        ctx.response_sha256 = hashlib.sha256(body).hexdigest()
+        ctx.response_body = body[: self.response_cap].decode("utf-8", errors="replace")
+
+    async def record(self, ctx: CallContext, event: str) -> None:
+        sql = ctx.sql
+        entry = AuditEntry(
+            request_id=ctx.request_id,
+            event=event,
+            actor=ctx.actor,
+            auth_method=ctx.auth_method,
+            source_ip=ctx.source_ip,
+            user_agent=ctx.user_agent[:512],
+            connection=ctx.connection_slug,
+            mcp_session_id=ctx.mcp_session_id[:200],
+            jsonrpc_method=ctx.jsonrpc_method[:100],
+            tool=ctx.tool[:200],
+            arguments=redact_arguments(ctx.arguments) if ctx.arguments is not None else None,
+            sql_text=sql.text if sql else "",
+            sql_fingerprint=sql.fingerprint if sql else "",
+            decision=ctx.decision,
+            reasons=ctx.reasons,
+            masking=ctx.masking,
+            row_count=ctx.row_count,
+            result_bytes=ctx.result_bytes,
+            response_body=ctx.response_body if event != "mcp.decision" else "",
+            response_sha256=ctx.response_sha256 if event != "mcp.decision" else "",
+            upstream_latency_ms=ctx.upstream_latency_ms,
+            detail=_detail(ctx),
+        )
+        try:
+            await self.writer.write(entry)
+        except Exception as exc:
+            raise RecordFailed(str(exc)) from exc
+
+
+def _detail(ctx: CallContext) -> dict[str, Any]:
+    detail = dict(ctx.detail)
+    if ctx.role:
+        detail["role"] = ctx.role
+    if ctx.protocol_version:
+        detail["protocol_version"] = ctx.protocol_version
+    if ctx.sql is not None:
+        detail["sql"] = {"tables": list(ctx.sql.tables),
+                         "statement_classes": list(ctx.sql.statement_classes),
+                         "bytes_processed": ctx.sql.bytes_processed}
+    if ctx.identity is not None and ctx.identity.token_id is not None:
+        detail["token_id"] = ctx.identity.token_id
+    return detail

@@ -1,0 +1,378 @@
+"""proxy.sql_policy: every violation is reported, deny by default, config validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError, analyze_sql
+from proxy.sql_policy import Reason, SqlRules, check_bytes, check_sql, reason_for_error
+from tests.proxy.test_sql_analysis import SCHEMA
+
+BASE_CONFIG: dict[str, Any] = {
+    "allowed_tables": ["demo.shop.*"],
+    "denied_columns": ["demo.shop.customers.ssn", "*.*.customers.card_*"],
+    "max_bytes_scanned": 10_000,
+}
+
+
+def analyze(sql: str) -> SqlAnalysis:
+    return analyze_sql(sql, default_project="demo", default_dataset="shop", schema=SCHEMA)
+
+
+def rules(**overrides: Any) -> SqlRules:
+    return SqlRules.from_config({**BASE_CONFIG, **overrides})
+
+
+def check(sql: str, **overrides: Any) -> tuple[Reason, ...]:
+    return check_sql(analyze(sql), rules(**overrides))
+
+
+def rule_ids(reasons: tuple[Reason, ...]) -> list[str]:
+    return [r.rule for r in reasons]
+
+
+def denied_columns(reasons: tuple[Reason, ...]) -> set[tuple[str | None, str | None]]:
+    return {(r.table, r.column) for r in reasons if r.rule == "sql.column_denied"}
+
+
+# ------------------------------------------------------------------------------------------
+# Statement classes
+# ------------------------------------------------------------------------------------------
+
+
+def test_allowed_select_has_no_reasons() -> None:
+    assert (
+        check("SELECT c.full_name, o.amount FROM customers c JOIN orders o USING (customer_id)")
+        == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("sql", "cls"),
+    [
+        ("DELETE FROM customers WHERE TRUE", "delete"),
+        ("UPDATE orders SET amount = 0 WHERE TRUE", "update"),
+        ("INSERT INTO shop.orders (order_id) VALUES (1)", "insert"),
+        (
+            "MERGE shop.orders t USING shop.customers s ON t.customer_id = s.customer_id "
+            "WHEN MATCHED THEN DELETE",
+            "merge",
+        ),
+        ("CREATE TABLE shop.copy (x INT64)", "ddl"),
+        ("DROP TABLE shop.orders", "ddl"),
+        ("TRUNCATE TABLE shop.orders", "truncate"),
+        ("CREATE TEMP FUNCTION f(x INT64) AS (x + 1)", "temp_function"),
+        ("EXPORT DATA OPTIONS (uri='gs://b/*.csv', format='CSV') AS SELECT 1 AS x", "export_data"),
+        ("CALL shop.proc(1)", "call"),
+        ("EXECUTE IMMEDIATE 'SELECT 1'", "execute_immediate"),
+        ("DECLARE x INT64 DEFAULT 1", "script"),
+        ("LOAD DATA INTO shop.t FROM FILES (format='CSV', uris=['gs://b/x.csv'])", "load_data"),
+    ],
+)
+def test_denied_statement_classes(sql: str, cls: str) -> None:
+    reasons = check(sql)
+    assert reasons[0].rule == "sql.statement_class"
+    assert cls in reasons[0].message
+    assert "sql.statement_class" in rule_ids(reasons)
+
+
+def test_begin_end_script_is_denied_as_script_and_multiple_statements() -> None:
+    reasons = check("BEGIN SELECT 1; END")
+    assert rule_ids(reasons) == ["sql.statement_class", "sql.multiple_statements"]
+
+
+def test_multi_statement_reports_every_violation() -> None:
+    reasons = check("SELECT ssn FROM customers; DELETE FROM shop.secret WHERE TRUE")
+    assert rule_ids(reasons) == [
+        "sql.statement_class",
+        "sql.multiple_statements",
+        "sql.column_denied",
+    ]
+    # shop.secret matches demo.shop.* so it is not a table violation; the class is.
+    assert denied_columns(reasons) == {("demo.shop.customers", "ssn")}
+
+
+def test_multiple_selects_allowed_when_configured() -> None:
+    assert check("SELECT 1; SELECT full_name FROM customers", allow_multiple_statements=True) == ()
+    assert rule_ids(check("SELECT 1; SELECT 2")) == ["sql.multiple_statements"]
+
+
+def test_extra_classes_can_be_allowed() -> None:
+    sql = "DELETE FROM customers WHERE TRUE"
+    assert check(sql, allowed_statement_classes=["select", "delete"]) == ()
+
+
+def test_comment_hidden_statement_is_denied() -> None:
+    reasons = check("SELECT 1 -- innocent\n; DROP TABLE shop.orders")
+    assert rule_ids(reasons) == ["sql.statement_class", "sql.multiple_statements"]
+
+
+# ------------------------------------------------------------------------------------------
+# Tables
+# ------------------------------------------------------------------------------------------
+
+
+def test_forbidden_table_is_reported_with_its_name() -> None:
+    reasons = check(
+        "SELECT c.full_name, o.amount FROM customers c JOIN orders o USING (customer_id)",
+        allowed_tables=["demo.shop.orders"],
+    )
+    assert reasons == (
+        Reason(
+            "sql.table_not_allowed",
+            "table demo.shop.customers is not allowed",
+            table="demo.shop.customers",
+        ),
+    )
+
+
+def test_no_allowed_tables_means_no_table() -> None:
+    empty = SqlRules.from_config({})
+    assert rule_ids(check_sql(analyze("SELECT full_name FROM customers"), empty)) == [
+        "sql.table_not_allowed"
+    ]
+    assert check_sql(analyze("SELECT 1 AS x"), empty) == ()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "allowed"),
+    [
+        ("demo.shop.customers", True),
+        ("*.shop.customers", True),
+        ("demo.*", True),
+        ("DEMO.Shop.*", True),  # patterns are lowercased
+        ("demo.sh?p.customers", True),
+        ("demo.shop.orders", False),
+        ("other.shop.*", False),
+    ],
+)
+def test_table_patterns(pattern: str, allowed: bool) -> None:
+    reasons = check("SELECT full_name FROM customers", allowed_tables=[pattern])
+    assert (reasons == ()) is allowed
+
+
+@pytest.mark.parametrize(
+    ("patterns", "allowed"),
+    [
+        (["demo.shop.*"], False),
+        (["*"], False),
+        (["demo.*"], False),
+        (["demo.shop.information_schema.*"], True),
+        (["demo.shop.information_schema.tables"], True),
+        (["*.information_schema.*"], True),
+        (["demo.shop.information_schema.columns"], False),
+    ],
+)
+def test_information_schema_needs_an_explicit_pattern(patterns: list[str], allowed: bool) -> None:
+    reasons = check(
+        "SELECT table_name FROM shop.INFORMATION_SCHEMA.TABLES", allowed_tables=patterns
+    )
+    assert (reasons == ()) is allowed
+
+
+def test_region_information_schema() -> None:
+    sql = "SELECT job_id, query FROM `region-us`.INFORMATION_SCHEMA.JOBS"
+    assert rule_ids(check(sql)) == ["sql.table_not_allowed"]
+    assert check(sql, allowed_tables=["demo.region-us.information_schema.jobs"]) == ()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "allowed"),
+    [
+        ("demo.shop.events_*", True),
+        ("demo.shop.*", True),
+        ("demo.*", True),
+        ("demo.shop.events_2024", False),
+        ("demo.shop.events_2*", False),
+        ("demo.shop.events_?", False),
+        ("demo.shop.events_?*", False),
+        ("demo.shop.orders", False),
+    ],
+)
+def test_wildcard_table_needs_a_covering_pattern(pattern: str, allowed: bool) -> None:
+    reasons = check("SELECT customer_id FROM `demo.shop.events_*`", allowed_tables=[pattern])
+    assert (reasons == ()) is allowed
+
+
+# ------------------------------------------------------------------------------------------
+# Denied columns
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT ssn FROM customers",
+        "SELECT c.ssn AS not_a_secret FROM customers c",
+        "SELECT full_name FROM customers WHERE ssn = '123'",  # filtering on it leaks it
+        "SELECT COUNT(*) AS n FROM customers GROUP BY ssn",
+        "WITH x AS (SELECT ssn AS s FROM customers) SELECT LENGTH(s) AS l FROM x",
+        "SELECT UPPER(s) AS u FROM (SELECT ssn AS s FROM customers)",
+        "SELECT full_name FROM customers UNION ALL SELECT ssn FROM customers",
+        "SELECT (SELECT MAX(ssn) FROM customers) AS m",
+        "SELECT part FROM customers c, UNNEST(SPLIT(c.ssn, '-')) AS part",
+    ],
+)
+def test_denied_column_anywhere(sql: str) -> None:
+    assert denied_columns(check(sql)) == {("demo.shop.customers", "ssn")}
+
+
+def test_denied_columns_via_star_all_reported() -> None:
+    reasons = check("SELECT * FROM customers")
+    assert denied_columns(reasons) == {
+        ("demo.shop.customers", "ssn"),
+        ("demo.shop.customers", "card_number"),
+    }
+    assert all(r.rule == "sql.column_denied" for r in reasons)
+
+
+def test_star_except_avoids_the_denied_columns() -> None:
+    assert check("SELECT * EXCEPT (ssn, card_number) FROM customers") == ()
+
+
+def test_denied_columns_via_to_json_string() -> None:
+    reasons = check("SELECT TO_JSON_STRING(c) AS row_json FROM customers c")
+    assert denied_columns(reasons) == {
+        ("demo.shop.customers", "ssn"),
+        ("demo.shop.customers", "card_number"),
+    }
+
+
+def test_denied_column_and_forbidden_table_together() -> None:
+    reasons = check(
+        "SELECT c.ssn, o.amount FROM customers c JOIN orders o USING (customer_id)",
+        allowed_tables=["demo.shop.customers"],
+    )
+    assert rule_ids(reasons) == ["sql.table_not_allowed", "sql.column_denied"]
+
+
+def test_denied_column_on_a_shard_denies_it_through_the_wildcard() -> None:
+    sql = "SELECT payload FROM `demo.shop.events_*`"
+    assert check(sql) == ()
+    reasons = check(sql, denied_columns=["demo.shop.events_2024.payload"])
+    assert denied_columns(reasons) == {("demo.shop.events_*", "payload")}
+    assert check(sql, denied_columns=["demo.shop.orders.payload"]) == ()
+    assert check(sql, denied_columns=["demo.shop.events_2024.ts"]) == ()
+    assert denied_columns(check(sql, denied_columns=["*.*.events_*.payload"])) == {
+        ("demo.shop.events_*", "payload")
+    }
+
+
+def test_rules_helpers() -> None:
+    r = rules()
+    assert r.column_denied(ColumnRef("demo.shop.customers", "card_number"))
+    assert r.column_denied(ColumnRef("other.crm.customers", "card_cvv"))
+    assert not r.column_denied(ColumnRef("demo.shop.customers", "email"))
+    assert r.table_allowed("demo.shop.anything")
+    assert not r.table_allowed("demo.shop.information_schema.tables")
+
+
+# ------------------------------------------------------------------------------------------
+# Bytes cap and error mapping
+# ------------------------------------------------------------------------------------------
+
+
+def test_bytes_cap() -> None:
+    r = rules()
+    assert check_bytes(10_000, r) == ()
+    (reason,) = check_bytes(10_001, r)
+    assert reason.rule == "sql.bytes_cap"
+    assert "10001" in reason.message
+    assert check_bytes(10**15, SqlRules()) == ()  # no cap configured
+
+
+@pytest.mark.parametrize("value", [-1, True, "100", 1.5, None])
+def test_bytes_cap_rejects_unreadable_estimates(value: Any) -> None:
+    assert rule_ids(check_bytes(value, rules())) == ["sql.bytes_cap"]
+
+
+def test_reason_for_error_and_as_dict() -> None:
+    with pytest.raises(SqlAnalysisError) as info:
+        analyze("SELECT FROM WHERE")
+    reason = reason_for_error(info.value)
+    assert reason.rule == "sql.parse_error"
+    assert reason.message == info.value.detail
+    assert reason.as_dict() == {
+        "rule": "sql.parse_error",
+        "message": info.value.detail,
+        "table": None,
+        "column": None,
+    }
+    assert reason_for_error(SqlAnalysisError("sql.unknown_table", "x")).rule == "sql.unknown_table"
+
+
+# ------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------
+
+
+def test_defaults_deny_by_default() -> None:
+    r = SqlRules.from_config({})
+    assert r == SqlRules()
+    assert r.allowed_statement_classes == frozenset({"select"})
+    assert r.allow_multiple_statements is False
+    assert r.allowed_tables == ()
+    assert r.max_bytes_scanned is None
+
+
+def test_from_config_normalises() -> None:
+    r = SqlRules.from_config(
+        {
+            "allowed_statement_classes": ["SELECT", "delete"],
+            "allow_multiple_statements": True,
+            "allowed_tables": ["Demo.Shop.*"],
+            "denied_columns": ("demo.shop.customers.SSN",),
+            "max_bytes_scanned": 0,
+        }
+    )
+    assert r.allowed_statement_classes == frozenset({"select", "delete"})
+    assert r.allowed_tables == ("demo.shop.*",)
+    assert r.denied_columns == ("demo.shop.customers.ssn",)
+    assert r.max_bytes_scanned == 0
+    assert hash(r) == hash(
+        SqlRules.from_config(
+            {
+                "allowed_statement_classes": ["select", "delete"],
+                "allow_multiple_statements": True,
+                "allowed_tables": ["demo.shop.*"],
+                "denied_columns": ["demo.shop.customers.ssn"],
+                "max_bytes_scanned": 0,
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ("select", "sql rules"),
+        ({"allowed_tabels": ["demo.*"]}, "allowed_tabels"),
+        ({"allowed_statement_classes": "select"}, "allowed_statement_classes"),
+        ({"allowed_statement_classes": ["select", "drop"]}, "allowed_statement_classes"),
+        ({"allowed_statement_classes": [1]}, "allowed_statement_classes"),
+        ({"allow_multiple_statements": "yes"}, "allow_multiple_statements"),
+        ({"allowed_tables": "demo.shop.*"}, "allowed_tables"),
+        ({"allowed_tables": [""]}, "allowed_tables"),
+        ({"allowed_tables": [42]}, "allowed_tables"),
+        ({"allowed_tables": ["demo.shop.[ab]*"]}, "allowed_tables"),
+        ({"allowed_tables": ["demo shop"]}, "allowed_tables"),
+        ({"denied_columns": ["ssn"]}, "denied_columns"),
+        ({"denied_columns": {"a.b": 1}}, "denied_columns"),
+        ({"max_bytes_scanned": -1}, "max_bytes_scanned"),
+        ({"max_bytes_scanned": True}, "max_bytes_scanned"),
+        ({"max_bytes_scanned": "10GB"}, "max_bytes_scanned"),
+        ({"max_bytes_scanned": 1.5}, "max_bytes_scanned"),
+    ],
+)
+def test_from_config_errors_name_the_key(data: Any, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        SqlRules.from_config(data)
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(ValueError, match="allowed_statement_classes"):
+        SqlRules(allowed_statement_classes=frozenset({"selects"}))
+    with pytest.raises(ValueError, match="allowed_tables"):
+        SqlRules(allowed_tables=("a b",))
