@@ -128,4 +128,4 @@ def normalise_json(value: Any) -> Any:
     JSONField would; `default=str` records odd values (Decimal, UUID, datetime) as text rather
     than failing the audited call. Circular structures still raise ValueError.
     """
-    return _stable(json.loads(json.dumps(value, sort_keys=True, default=str)))
+    return _stable(json.loads(json.dumps(value, default=str)))

@@ -124,14 +124,14 @@ class AccessCache:
     async def plan_for(self, user_id: int, groups: tuple[str, ...], connection_id: int) -> AccessPlan:
         import time
 
-        from asgiref.sync import sync_to_async
+        from proxy.db import run_db
 
         key = (user_id, connection_id)
         now = time.time()
         hit = self._plans.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]
-        plan, valid_until = await sync_to_async(load_access_plan, thread_sensitive=False)(
-            user_id, groups, connection_id, self.token_key)
+        plan, valid_until = await run_db(load_access_plan, user_id, groups, connection_id,
+                                         self.token_key)
         self._plans[key] = (plan, min(valid_until, now + self.ttl))
         return plan

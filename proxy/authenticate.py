@@ -11,9 +11,8 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
-
 from proxy.context import Identity
+from proxy.db import run_db
 from proxy.oidc import JwksVerifier, OidcConfig, TokenRejected, VerifiedIdentity
 
 PERSONAL_TOKEN_PREFIX = "wgp_"
@@ -134,14 +133,13 @@ class Authenticator:
         if hit is not None and hit.valid_until > now:
             return hit.identity
         if token.startswith(PERSONAL_TOKEN_PREFIX):
-            identity, expires = await sync_to_async(_resolve_personal_token,
-                                                    thread_sensitive=False)(key)
+            identity, expires = await run_db(_resolve_personal_token, key)
         elif self.verifier is not None and JwksVerifier.looks_like_jwt(token):
             try:
                 verified = await self.verifier.verify(token)
             except TokenRejected as exc:
                 raise AuthFailure(exc.code, exc.message, "oidc") from None
-            identity = await sync_to_async(_provision_oidc_user, thread_sensitive=False)(verified)
+            identity = await run_db(_provision_oidc_user, verified)
             expires = float(verified.expires_at)
         else:
             raise AuthFailure("auth.invalid_token", "The bearer token is not valid here")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
-
 from proxy.classify import ColumnClassifier
+from proxy.db import run_db
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +64,7 @@ class ConnectionDirectory:
         hit = self._cache.get(slug)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        spec = await sync_to_async(_load, thread_sensitive=False)(slug)
+        spec = await run_db(_load, slug)
         self._cache[slug] = (now, spec)
         return spec
 

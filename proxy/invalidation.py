@@ -1,9 +1,9 @@
 """Keeps every gateway process's caches honest.
 
-Each process polls the shared security revision (one indexed row) every `interval` seconds
-and drops its caches when it moves. The database is the one thing all gateway processes on
-all hosts share, so a revocation, disable or quarantine committed anywhere reaches every
-process within one interval — no decision lives only in one process's memory.
+Each process polls the shared security revision (one row) every `interval` seconds and drops
+its caches when it moves. The database is the one thing all gateway processes on all hosts
+share, so a revocation, disable or quarantine committed anywhere reaches every process within
+one interval — no decision lives only in one process's memory.
 """
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-
-from asgiref.sync import sync_to_async
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("wardgate.gateway")
 
 
 def _read_revision() -> int:
-    from django.db import close_old_connections
-
     from portal.services.security import security_revision_current
 
-    close_old_connections()
     return security_revision_current()
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 class RevisionWatcher:
@@ -32,9 +34,16 @@ class RevisionWatcher:
         self.on_change = on_change
         self.revision: int | None = None
         self._task: asyncio.Task[None] | None = None
+        # One thread with one long-lived connection: polling must not reconnect each time.
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def _read(self) -> int:
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _read_revision)
 
     async def start(self) -> None:
-        self.revision = await sync_to_async(_read_revision, thread_sensitive=False)()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wardgate-revision")
+        self.revision = await self._read()
         self._task = asyncio.create_task(self._run(), name="wardgate-revision-watcher")
 
     async def stop(self) -> None:
@@ -45,20 +54,29 @@ class RevisionWatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, _close_connections)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _fire(self) -> None:
+        for callback in self.on_change:
+            callback()
 
     async def check_now(self) -> None:
-        current = await sync_to_async(_read_revision, thread_sensitive=False)()
+        current = await self._read()
         if current != self.revision:
             self.revision = current
-            for callback in self.on_change:
-                callback()
+            self._fire()
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.check_now()
-            except Exception:  # a database hiccup: drop caches anyway, to fail safe
+            except Exception:
+                # Cannot tell whether access was taken away: drop caches, so the next call
+                # re-reads everything (and fails closed if the database stays away).
                 log.exception("could not read the security revision; dropping caches")
-                for callback in self.on_change:
-                    callback()
+                self._fire()
+                await asyncio.get_running_loop().run_in_executor(self._executor, _close_connections)

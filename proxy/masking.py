@@ -469,6 +469,10 @@ def _declared_columns(d: Mapping[str, Any]) -> list[str] | None:
     return None
 
 
+def _is_fv(row: Mapping[Any, Any]) -> bool:
+    return len(row) == 1 and type(row.get("f")) is list
+
+
 def _json_like(obj: Any, original: str) -> str:
     """Serialize masked JSON in the layout of the original text."""
     ensure_ascii = "\\u" in original
@@ -825,30 +829,36 @@ class _Masker:
 
     def table(self, d: Mapping[Any, Any], rows: list[Any]) -> dict[Any, Any]:
         """A dict carrying "rows": the rows are data; the other keys are metadata."""
-        names = _declared_columns(d)
-        plans = self._positional_plans(names) if names is not None else None
         out: dict[Any, Any] = {}
         for k, v in d.items():
             if k == "rows":
-                out[k] = self._rows(rows, plans)
+                out[k] = self._rows(rows, _declared_columns(d))
             else:
                 out[self.plan(k).key] = self.metadata(v, str(k))
         return out
 
-    def _rows(self, rows: list[Any], plans: list[_Plan] | None) -> list[Any]:
+    def _rows(self, rows: list[Any], names: list[str] | None) -> list[Any]:
         out: list[Any] = []
-        if plans is None:
-            header = self._header(rows[0]) if rows else None
-            if header is not None:
-                plans = self._positional_plans(header)
-                out.append(self._header_out(rows[0], plans))
-                rows = rows[1:]
+        plans: list[_Plan] | None = None
+        if not rows:
+            if names is not None:
+                self._positional_plans(names)  # no data: the declared columns are accounted for
+            return out
+        first = rows[0]
+        if type(first) is not dict or _is_fv(first):  # positional rows: map the columns
+            if names is not None:
+                plans = self._positional_plans(names)
+            else:
+                header = self._header(first)
+                if header is not None:
+                    plans = self._positional_plans(header)
+                    out.append(self._header_out(first, plans))
+                    rows = rows[1:]
         for r in rows:
             t = type(r)
             if t is dict:
-                f = r.get("f")
-                if len(r) == 1 and type(f) is list:  # BigQuery REST: {"f": [{"v": ...}]}
-                    out.append({"f": self._fv(f, plans)})
+                if _is_fv(r):  # BigQuery REST: {"f": [{"v": ...}, ...]}
+                    out.append({"f": self._fv(r["f"], plans)})
                 else:
                     out.append(self.row(r))
             elif t is list or t is tuple:

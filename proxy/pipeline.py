@@ -131,10 +131,14 @@ class Pipeline:
         self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
-        self.watcher = RevisionWatcher(config.revision_poll_seconds, [
-            self.authenticator.invalidate, self.access.invalidate, self.catalog.invalidate,
-            self.directory.invalidate,
-        ])
+        self.watcher = RevisionWatcher(config.revision_poll_seconds, [self.invalidate_caches])
+
+    def invalidate_caches(self) -> None:
+        """Forget every cached identity, plan, catalogue and connection (revision moved)."""
+        self.authenticator.invalidate()
+        self.access.invalidate()
+        self.catalog.invalidate()
+        self.directory.invalidate()
 
     async def start(self) -> None:
         await self.recorder.writer.start()

@@ -40,7 +40,7 @@ from sqlglot.optimizer.qualify_columns import qualify_columns, validate_qualify_
 from sqlglot.optimizer.qualify_tables import qualify_tables
 from sqlglot.optimizer.scope import Scope, traverse_scope, walk_in_scope
 from sqlglot.schema import MappingSchema
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 __all__ = [
     "STATEMENT_CLASSES",
@@ -111,6 +111,33 @@ _ASCII_CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # the other is exactly how a second statement gets smuggled past us.
 _BAD_UNICODE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp", "Zs"})
 _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")
+_WS_RE: Final = re.compile(r"\s+")
+
+# An independent lexer written from BigQuery's lexical rules (GoogleSQL), used only to check
+# that sqlglot's tokenizer put every string, quoted identifier and comment boundary in the same
+# place. Where the two disagree (e.g. `a\`` is one identifier for BigQuery but ends at the
+# backslash for sqlglot) a statement could hide inside what we believe is a literal.
+_BQ_LEXER: Final = re.compile(
+    r"""
+    (?P<ws>\s+)
+    | (?P<comment>(?:--|\#)[^\r\n]* | /\*[\s\S]*?\*/)
+    | (?P<literal>
+        (?:[rR][bB]?|[bB][rR]?)?
+        (?: '''(?:[^'\\]|\\[\s\S]|'(?!''))*'''
+          | \"\"\"(?:[^"\\]|\\[\s\S]|"(?!""))*\"\"\"
+          | '(?:[^'\\\r\n]|\\[^\r\n])*'
+          | "(?:[^"\\\r\n]|\\[^\r\n])*"
+        )
+        | `(?:[^`\\\r\n]|\\[^\r\n])*`
+      )
+    | (?P<word>\w+)
+    | (?P<other>.)
+    """,
+    re.VERBOSE,
+)
+_QUOTE_CHARS: Final = frozenset("'\"`")
+_COMMAND_TOKENS: Final = frozenset(_DIALECT.tokenizer_class.COMMANDS)
+_COMMAND_PREFIX_TOKENS: Final = frozenset(_DIALECT.tokenizer_class.COMMAND_PREFIX_TOKENS)
 
 _SCRIPT_KEYWORDS: Final = frozenset(
     {
@@ -360,8 +387,11 @@ def _analyze(
     dataset = default_dataset.strip().lower() if default_dataset else None
 
     text = _precheck(sql)
-    statements = _parse(text)
+    statements, opaque = _parse(text)
     classes = tuple(_classify(stmt) for stmt in statements)
+    if opaque and all(cls == "select" for cls in classes):
+        # Defensive: opaque text must come from a statement the policy can deny by class.
+        raise SqlAnalysisError("sql.ambiguous_syntax", "unparsed statement text")
 
     # Render before analysis: the analysis path lowercases and qualifies the tree in place.
     try:
@@ -428,9 +458,12 @@ def _precheck(sql: object) -> str:
     return sql
 
 
-def _parse(sql: str) -> list[exp.Expr]:
+def _parse(sql: str) -> tuple[list[exp.Expr], bool]:
+    """Statements (empty ones dropped) and whether part of the text was opaque to lexing."""
     try:
-        parsed = _DIALECT.parse(sql)
+        tokens = _DIALECT.tokenize(sql)
+        opaque = _check_lexing(sql, tokens)
+        parsed = _DIALECT.parser().parse(tokens, sql)
     except (ParseError, TokenError) as err:
         raise SqlAnalysisError("sql.parse_error", _clean(err)) from None
     except RecursionError:
@@ -443,7 +476,69 @@ def _parse(sql: str) -> list[exp.Expr]:
     ]
     if not statements:
         raise SqlAnalysisError("sql.empty", "SQL text contains no statement")
-    return statements
+    return statements, opaque
+
+
+def _check_lexing(sql: str, tokens: list[Token]) -> bool:
+    """Reject text whose literal/comment boundaries sqlglot and BigQuery could disagree on.
+
+    Both lexers must agree on the exact span of every string literal and quoted identifier,
+    and on the remaining code characters (comments and whitespace excluded). sqlglot swallows
+    statements it cannot parse (CALL, EXECUTE IMMEDIATE, BEGIN ... END, IF/LOOP ...) into one
+    opaque token; the comparison stops there and True is returned, so the caller can insist
+    that such a text carries a non-SELECT class (denied unless a role allows it).
+    """
+    cutoff = len(sql)
+    opaque = False
+    prev: Token | None = None
+    for index, tok in enumerate(tokens):
+        if tok.token_type in _COMMAND_TOKENS and (
+            prev is None or prev.token_type in _COMMAND_PREFIX_TOKENS
+        ):
+            cutoff = tok.start
+            tokens = tokens[:index]
+            opaque = True
+            break
+        prev = tok
+
+    ours: set[tuple[int, int]] = set()
+    code: list[str] = []
+    pos = 0
+    match_at = _BQ_LEXER.match
+    while pos < cutoff:
+        m = match_at(sql, pos)
+        if m is None:  # pragma: no cover - the "other" branch matches any character
+            break
+        kind = m.lastgroup
+        end = m.end()
+        if kind == "literal":
+            ours.add((pos, end - 1))
+        elif kind == "word":
+            code.append(m.group())
+        elif kind == "other":
+            char = m.group()
+            if char in _QUOTE_CHARS or sql.startswith("/*", pos):
+                raise SqlAnalysisError(
+                    "sql.parse_error", f"unterminated literal or comment at offset {pos}"
+                )
+            code.append(char)
+        pos = end
+
+    theirs: set[tuple[int, int]] = set()
+    their_code: list[str] = []
+    for tok in tokens:
+        # Type-agnostic: a token is quoted iff its source text ends in a quote character.
+        if tok.end > tok.start and sql[tok.end] in _QUOTE_CHARS:
+            theirs.add((tok.start, tok.end))
+        else:
+            their_code.append(sql[tok.start : tok.end + 1])
+    if ours != theirs or "".join(code) != _WS_RE.sub("", "".join(their_code)):
+        raise SqlAnalysisError(
+            "sql.ambiguous_syntax",
+            "string, identifier or comment boundaries are ambiguous "
+            "(e.g. a backslash inside a `quoted identifier`, or '' inside a string)",
+        )
+    return opaque
 
 
 def _fingerprint(normalized: str) -> str:
@@ -1028,25 +1123,35 @@ _BENCH_SCHEMA: Final[dict[str, dict[str, str]]] = {
 
 
 def _bench(iterations: int = 300) -> dict[str, float]:
-    """Time a typical 2-table join with 3 output columns; returns microseconds."""
+    """Time a typical 2-table join with 3 output columns; returns microseconds.
+
+    Each figure is the best mean over 5 batches, so a busy machine skews it less.
+    """
     base = (
         "SELECT c.full_name AS name, o.amount, CONCAT(c.email, '/', c.country) AS contact "
         "FROM shop.customers AS c JOIN shop.orders AS o ON c.customer_id = o.customer_id "
         "WHERE o.status = 'paid' AND o.amount > {n} ORDER BY o.amount DESC LIMIT 100"
     )
     analyze_sql(base.format(n=0), default_project="demo", schema=_BENCH_SCHEMA)  # warm imports
-    start = time.perf_counter()
-    for i in range(iterations):
-        analyze_sql(base.format(n=i + 1), default_project="demo", schema=_BENCH_SCHEMA)
-    uncached = (time.perf_counter() - start) / iterations * 1e6
+    batch = max(1, iterations // 5)
+    counter = 0
+    uncached = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(batch):
+            counter += 1  # distinct literal: a new text every time, nothing cached
+            analyze_sql(base.format(n=counter), default_project="demo", schema=_BENCH_SCHEMA)
+        uncached = min(uncached, (time.perf_counter() - start) / batch * 1e6)
 
     analyzer = SqlAnalyzer(16)
     sql = base.format(n=1)
     analyzer.analyze(sql, default_project="demo", schema=_BENCH_SCHEMA, schema_version=1)
-    start = time.perf_counter()
-    for _ in range(iterations * 10):
-        analyzer.analyze(sql, default_project="demo", schema=_BENCH_SCHEMA, schema_version=1)
-    cached = (time.perf_counter() - start) / (iterations * 10) * 1e6
+    cached = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(batch * 10):
+            analyzer.analyze(sql, default_project="demo", schema=_BENCH_SCHEMA, schema_version=1)
+        cached = min(cached, (time.perf_counter() - start) / (batch * 10) * 1e6)
     return {"first_analysis_us": uncached, "cached_lookup_us": cached}
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from proxy.db import run_db
 
 
 def tool_digest(tool: dict[str, Any]) -> str:
@@ -76,7 +76,7 @@ class ToolCatalog:
         hit = self._accepted.get(connection_id)
         if hit is not None and now - hit[0] < self.ttl_seconds:
             return hit[1]
-        accepted = await sync_to_async(_accepted, thread_sensitive=False)(connection_id)
+        accepted = await run_db(_accepted, connection_id)
         self._accepted[connection_id] = (now, accepted)
         return accepted
 
@@ -97,8 +97,7 @@ class ToolCatalog:
         self._last_seen[connection_id] = seen
         newly_seen: list[str] = []
         if unaccepted:
-            newly_seen = await sync_to_async(_store_new_versions, thread_sensitive=False)(
-                connection_id, unaccepted)
+            newly_seen = await run_db(_store_new_versions, connection_id, unaccepted)
         return CatalogReview(visible, hidden, newly_seen)
 
     async def callable(self, connection_id: int, tool: str) -> bool:

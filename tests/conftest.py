@@ -102,25 +102,18 @@ class RunningGateway:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def gateway_server() -> Iterator[RunningGateway]:
-    """The real ASGI application (gateway + portal) on uvicorn in a thread of this process, so
-    it shares the test database."""
-    from wardgate.asgi import application, gateway
+@pytest.fixture
+def gateway(transactional_db) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
+    """A fresh gateway + portal (the real ASGI application) on uvicorn in a thread of this
+    process, so it shares the test database."""
+    from proxy.app import GatewayApp
+    from wardgate.asgi import build_application
 
-    running = RunningGateway(application, free_port()).start()
-    running.gateway = gateway  # type: ignore[attr-defined]
+    app = GatewayApp()
+    running = RunningGateway(build_application(app), free_port()).start()
+    running.gateway = app  # type: ignore[attr-defined]
     yield running
     running.stop()
-
-
-@pytest.fixture
-def gateway(gateway_server: RunningGateway, transactional_db) -> RunningGateway:  # type: ignore[no-untyped-def]
-    # Each test writes its own rows; drop whatever the gateway cached from the previous test.
-    pipeline = gateway_server.gateway.pipeline  # type: ignore[attr-defined]
-    if pipeline is not None:
-        pipeline.directory.invalidate()
-    return gateway_server
 
 
 @pytest.fixture
@@ -129,6 +122,43 @@ def demo_connection(mcp_server_url: str, bigquery_emulator: BigQueryEmulator, tr
 
     return demo_connection_ensure(upstream_url=mcp_server_url, bigquery_project=PROJECT,
                                   bigquery_endpoint=bigquery_emulator.endpoint, dataset=DATASET)
+
+
+@pytest.fixture
+def demo_policy(demo_connection):  # type: ignore[no-untyped-def]
+    """The demo's analyst role granted to engineers, and the upstream catalogue accepted."""
+    from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.demo import demo_policy_ensure
+
+    role = demo_policy_ensure(demo_connection)
+    tool_catalog_refresh(connection=demo_connection)
+    tool_catalog_accept(connection=demo_connection, accepted_by=None)
+    return role
+
+
+def make_user(username: str, *groups: str, active: bool = True):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(username=username, password="x-test-pass-123")
+    user.is_active = active
+    user.save()
+    for name in groups:
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
+    return user
+
+
+@pytest.fixture
+def engineer(transactional_db):  # type: ignore[no-untyped-def]
+    return make_user("engineer", "engineer")
+
+
+@pytest.fixture
+def engineer_token(engineer, demo_connection, demo_policy) -> str:  # type: ignore[no-untyped-def]
+    from portal.services.tokens import token_issue
+
+    _, plaintext = token_issue(user=engineer, connections=[demo_connection])
+    return plaintext
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import django
 
@@ -14,18 +15,22 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 from proxy.app import GatewayApp  # noqa: E402
 
-portal = get_asgi_application()
-if settings.DEBUG:
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    portal = ASGIStaticFilesHandler(portal)
+def build_application(gateway: GatewayApp) -> Any:
+    portal: Any = get_asgi_application()
+    if settings.DEBUG:
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+        portal = ASGIStaticFilesHandler(portal)
+
+    async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan" or scope.get("path", "").startswith("/mcp/"):
+            await gateway(scope, receive, send)
+        else:
+            await portal(scope, receive, send)
+
+    return application
+
+
 gateway = GatewayApp()
-
-
-async def application(scope, receive, send):  # type: ignore[no-untyped-def]
-    if scope["type"] == "lifespan":
-        await gateway(scope, receive, send)
-    elif scope.get("path", "").startswith("/mcp/"):
-        await gateway(scope, receive, send)
-    else:
-        await portal(scope, receive, send)
+application = build_application(gateway)

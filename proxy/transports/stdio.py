@@ -68,14 +68,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
     classify_inbound_request,
     unsupported_protocol_version_rejection,
 )
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
 from proxy.sse import SseEvent
 from proxy.transports.http import UpstreamError, UpstreamResponse
 
@@ -288,6 +288,7 @@ class _Channel:
         self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._reader_done = asyncio.Event()
+        self._stderr_done = asyncio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._secrets = sorted((v for v in command.env.values() if len(v) >= 4), key=len, reverse=True)
 
@@ -369,9 +370,12 @@ class _Channel:
     async def _watch_exit(self) -> None:
         assert self.proc is not None
         code = await self.proc.wait()
-        # Let the reader deliver what the process wrote before it died.
+        # Let the readers take in what the process wrote before it died (its last stderr
+        # lines are the likeliest explanation of the exit).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reader_done.wait(), 1.0)
+            await asyncio.wait_for(
+                asyncio.gather(self._reader_done.wait(), self._stderr_done.wait()), 1.0
+            )
         self._finish(code)
 
     def _finish(self, code: int) -> None:
@@ -484,16 +488,23 @@ class _Channel:
     async def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         stderr = self.proc.stderr
-        while True:
-            try:
-                line = await stderr.readline()
-            except ValueError:  # a line over the stream limit: skip it, keep draining
-                continue
-            if not line:
-                return
-            text = self._redact(line.decode("utf-8", errors="replace").rstrip()[:2000])
-            self._stderr_tail.append(text)
-            log.debug("stdio upstream %s stderr: %s", self.label, text)
+        try:
+            while True:
+                try:
+                    line = await stderr.readline()
+                except ValueError:  # a line over the stream limit: skip it, keep draining
+                    continue
+                if not line:
+                    return
+                self._stderr_line(line)
+        finally:
+            self._stderr_done.set()
+
+    def _stderr_line(self, line: bytes) -> None:
+        # Redact before truncating, so a secret cut in half cannot slip through.
+        text = self._redact(line.decode("utf-8", errors="replace").rstrip())[:2000]
+        self._stderr_tail.append(text)
+        log.debug("stdio upstream %s stderr: %s", self.label, text)
 
     def _redact(self, text: str) -> str:
         for value in self._secrets:
