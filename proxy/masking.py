@@ -451,6 +451,7 @@ _MEMO_MAX_ENTRIES = 50_000
 _REDACT = MaskAction.REDACT
 _TOKENIZE = MaskAction.TOKENIZE
 _NULL = MaskAction.NULL
+_LITERAL_MAX_LEN = 4_000_000  # Python-literal parsing is slow; bigger texts fall through
 _TEXT_LABEL = "(text)"
 _KEY_LABEL = "(column name)"
 
@@ -923,7 +924,7 @@ class _Masker:
             if parsed is not _NO_PARSE:
                 masked = self.node(parsed, label, top=True)
                 return text if masked == parsed else _json_like(masked, text)
-            literal = _parse_literal(body)
+            literal = _parse_literal(body) if len(body) <= _LITERAL_MAX_LEN else _NO_PARSE
             if literal is not _NO_PARSE:
                 masked = self.node(literal, label, top=True)
                 return text if masked == literal else repr(masked)

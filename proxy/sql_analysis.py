@@ -536,7 +536,7 @@ def _check_lexing(sql: str, tokens: list[Token]) -> bool:
         raise SqlAnalysisError(
             "sql.ambiguous_syntax",
             "string, identifier or comment boundaries are ambiguous "
-            "(e.g. a backslash inside a `quoted identifier`, or '' inside a string)",
+            "(e.g. a backslash escape inside a `quoted identifier`)",
         )
     return opaque
 
@@ -793,6 +793,10 @@ class _QueryAnalysis:
                     raise SqlAnalysisError(
                         "sql.invalid_table_name", f"invalid INFORMATION_SCHEMA view {name!r}"
                     )
+            elif "." in name or "." in db:
+                # BigQuery dataset/table names never contain dots; accepting `ds`.`a.b` would
+                # make "p.ds.a.b" ambiguous for the policy's glob patterns.
+                raise SqlAnalysisError("sql.invalid_table_name", f"invalid table name {db}.{name}")
             elif "*" in name and (name.count("*") != 1 or not name.endswith("*")):
                 raise SqlAnalysisError(
                     "sql.invalid_table_name", f"wildcard must be the last character: {name!r}"

@@ -328,6 +328,8 @@ class _Channel:
                 f"The upstream MCP server could not be started ({type(exc).__name__})",
             ) from exc
         self.starting = False  # the caller registers its request before the next await
+        if self.closing:  # closed (e.g. close_all) while it was being started
+            self._signal(signal.SIGKILL)
         log.info("started stdio upstream %s", self.label)
         self._tasks = [
             asyncio.create_task(self._read_stdout()),
@@ -339,6 +341,9 @@ class _Channel:
         """Terminate the process: stdin EOF, then SIGTERM, then SIGKILL; returns once it is gone."""
         self.pool._forget(self)
         if self.closing or self.proc is None:
+            # Already closing, or still starting: start() kills what it started once it sees
+            # `closing`, and the exit watcher (or a failed start) sets `finished`.
+            self.closing = True
             await self.finished.wait()
             return
         self.closing = True
@@ -387,8 +392,10 @@ class _Channel:
             log.warning("stdio upstream %s exited with code %s; stderr tail: %s", self.label, code,
                         tail or "(empty)")
         self.pool._forget(self)
-        if self.proc is not None and os.name == "posix":
-            # Grandchildren that kept our pipes open would otherwise outlive their session.
+        if self.proc is not None and os.name == "posix" and not self._reader_done.is_set():
+            # Someone in the group still holds our stdout (grandchildren of a wrapper such as
+            # npx): they would outlive their session. While they live, the group id cannot
+            # have been reused, so this signal cannot reach an unrelated process.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         error = UpstreamError(

@@ -121,8 +121,10 @@ def _migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def external_db(request: pytest.FixtureRequest, tmp_path: Path) -> ExternalDatabase:
+    """Tests using this must be marked django_db(transaction=True): on PostgreSQL the children
+    must see committed rows (and pytest-django decides from markers which databases to create).
+    """
     if connection.vendor == "postgresql":
-        request.getfixturevalue("transactional_db")  # children must see committed rows
         s = connection.settings_dict
         auth = quote(s["USER"] or "", safe="")
         if s.get("PASSWORD"):

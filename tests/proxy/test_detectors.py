@@ -222,7 +222,10 @@ def test_iban_lower_case_text_not_detected() -> None:
         ("host 192.168.1.20.", "192.168.1.20"),
         ("255.255.255.255", "255.255.255.255"),
         ("2001:db8::1", "2001:db8::1"),
-        ("addr 2001:0db8:85a3:0000:0000:8a2e:0370:7334 end", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
+        (
+            "addr 2001:0db8:85a3:0000:0000:8a2e:0370:7334 end",
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        ),
         ("::1", "::1"),
         ("fe80::1%eth0", "fe80::1"),
         ("mapped ::ffff:10.0.0.1", "::ffff:10.0.0.1"),
@@ -286,9 +289,7 @@ def test_findings_ordered_non_overlapping() -> None:
     result = find_pii(text)
     assert [f.cls for f in result] == ["email", "phone", "card", "ssn", "iban", "ip"]
     assert all(a.end <= b.start for a, b in zip(result, result[1:], strict=False))
-    assert [(s, e, c) for c, s, e in ((f.cls, f.start, f.end) for f in result)] == find_spans(
-        text
-    )
+    assert [(s, e, c) for c, s, e in ((f.cls, f.start, f.end) for f in result)] == find_spans(text)
 
 
 def test_overlap_prefers_longest() -> None:

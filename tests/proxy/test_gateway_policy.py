@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
+from proxy.db import run_db
 from mcp.client import Client
 
 from tests.recorded_bigquery import RecordedBigQuery
@@ -14,8 +14,10 @@ from wardgate.mcp_client import gateway_client
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
-CUSTOMER_SQL = ("SELECT customer_id, full_name, email, ssn, card_number, phone, country "
-                "FROM shop.customers WHERE customer_id <= 5 ORDER BY customer_id")
+CUSTOMER_SQL = (
+    "SELECT customer_id, full_name, email, ssn, card_number, phone, country "
+    "FROM shop.customers WHERE customer_id <= 5 ORDER BY customer_id"
+)
 
 
 def decisions(**filters):  # type: ignore[no-untyped-def]
@@ -29,10 +31,18 @@ async def call(gateway, token: str, sql: str):  # type: ignore[no-untyped-def]
         return await client.call_tool("execute_sql", {"sql": sql})
 
 
-async def test_tools_list_shows_only_granted_and_accepted_tools(gateway, engineer_token, demo_policy) -> None:  # type: ignore[no-untyped-def]
+async def test_tools_list_shows_only_granted_and_accepted_tools(
+    gateway, engineer_token, demo_policy
+) -> None:  # type: ignore[no-untyped-def]
     async with gateway_client(gateway.url("demo-bigquery"), engineer_token) as client:
         names = sorted(t.name for t in (await client.list_tools()).tools)
-    assert names == ["dry_run_sql", "execute_sql", "get_table_schema", "list_datasets", "list_tables"]
+    assert names == [
+        "dry_run_sql",
+        "execute_sql",
+        "get_table_schema",
+        "list_datasets",
+        "list_tables",
+    ]
 
     from portal.services.security import security_revision_bump
 
@@ -41,7 +51,7 @@ async def test_tools_list_shows_only_granted_and_accepted_tools(gateway, enginee
         demo_policy.save()
         security_revision_bump()
 
-    await sync_to_async(narrow)()
+    await run_db(narrow)
     await gateway.gateway.pipeline.watcher.check_now()
     async with gateway_client(gateway.url("demo-bigquery"), engineer_token) as client:
         names = sorted(t.name for t in (await client.list_tools()).tools)
@@ -50,9 +60,13 @@ async def test_tools_list_shows_only_granted_and_accepted_tools(gateway, enginee
     assert refused.is_error and "tool.not_granted" in refused.content[0].text
 
 
-async def test_select_on_customers_is_masked_as_configured(gateway, engineer_token, mcp_server_url) -> None:  # type: ignore[no-untyped-def]
+async def test_select_on_customers_is_masked_as_configured(
+    gateway, engineer_token, mcp_server_url
+) -> None:  # type: ignore[no-untyped-def]
     async with Client(mcp_server_url) as direct:
-        raw = (await direct.call_tool("execute_sql", {"sql": CUSTOMER_SQL})).structured_content["rows"]
+        raw = (await direct.call_tool("execute_sql", {"sql": CUSTOMER_SQL})).structured_content[
+            "rows"
+        ]
     result = await call(gateway, engineer_token, CUSTOMER_SQL)
     assert not result.is_error
     rows = result.structured_content["rows"]
@@ -72,10 +86,14 @@ async def test_select_on_customers_is_masked_as_configured(gateway, engineer_tok
     assert json.loads(text)["rows"] == rows
 
 
-async def test_aliases_and_computed_columns_carry_their_classes(gateway, engineer_token, mcp_server_url) -> None:  # type: ignore[no-untyped-def]
-    sql = ("SELECT email AS contact, CONCAT(full_name, ' <', email, '>') AS who, "
-           "TO_JSON_STRING(c) AS everything, UPPER(country) AS cc "
-           "FROM shop.customers AS c WHERE customer_id = 2")
+async def test_aliases_and_computed_columns_carry_their_classes(
+    gateway, engineer_token, mcp_server_url
+) -> None:  # type: ignore[no-untyped-def]
+    sql = (
+        "SELECT email AS contact, CONCAT(full_name, ' <', email, '>') AS who, "
+        "TO_JSON_STRING(c) AS everything, UPPER(country) AS cc "
+        "FROM shop.customers AS c WHERE customer_id = 2"
+    )
     async with Client(mcp_server_url) as direct:
         raw = (await direct.call_tool("execute_sql", {"sql": sql})).structured_content["rows"][0]
     row = (await call(gateway, engineer_token, sql)).structured_content["rows"][0]
@@ -88,42 +106,58 @@ async def test_aliases_and_computed_columns_carry_their_classes(gateway, enginee
 
 
 async def test_pii_in_free_text_is_caught_by_content_detectors(gateway, engineer_token) -> None:  # type: ignore[no-untyped-def]
-    sql = ("SELECT payload FROM shop.events WHERE event_type IN ('password_reset', "
-           "'support_ticket') ORDER BY event_id LIMIT 5")
+    sql = (
+        "SELECT payload FROM shop.events WHERE event_type IN ('password_reset', "
+        "'support_ticket') ORDER BY event_id LIMIT 5"
+    )
     rows = (await call(gateway, engineer_token, sql)).structured_content["rows"]
     assert rows
     for row in rows:
-        note = json.loads(row["payload"]).get("note", "") if row["payload"].startswith("{") else row["payload"]
+        note = (
+            json.loads(row["payload"]).get("note", "")
+            if row["payload"].startswith("{")
+            else row["payload"]
+        )
         assert not re.search(r"[a-z.]+\d*@example\.(com|org|net)", note), note
 
 
-@pytest.mark.parametrize("sql, rule", [
-    ("DELETE FROM shop.orders WHERE TRUE", "sql.statement_class"),
-    ("CREATE TABLE shop.copy AS SELECT * FROM shop.customers", "sql.statement_class"),
-    ("DROP TABLE shop.orders", "sql.statement_class"),
-    ("SELECT 1 AS a; DELETE FROM shop.orders WHERE TRUE", "sql.multiple_statements"),
-    ("SELECT table_name FROM shop.INFORMATION_SCHEMA.TABLES", "sql.table_not_allowed"),
-    ("SELECT * FROM shop.INFORMATION_SCHEMA.TABLES", "sql.unresolved_star"),
-    ("SELECT salary FROM hr.payroll", "sql.table_not_allowed"),
-    ("SELECT FROM WHERE customers", "sql.parse_error"),
-    ("SELECT email FROM shop.customers /* */; /**/ DELETE FROM shop.customers WHERE TRUE",
-     "sql.multiple_statements"),
-])
+@pytest.mark.parametrize(
+    "sql, rule",
+    [
+        ("DELETE FROM shop.orders WHERE TRUE", "sql.statement_class"),
+        ("CREATE TABLE shop.copy AS SELECT * FROM shop.customers", "sql.statement_class"),
+        ("DROP TABLE shop.orders", "sql.statement_class"),
+        ("SELECT 1 AS a; DELETE FROM shop.orders WHERE TRUE", "sql.multiple_statements"),
+        ("SELECT table_name FROM shop.INFORMATION_SCHEMA.TABLES", "sql.table_not_allowed"),
+        ("SELECT * FROM shop.INFORMATION_SCHEMA.TABLES", "sql.unresolved_star"),
+        ("SELECT salary FROM hr.payroll", "sql.table_not_allowed"),
+        ("SELECT FROM WHERE customers", "sql.parse_error"),
+        (
+            "SELECT email FROM shop.customers /* */; /**/ DELETE FROM shop.customers WHERE TRUE",
+            "sql.multiple_statements",
+        ),
+    ],
+)
 async def test_forbidden_sql_is_denied_with_reasons_and_recorded(  # type: ignore[no-untyped-def]
-        gateway, engineer_token, bigquery_client, sql, rule) -> None:
+    gateway, engineer_token, bigquery_client, sql, rule
+) -> None:
     from google.cloud import bigquery
 
     bigquery_client.create_dataset("hr", exists_ok=True)
-    bigquery_client.create_table(bigquery.Table(
-        f"{bigquery_client.project}.hr.payroll",
-        schema=[bigquery.SchemaField("salary", "NUMERIC")]), exists_ok=True)
+    bigquery_client.create_table(
+        bigquery.Table(
+            f"{bigquery_client.project}.hr.payroll",
+            schema=[bigquery.SchemaField("salary", "NUMERIC")],
+        ),
+        exists_ok=True,
+    )
     result = await call(gateway, engineer_token, sql)
     assert result.is_error
     assert rule in result.content[0].text, result.content[0].text
     meta = result.meta or {}
     reasons = meta["io.wardgate/decision"]["reasons"]
     assert any(r["rule"] == rule for r in reasons)
-    records = await sync_to_async(decisions)(tool="execute_sql")
+    records = await run_db(decisions, tool="execute_sql")
     assert [r.event for r in records] == ["mcp.decision", "mcp.outcome"]
     assert records[0].decision == "deny" and records[0].sql_text == sql
     assert any(r["rule"] == rule for r in records[0].reasons)
@@ -131,8 +165,10 @@ async def test_forbidden_sql_is_denied_with_reasons_and_recorded(  # type: ignor
 
 
 async def test_query_over_the_bytes_cap_is_denied_by_dry_run(  # type: ignore[no-untyped-def]
-        gateway, engineer_token, demo_connection, demo_policy, bigquery_emulator) -> None:
+    gateway, engineer_token, demo_connection, demo_policy, bigquery_emulator
+) -> None:
     with RecordedBigQuery(upstream=bigquery_emulator.endpoint) as recorded:
+
         def point_at_recorder() -> None:
             demo_connection.bigquery_endpoint = recorded.endpoint
             demo_connection.save()
@@ -140,21 +176,23 @@ async def test_query_over_the_bytes_cap_is_denied_by_dry_run(  # type: ignore[no
             demo_policy.rules = {**demo_policy.rules, "sql": sql_rules}
             demo_policy.save()
 
-        await sync_to_async(point_at_recorder)()
+        await run_db(point_at_recorder)
         gateway.gateway.pipeline.invalidate_caches()
         result = await call(gateway, engineer_token, "SELECT * FROM shop.orders")
     assert result.is_error and "sql.bytes_cap" in result.content[0].text
     assert recorded.dry_runs == 1
-    record = (await sync_to_async(decisions)(event="mcp.decision"))[-1]
+    record = (await run_db(decisions, event="mcp.decision"))[-1]
     assert record.detail["sql"]["bytes_processed"] == 5368709120
 
 
-async def test_allowed_calls_are_recorded_with_masking_summary_and_chain_verifies(gateway, engineer_token) -> None:  # type: ignore[no-untyped-def]
+async def test_allowed_calls_are_recorded_with_masking_summary_and_chain_verifies(
+    gateway, engineer_token
+) -> None:  # type: ignore[no-untyped-def]
     result = await call(gateway, engineer_token, CUSTOMER_SQL)
     assert not result.is_error
     from audit.verify import verify_chain
 
-    records = await sync_to_async(decisions)(tool="execute_sql")
+    records = await run_db(decisions, tool="execute_sql")
     decision, outcome = records
     assert decision.event == "mcp.decision" and decision.decision == "allow"
     assert outcome.event == "mcp.outcome" and outcome.row_count == 5
@@ -168,4 +206,4 @@ async def test_allowed_calls_are_recorded_with_masking_summary_and_chain_verifie
     import hashlib
 
     assert hashlib.sha256(outcome.response_body.encode()).hexdigest() == outcome.response_sha256
-    assert (await sync_to_async(verify_chain)()).ok
+    assert (await run_db(verify_chain)).ok

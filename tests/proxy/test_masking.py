@@ -191,9 +191,7 @@ def test_tokenize_canonical_values() -> None:
     assert mask_value(12345, "id", A.TOKENIZE, p) == mask_value("12345", "id", A.TOKENIZE, p)
     assert mask_value(12345.0, "id", A.TOKENIZE, p) == mask_value(12345, "id", A.TOKENIZE, p)
     assert mask_value(True, "x", A.TOKENIZE, p) == ref_token("x", "true")
-    assert mask_value(dt.date(1984, 3, 12), "dob", A.TOKENIZE, p) == ref_token(
-        "dob", "1984-03-12"
-    )
+    assert mask_value(dt.date(1984, 3, 12), "dob", A.TOKENIZE, p) == ref_token("dob", "1984-03-12")
     assert mask_value(decimal.Decimal("1.50"), "x", A.TOKENIZE, p) == ref_token("x", "1.50")
     assert mask_value({"b": 1, "a": 2}, "x", A.TOKENIZE, p) == ref_token("x", '{"a":2,"b":1}')
 
@@ -310,7 +308,12 @@ def test_non_string_values_of_classified_columns() -> None:
     classes = {"card": fs("card"), "dob": fs("dob"), "score": fs("x"), "ok": fs("x")}
     out = mask_rows(rows, classes, policy(card=A.PARTIAL, dob=A.PARTIAL), MaskingSummary())
     assert out == [
-        {"card": "************1111", "dob": "1990-**-**", "score": "[REDACTED:x]", "ok": "[REDACTED:x]"}
+        {
+            "card": "************1111",
+            "dob": "1990-**-**",
+            "score": "[REDACTED:x]",
+            "ok": "[REDACTED:x]",
+        }
     ]
 
 
@@ -334,7 +337,8 @@ def test_nested_values() -> None:
             "raw": '{"contact": "a***@example.com"}',
         }
     ]
-    assert summary.counts[("history", "email", "partial")] == 1
+    # nested findings are counted under the innermost field name
+    assert summary.counts[("note", "email", "partial")] == 1
     assert summary.counts[("history", "phone", "redact")] == 1
 
 
@@ -648,12 +652,16 @@ def test_dict_of_scalars_and_list_structured() -> None:
 
 def test_is_error_text_masked_by_detectors() -> None:
     result = {
-        "content": [{"type": "text", "text": "BigQuery error: bad value 'john@example.com' in email"}],
+        "content": [
+            {"type": "text", "text": "BigQuery error: bad value 'john@example.com' in email"}
+        ],
         "isError": True,
     }
     out, summary = mask_tool_result(result, CLASSES, POLICY, may_hold_sensitive=True)
     assert out == {
-        "content": [{"type": "text", "text": "BigQuery error: bad value 'j***@example.com' in email"}],
+        "content": [
+            {"type": "text", "text": "BigQuery error: bad value 'j***@example.com' in email"}
+        ],
         "isError": True,
     }
     assert summary.total == 1

@@ -356,6 +356,7 @@ def test_schemaless_ambiguity_fails_closed(sql: str, code: str) -> None:
         ),
         ("SELECT a FROM p.d.t.x", "sql.invalid_table_name"),
         ("SELECT * FROM `demo.shop.ev*ents`", "sql.invalid_table_name"),
+        ("SELECT * FROM `shop`.`a.b`", "sql.invalid_table_name"),
     ],
 )
 def test_errors(sql: str, code: str) -> None:
@@ -473,6 +474,7 @@ def test_multi_statement_yields_every_class() -> None:
         # No ';': DELETE is not reserved in BigQuery, so it is an implicit alias of 1.
         ("SELECT 1 -- x\r\nDELETE FROM customers WHERE TRUE", ("select",)),
         ("SELECT 1 -- x\r\n; DELETE FROM customers WHERE TRUE", ("select", "delete")),
+        ("SELECT 1 -- x\r; DELETE FROM customers WHERE TRUE", ("select", "delete")),
         ("SELECT 1 /* unterminated ; DELETE FROM customers WHERE TRUE", None),
         ("SELECT '; DELETE FROM customers; --' AS s", ("select",)),
         ("SELECT 'a\\'; DELETE FROM customers; --' AS s", ("select",)),
@@ -484,6 +486,36 @@ def test_comment_tricks(sql: str, classes: tuple[str, ...] | None) -> None:
         assert error_code(sql) == "sql.parse_error"
     else:
         assert analyze(sql).statement_classes == classes
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # BigQuery reads `x\`, 'y` as ONE identifier (\` escapes the backtick), so it would run
+        # the DELETE; sqlglot ends the identifier at the backslash and sees a string instead.
+        "SELECT 1 AS `x\\`, 'y` ; DELETE FROM customers WHERE TRUE; -- '",
+        "SELECT 1 AS `x\\`, 'y`, ssn, ' AS z FROM customers",
+    ],
+)
+def test_lexer_disagreements_are_rejected(sql: str) -> None:
+    assert error_code(sql) in {"sql.ambiguous_syntax", "sql.parse_error"}
+
+
+def test_quoted_literals_that_both_lexers_agree_on() -> None:
+    a = analyze(
+        "SELECT r'a\\d+' AS re, b'bytes' AS b, '''multi\nline ' quote''' AS t, "
+        '"""dq "x" """ AS d, \'it\\\'s\' AS e, "x\\"y" AS f, '
+        "'/* not a comment */' AS g, \"-- nor this\" AS h, '#' AS i, `full_name` "
+        "FROM `demo`.shop.`customers`"
+    )
+    assert a.statement_classes == ("select",)
+    assert [o.name for o in a.outputs][-1] == "full_name"
+
+
+def test_opaque_commands_keep_their_class() -> None:
+    # sqlglot cannot parse CALL; its text is opaque but the statement is still classified.
+    a = analyze("SELECT 1; CALL shop.proc(';'); SELECT 2")
+    assert a.statement_classes == ("select", "call", "select")
 
 
 def test_nested_comment_terminator_is_not_trusted() -> None:

@@ -75,13 +75,26 @@ for line in sys.stdin:
 
 
 def initialize(id_: int | str = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": id_, "method": "initialize", "params": {
-        "protocolVersion": HANDSHAKE, "capabilities": {},
-        "clientInfo": {"name": "raw-test", "version": "1"}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": id_,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": HANDSHAKE,
+            "capabilities": {},
+            "clientInfo": {"name": "raw-test", "version": "1"},
+        },
+    }
 
 
-def call(id_: int | str, tool: str, arguments: dict[str, Any] | None = None, *,
-         progress: str | int | None = None, modern: bool = False) -> dict[str, Any]:
+def call(
+    id_: int | str,
+    tool: str,
+    arguments: dict[str, Any] | None = None,
+    *,
+    progress: str | int | None = None,
+    modern: bool = False,
+) -> dict[str, Any]:
     params: dict[str, Any] = {"name": tool, "arguments": arguments or {}}
     meta: dict[str, Any] = dict(ENVELOPE) if modern else {}
     if progress is not None:
@@ -99,9 +112,15 @@ def modern_headers(message: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-async def post(upstream: StdioUpstream, message: Any, *, session: str | None = None,
-               modern: bool = False, timeout: float | None = None,
-               headers: dict[str, str] | None = None) -> UpstreamResponse:
+async def post(
+    upstream: StdioUpstream,
+    message: Any,
+    *,
+    session: str | None = None,
+    modern: bool = False,
+    timeout: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> UpstreamResponse:
     if headers is None:
         headers = modern_headers(message) if modern else dict(ACCEPT)
         if session is not None:
@@ -136,15 +155,19 @@ async def open_session(upstream: StdioUpstream) -> str:
     assert response.status == 200 and response.headers["content-type"] == "application/json"
     assert (await result_of(response))["protocolVersion"] == HANDSHAKE
     session = response.headers["mcp-session-id"]
-    ack = await post(upstream, {"jsonrpc": "2.0", "method": "notifications/initialized"},
-                     session=session)
+    ack = await post(
+        upstream, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session=session
+    )
     assert ack.status == 202 and ack.body == b""
     return session
 
 
 def pid_of(pool: StdioSessionPool, session: str | None = None, key: str | None = None) -> int:
-    pids = [p.pid for p in pool.processes()
-            if (session is None or p.session_id == session) and (key is None or p.key == key)]
+    pids = [
+        p.pid
+        for p in pool.processes()
+        if (session is None or p.session_id == session) and (key is None or p.key == key)
+    ]
     assert len(pids) == 1 and pids[0] is not None, pool.processes()
     return pids[0]
 
@@ -173,8 +196,17 @@ async def wait_gone(pid: int, timeout: float = 10.0) -> None:
 @pytest.fixture
 def bigquery_command(bigquery_emulator: BigQueryEmulator) -> StdioCommand:
     return StdioCommand(
-        (sys.executable, "-m", "bigquery_mcp", "--transport", "stdio", "--project", PROJECT,
-         "--endpoint", bigquery_emulator.endpoint),
+        (
+            sys.executable,
+            "-m",
+            "bigquery_mcp",
+            "--transport",
+            "stdio",
+            "--project",
+            PROJECT,
+            "--endpoint",
+            bigquery_emulator.endpoint,
+        ),
         {},
     )
 
@@ -200,14 +232,16 @@ def echo(pool: StdioSessionPool, echo_command: StdioCommand) -> StdioUpstream:
 
 
 async def test_bigquery_session_lists_tools_runs_sql_and_delete_ends_the_process(
-    pool: StdioSessionPool, bigquery_command: StdioCommand,
+    pool: StdioSessionPool,
+    bigquery_command: StdioCommand,
 ) -> None:
     upstream = pool.upstream("bq", bigquery_command)
     session = await open_session(upstream)
     pid = pid_of(pool, session)
 
-    tools = await result_of(await post(upstream, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                                       session=session))
+    tools = await result_of(
+        await post(upstream, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session=session)
+    )
     assert {"execute_sql", "list_tables", "get_table_schema"} <= {t["name"] for t in tools["tools"]}
     response = await post(upstream, call(3, "execute_sql", {"sql": SQL}), session=session)
     assert response.headers["mcp-session-id"] == session
@@ -227,7 +261,10 @@ async def test_session_protocol_errors(pool: StdioSessionPool, echo: StdioUpstre
     session = await open_session(echo)
 
     missing = await post(echo, call(1, "echo", {"text": "x"}))
-    assert missing.status == 400 and "Missing session ID" in json.loads(missing.body)["error"]["message"]
+    assert (
+        missing.status == 400
+        and "Missing session ID" in json.loads(missing.body)["error"]["message"]
+    )
     unknown = await post(echo, call(1, "echo", {"text": "x"}), session="no-such-session")
     assert unknown.status == 404
     error = json.loads(unknown.body)
@@ -239,7 +276,9 @@ async def test_session_protocol_errors(pool: StdioSessionPool, echo: StdioUpstre
     bad_json = await post(echo, b"{nope", session=session)
     assert bad_json.status == 400 and json.loads(bad_json.body)["error"]["code"] == -32700
     batch = await post(echo, [call(1, "echo", {"text": "x"})], session=session)
-    assert batch.status == 400 and json.loads(batch.body)["error"]["data"]["reason"] == "request.batch"
+    assert (
+        batch.status == 400 and json.loads(batch.body)["error"]["data"]["reason"] == "request.batch"
+    )
     assert (await echo.send("PUT", ACCEPT | {"mcp-session-id": session})).status == 405
     assert (await echo.send("GET", ACCEPT)).status == 400
     assert (await echo.send("DELETE", ACCEPT | {"mcp-session-id": "nope"})).status == 404
@@ -249,16 +288,25 @@ async def test_progress_and_log_messages_are_relayed_in_order_before_the_respons
     echo: StdioUpstream,
 ) -> None:
     session = await open_session(echo)
-    response = await post(echo, call("req-1", "count", {"steps": 3}, progress="tok-1"),
-                          session=session)
+    response = await post(
+        echo, call("req-1", "count", {"steps": 3}, progress="tok-1"), session=session
+    )
     assert response.status == 200 and response.headers["content-type"] == "text/event-stream"
     assert response.headers["mcp-session-id"] == session
     got = await messages(response)
-    assert [m.get("method") for m in got] == ["notifications/message", "notifications/progress"] * 3 + [None]
+    assert [m.get("method") for m in got] == [
+        "notifications/message",
+        "notifications/progress",
+    ] * 3 + [None]
     progress = [m["params"] for m in got if m.get("method") == "notifications/progress"]
     assert [(p["progressToken"], p["progress"], p["total"]) for p in progress] == [
-        ("tok-1", 1, 3), ("tok-1", 2, 3), ("tok-1", 3, 3)]
-    assert got[-1]["id"] == "req-1" and got[-1]["result"]["structuredContent"]["result"] == "counted 3"
+        ("tok-1", 1, 3),
+        ("tok-1", 2, 3),
+        ("tok-1", 3, 3),
+    ]
+    assert (
+        got[-1]["id"] == "req-1" and got[-1]["result"]["structuredContent"]["result"] == "counted 3"
+    )
 
 
 async def test_concurrent_requests_on_one_session_each_get_their_own_response(
@@ -281,10 +329,16 @@ async def test_concurrent_requests_on_one_session_each_get_their_own_response(
     assert results[1][-1]["id"] == "7"
     assert results[1][-1]["result"]["structuredContent"]["result"] == "string seven"
     assert results[2][-1]["id"] == 8
-    assert all(m["params"]["progressToken"] == 8 for m in results[2][:-1]
-               if m["method"] == "notifications/progress")
+    assert all(
+        m["params"]["progressToken"] == 8
+        for m in results[2][:-1]
+        if m["method"] == "notifications/progress"
+    )
     slow_final = (await messages(await slow))[-1]
-    assert slow_final["id"] == "slow" and slow_final["result"]["structuredContent"]["result"] == "slept 0.5"
+    assert (
+        slow_final["id"] == "slow"
+        and slow_final["result"]["structuredContent"]["result"] == "slept 0.5"
+    )
 
 
 async def test_get_stream_carries_session_notifications_and_is_exclusive(
@@ -301,7 +355,10 @@ async def test_get_stream_carries_session_notifications_and_is_exclusive(
     assert [m.get("method") for m in answer] == [None]
     assert stream.events is not None
     event = await asyncio.wait_for(anext(stream.events), 5)
-    assert json.loads(event.data) == {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    assert json.loads(event.data) == {
+        "jsonrpc": "2.0",
+        "method": "notifications/tools/list_changed",
+    }
     await stream.aclose()
     again = await echo.send("GET", headers)
     assert again.status == 200
@@ -309,7 +366,9 @@ async def test_get_stream_carries_session_notifications_and_is_exclusive(
 
 
 async def test_crash_fails_every_pending_request_and_removes_the_session(
-    pool: StdioSessionPool, echo: StdioUpstream, caplog: pytest.LogCaptureFixture,
+    pool: StdioSessionPool,
+    echo: StdioUpstream,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="wardgate.gateway.stdio")
     session = await open_session(echo)
@@ -338,17 +397,22 @@ async def test_timeout_fails_the_request_but_keeps_the_session(echo: StdioUpstre
         await post(echo, call(2, "sleep", {"seconds": 5}), session=session, timeout=0.3)
     assert timed_out.value.reason == "upstream.timeout"
     # The gateway told the server it gave up (notifications/cancelled), and the session lives on.
-    assert await result_of(await post(echo, call(3, "echo", {"text": "still here"}), session=session))
+    assert await result_of(
+        await post(echo, call(3, "echo", {"text": "still here"}), session=session)
+    )
 
 
 async def test_child_sees_only_the_injected_environment(
-    echo: StdioUpstream, monkeypatch: pytest.MonkeyPatch,
+    echo: StdioUpstream,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("WARDGATE_GATEWAY_ONLY_SECRET", "gateway-secret-value")
     session = await open_session(echo)
 
     async def env(name: str, id_: int) -> str:
-        result = await result_of(await post(echo, call(id_, "env", {"name": name}), session=session))
+        result = await result_of(
+            await post(echo, call(id_, "env", {"name": name}), session=session)
+        )
         return result["structuredContent"]["result"]
 
     assert await env("WARDGATE_GATEWAY_ONLY_SECRET", 2) == "<unset>"
@@ -361,10 +425,16 @@ async def test_child_sees_only_the_injected_environment(
 
 
 async def test_bigquery_modern_discover_and_sql_without_a_session(
-    pool: StdioSessionPool, bigquery_command: StdioCommand,
+    pool: StdioSessionPool,
+    bigquery_command: StdioCommand,
 ) -> None:
     upstream = pool.upstream("bq", bigquery_command)
-    discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": ENVELOPE}}
+    discover = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "server/discover",
+        "params": {"_meta": ENVELOPE},
+    }
     response = await post(upstream, discover, modern=True)
     assert response.status == 200 and "mcp-session-id" not in response.headers
     assert MODERN in (await result_of(response))["supportedVersions"]
@@ -383,22 +453,34 @@ async def test_modern_http_rules_are_enforced_by_the_adapter(echo: StdioUpstream
     assert mismatch.status == 400 and json.loads(mismatch.body)["error"]["code"] == -32020
     no_envelope = await post(echo, call(1, "echo", {"text": "x"}), headers=modern_headers(message))
     assert no_envelope.status == 400 and json.loads(no_envelope.body)["error"]["code"] == -32602
-    future = await post(echo, message, headers=modern_headers(message) | {"mcp-protocol-version": "2099-01-01"})
+    future = await post(
+        echo, message, headers=modern_headers(message) | {"mcp-protocol-version": "2099-01-01"}
+    )
     assert future.status == 400
-    init = await post(echo, initialize() | {"params": {**initialize()["params"], "_meta": ENVELOPE}},
-                      headers=ACCEPT | {"mcp-protocol-version": MODERN, "mcp-method": "initialize"})
+    init = await post(
+        echo,
+        initialize() | {"params": {**initialize()["params"], "_meta": ENVELOPE}},
+        headers=ACCEPT | {"mcp-protocol-version": MODERN, "mcp-method": "initialize"},
+    )
     assert init.status == 400 and json.loads(init.body)["error"]["code"] == -32022
-    note = await post(echo, {"jsonrpc": "2.0", "method": "notifications/cancelled",
-                             "params": {"requestId": 1}}, modern=True)
+    note = await post(
+        echo,
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}},
+        modern=True,
+    )
     assert note.status == 202
     assert (await echo.send("GET", ACCEPT | {"mcp-protocol-version": MODERN})).status == 405
-    unknown_tool = await post(echo, {"jsonrpc": "2.0", "id": 9, "method": "no/such", "params": {
-        "_meta": ENVELOPE}}, modern=True)
+    unknown_tool = await post(
+        echo,
+        {"jsonrpc": "2.0", "id": 9, "method": "no/such", "params": {"_meta": ENVELOPE}},
+        modern=True,
+    )
     assert unknown_tool.status == 404 and json.loads(unknown_tool.body)["error"]["code"] == -32601
 
 
 async def test_modern_concurrent_requests_never_see_each_others_messages(
-    pool: StdioSessionPool, echo: StdioUpstream,
+    pool: StdioSessionPool,
+    echo: StdioUpstream,
 ) -> None:
     # Same JSON-RPC id and the same progress token from two clients at once.
     first, second = await asyncio.gather(
@@ -416,10 +498,12 @@ async def test_modern_concurrent_requests_never_see_each_others_messages(
 
 
 async def test_modern_abandoned_stream_retires_its_worker(
-    pool: StdioSessionPool, echo: StdioUpstream,
+    pool: StdioSessionPool,
+    echo: StdioUpstream,
 ) -> None:
-    response = await post(echo, call(1, "count", {"steps": 500}, progress=1, modern=True),
-                          modern=True)
+    response = await post(
+        echo, call(1, "count", {"steps": 500}, progress=1, modern=True), modern=True
+    )
     assert response.is_stream and response.events is not None
     pid = pid_of(pool, key="echo")
     await anext(response.events)
@@ -446,8 +530,10 @@ async def test_session_limit_evicts_the_idlest_then_refuses_when_all_are_busy(
         assert (await post(echo, call(3, "echo", {"text": "x"}), session=first)).status == 404
         assert {p.session_id for p in pool.processes()} == {second, third}
 
-        busy = [asyncio.create_task(post(echo, call(9, "sleep", {"seconds": 1}), session=s))
-                for s in (second, third)]
+        busy = [
+            asyncio.create_task(post(echo, call(9, "sleep", {"seconds": 1}), session=s))
+            for s in (second, third)
+        ]
         await asyncio.sleep(0.2)
         refused = await post(echo, initialize())
         assert refused.status == 503
@@ -522,8 +608,19 @@ class AdapterApp:
         try:
             response = await upstream.send(scope["method"], request_headers(scope), body)
         except UpstreamError as exc:
-            await send_json(send, 502, {"jsonrpc": "2.0", "id": None, "error": {
-                "code": -32603, "message": exc.message, "data": {"reason": exc.reason}}})
+            await send_json(
+                send,
+                502,
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {
+                        "code": -32603,
+                        "message": exc.message,
+                        "data": {"reason": exc.reason},
+                    },
+                },
+            )
             return
         if not response.is_stream:
             await send_bytes(send, response.status, response.body, response.headers)
@@ -568,7 +665,8 @@ async def test_official_client_2026_runs_sql_over_stdio(served, bigquery_command
 
 
 async def test_official_client_legacy_session_runs_sql_and_delete_ends_the_process(  # type: ignore[no-untyped-def]
-    served, bigquery_command,
+    served,
+    bigquery_command,
 ) -> None:
     url = mount(served, "bq-legacy", bigquery_command)
     pool = served[1].pool
