@@ -220,7 +220,12 @@ def _canonical(value: Any) -> str:
 
 
 _EMAIL_SHAPE = re.compile(r"([^@\s]+)@([^@\s]+\.[^@\s]+)")
-_NUMERIC_SHAPE = re.compile(r"\+?[\d\s().-]+")
+_NUMERIC_SHAPE = re.compile(r"\+?[0-9 ().-]+")
+_DIGIT = re.compile(r"[0-9]")
+_DIGITS = frozenset("0123456789")
+_ALNUM = re.compile(r"[A-Za-z0-9]")
+_ALNUMS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
 _IBAN_SHAPE = re.compile(r"[A-Za-z0-9 ]+")
 _NAME_SHAPE = re.compile(r"[^\W\d_]+\.?(?:[ ,'’-]+[^\W\d_]+\.?)*")
 _NAME_SPLIT = re.compile(r"[ ,]+")
@@ -229,18 +234,15 @@ _YEAR = re.compile(r"(?<!\d)(1[89]\d\d|2[01]\d\d)(?!\d)")
 _COMPACT_DATE = re.compile(r"(1[89]\d\d|2[01]\d\d)(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 
 
-def _keep_last4(s: str, is_maskable: Callable[[str], bool]) -> str:
-    total = sum(1 for ch in s if is_maskable(ch))
-    cut = total - 4
+def _keep_last4(s: str, maskable: re.Pattern[str], keep: frozenset[str]) -> str:
+    """Mask every ``maskable`` character but the last four, keeping separators."""
+    i = len(s)
     seen = 0
-    out = []
-    for ch in s:
-        if is_maskable(ch):
+    while seen < 4:
+        i -= 1
+        if s[i] in keep:
             seen += 1
-            out.append(ch if seen > cut else "*")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return maskable.sub("*", s[:i]) + s[i:]
 
 
 def _partial_email(s: str) -> str | None:
@@ -250,15 +252,18 @@ def _partial_email(s: str) -> str | None:
 
 def _partial_digits(s: str) -> str | None:
     """Phone, card, SSN: keep the last 4 digits and the separators."""
-    if not _NUMERIC_SHAPE.fullmatch(s) or sum(ch.isdigit() for ch in s) < 7:
+    if not _NUMERIC_SHAPE.fullmatch(s):
         return None
-    return _keep_last4(s, str.isdigit)
+    encoded = s.encode()  # ASCII, checked by the shape
+    if len(encoded) - len(encoded.translate(None, b"0123456789")) < 7:
+        return None
+    return _keep_last4(s, _DIGIT, _DIGITS)
 
 
 def _partial_iban(s: str) -> str | None:
-    if not _IBAN_SHAPE.fullmatch(s) or sum(ch.isalnum() for ch in s) < 12:
+    if not _IBAN_SHAPE.fullmatch(s) or len(s) - s.count(" ") < 12:
         return None
-    return _keep_last4(s, str.isalnum)
+    return _keep_last4(s, _ALNUM, _ALNUMS)
 
 
 def _partial_name(s: str) -> str | None:
@@ -304,6 +309,9 @@ def _partial_dob(s: str) -> str | None:
 
 def _partial_ip(s: str) -> str | None:
     s = s.strip()
+    m = _IPV4.fullmatch(s)
+    if m and all(len(o) == 1 or (o[0] != "0" and int(o) < 256) for o in m.groups()):
+        return f"{m[1]}.{m[2]}.*.*"
     addr: ipaddress.IPv4Address | ipaddress.IPv6Address
     try:
         addr = ipaddress.ip_address(s)

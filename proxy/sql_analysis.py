@@ -760,12 +760,62 @@ class _QueryAnalysis:
                         "sql.function_not_allowed",
                         f"user-defined function not allowed: {node.name[:80]}",
                     )
+            elif isinstance(node, exp.Select):
+                self._screen_select(node)
             elif isinstance(node, (exp.Pivot, exp.Lateral)):
                 raise SqlAnalysisError(
                     "sql.unsupported", f"{type(node).__name__.upper()} is not supported"
                 )
             elif isinstance(node, (exp.DML, exp.DDL)) and node is not self.stmt:
                 raise SqlAnalysisError("sql.unsupported", "data modification inside a query")
+
+    def _screen_select(self, select: exp.Select) -> None:
+        """Refuse SELECT shapes whose result columns sqlglot may list differently from BigQuery.
+
+        Output positions feed column masking, so a wrong order is a data leak: sqlglot expands
+        a bare ``*`` over base tables before subqueries/UNNEST regardless of FROM order, and
+        expands ``*`` over ``UNNEST(array_of_structs)`` with an extra column.
+        """
+        if select.args.get("kind") and self._is_result_query(select):
+            raise SqlAnalysisError(
+                "sql.unsupported", "SELECT AS STRUCT/VALUE is only supported inside subqueries"
+            )
+        from_ = select.args.get("from_")
+        if from_ is None:
+            return
+        items = [from_.this, *(join.this for join in select.args.get("joins") or [])]
+        unnest_names: set[str] = set()
+        for item in items:
+            if isinstance(item, exp.Unnest):
+                alias = item.args.get("alias")
+                if alias is not None:
+                    unnest_names.add(alias.name)
+                    unnest_names.update(col.name for col in alias.columns)
+        mixed = len({isinstance(item, exp.Table) for item in items}) > 1
+        for projection in select.expressions:
+            if isinstance(projection, exp.Star) and (mixed or unnest_names):
+                raise SqlAnalysisError(
+                    "sql.unsupported",
+                    "SELECT * over a mix of tables, subqueries and UNNEST is ambiguous; "
+                    "list the columns or use alias.*",
+                )
+            if (
+                isinstance(projection, exp.Column)
+                and isinstance(projection.this, exp.Star)
+                and projection.table in unnest_names
+            ):
+                raise SqlAnalysisError(
+                    "sql.unsupported", "alias.* over UNNEST is not supported; list the fields"
+                )
+
+    def _is_result_query(self, node: exp.Expr) -> bool:
+        """Whether ``node`` produces the statement's result rows (not a subquery)."""
+        while node is not self.stmt:
+            parent = node.parent
+            if not isinstance(parent, (exp.SetOperation, exp.Subquery)):
+                return False
+            node = parent
+        return True
 
     def _collect_tables(self) -> dict[str, tuple[str, str, str]]:
         """Base tables after qualify_tables: fq name -> (catalog, container, name)."""

@@ -103,13 +103,29 @@ class RunningGateway:
 
 
 @pytest.fixture
-def gateway(transactional_db) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
+def oidc_issuer() -> Iterator:  # type: ignore[type-arg]
+    from tests.oidc_issuer import LocalIssuer
+
+    issuer = LocalIssuer()
+    yield issuer
+    issuer.close()
+
+
+@pytest.fixture
+def gateway(transactional_db, oidc_issuer) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
     """A fresh gateway + portal (the real ASGI application) on uvicorn in a thread of this
-    process, so it shares the test database."""
+    process, so it shares the test database. OIDC tokens from `oidc_issuer` are accepted."""
+    from dataclasses import replace
+
     from proxy.app import GatewayApp
+    from proxy.config import GatewayConfig
+    from proxy.oidc import OidcConfig
+    from tests.oidc_issuer import AUDIENCE
     from wardgate.asgi import build_application
 
-    app = GatewayApp()
+    config = replace(GatewayConfig.from_settings(), oidc=OidcConfig(
+        issuer=oidc_issuer.issuer, audience=AUDIENCE, jwks_url=oidc_issuer.jwks_url))
+    app = GatewayApp(config)
     running = RunningGateway(build_application(app), free_port()).start()
     running.gateway = app  # type: ignore[attr-defined]
     yield running

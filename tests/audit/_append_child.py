@@ -28,8 +28,12 @@ from audit.writer import AuditWriter  # noqa: E402
 
 
 def entry(name: str, i: int) -> AuditEntry:
-    return AuditEntry(event="test.multiprocess", request_id=f"{name}-{i}", actor=name,
-                      detail={"writer": name, "i": i})
+    return AuditEntry(
+        event="test.multiprocess",
+        request_id=f"{name}-{i}",
+        actor=name,
+        detail={"writer": name, "i": i},
+    )
 
 
 def run_sync(name: str, count: int) -> None:

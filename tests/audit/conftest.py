@@ -79,15 +79,31 @@ class ExternalDatabase:
     sqlite_path: Path | None = None
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": self.url, "DJANGO_SETTINGS_MODULE": "wardgate.settings"}
+        return {
+            **os.environ,
+            "DATABASE_URL": self.url,
+            "DJANGO_SETTINGS_MODULE": "wardgate.settings",
+        }
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env(),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def execute(self, statement: str) -> None:
         if self.sqlite_path is None:
@@ -113,8 +129,14 @@ class ExternalDatabase:
 def _migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("audit-sqlite") / "template.sqlite3"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{path}"}
-    done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return path
 

@@ -25,8 +25,13 @@ def test_hashed_fields_cover_every_column_but_id_and_hash() -> None:
 
 def test_compute_hash_is_canonical() -> None:
     fields = {name: "" for name in HASHED_FIELDS}
-    fields.update(seq=1, at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), prev_hash=GENESIS_HASH,
-                  arguments={"b": 1, "a": [1, 2]}, row_count=None)
+    fields.update(
+        seq=1,
+        at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        prev_hash=GENESIS_HASH,
+        arguments={"b": 1, "a": [1, 2]},
+        row_count=None,
+    )
     text = canonical_json(fields)
     assert '"at":"2026-01-02T03:04:05.000006+00:00"' in text
     assert '"arguments":{"a":[1,2],"b":1}' in text and " " not in text
@@ -34,9 +39,11 @@ def test_compute_hash_is_canonical() -> None:
     reordered["arguments"] = {"a": [1, 2], "b": 1}
     assert compute_hash(GENESIS_HASH, reordered) == compute_hash(GENESIS_HASH, fields)
     assert compute_hash(GENESIS_HASH, {**fields, "hash": "ignored", "id": 9}) == compute_hash(
-        GENESIS_HASH, fields)
+        GENESIS_HASH, fields
+    )
     assert compute_hash(GENESIS_HASH, {**fields, "actor": "x"}) != compute_hash(
-        GENESIS_HASH, fields)
+        GENESIS_HASH, fields
+    )
     assert compute_hash("1" * 64, fields) != compute_hash(GENESIS_HASH, fields)
 
 
@@ -58,8 +65,12 @@ def test_appended_records_are_linked_and_numbered() -> None:
 @pytest.mark.django_db
 def test_a_chain_of_many_records_verifies_in_small_batches() -> None:
     for start in range(0, 1200, 100):
-        append_records([make_entry(i, response_body="x" * (i % 50), row_count=i,
-                                   upstream_latency_ms=i / 7) for i in range(start, start + 100)])
+        append_records(
+            [
+                make_entry(i, response_body="x" * (i % 50), row_count=i, upstream_latency_ms=i / 7)
+                for i in range(start, start + 100)
+            ]
+        )
     result = verify_chain(batch_size=37)
     assert result.ok, result.problem
     assert result.records_checked == 1200
@@ -84,16 +95,20 @@ def test_values_that_databases_change_on_a_round_trip_are_normalised_before_hash
         "unicode": "ünïcødé ✓ 𝄞",
         "nested": {"z": [1.5, {"y": None, "t": True}]},
     }
-    [record] = append_records([make_entry(
-        arguments=awkward_arguments,
-        sql_text="SELECT '\x00'",
-        response_body="line\r\nnext\x00",
-        user_agent="u" * 2000,
-        upstream_latency_ms=12.345678,
-        row_count=10**15,
-        masking=[{"column": "email", "method": "tokenize"}],
-        detail={"ratio": 0.1, "when": datetime(2026, 1, 1, tzinfo=UTC)},
-    )])
+    [record] = append_records(
+        [
+            make_entry(
+                arguments=awkward_arguments,
+                sql_text="SELECT '\x00'",
+                response_body="line\r\nnext\x00",
+                user_agent="u" * 2000,
+                upstream_latency_ms=12.345678,
+                row_count=10**15,
+                masking=[{"column": "email", "method": "tokenize"}],
+                detail={"ratio": 0.1, "when": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+        ]
+    )
     stored = AuditRecord.objects.values(*HASHED_FIELDS, "hash").get(seq=record.seq)
     assert stored == {name: getattr(record, name) for name in (*HASHED_FIELDS, "hash")}
     assert compute_hash(stored["prev_hash"], stored) == stored["hash"]

@@ -75,8 +75,10 @@ def refuse_inserts() -> Iterator[Callable[[], None]]:
                BEGIN RAISE EXCEPTION 'test: the disk is full'; END $$""")
         sql("""CREATE TRIGGER test_refuse_insert BEFORE INSERT ON audit_record
                FOR EACH STATEMENT EXECUTE FUNCTION test_refuse_insert()""")
-        drop = ["DROP TRIGGER IF EXISTS test_refuse_insert ON audit_record",
-                "DROP FUNCTION IF EXISTS test_refuse_insert()"]
+        drop = [
+            "DROP TRIGGER IF EXISTS test_refuse_insert ON audit_record",
+            "DROP FUNCTION IF EXISTS test_refuse_insert()",
+        ]
     else:
         sql("""CREATE TRIGGER test_refuse_insert BEFORE INSERT ON audit_record
                BEGIN SELECT RAISE(ABORT, 'test: the disk is full'); END""")
@@ -104,8 +106,9 @@ def test_a_failed_batch_fails_every_waiter_and_the_writer_recovers(
     async def scenario() -> None:
         writer = AuditWriter(max_batch=8)
         await writer.start()
-        outcomes = await asyncio.gather(*(writer.write(make_entry(i)) for i in range(30)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(writer.write(make_entry(i)) for i in range(30)), return_exceptions=True
+        )
         assert len(outcomes) == 30
         assert all(isinstance(o, AuditWriteError) for o in outcomes)
         assert all("the disk is full" in str(o) for o in outcomes)
@@ -128,8 +131,7 @@ def test_an_unrecordable_entry_fails_alone() -> None:
         writer = AuditWriter()
         await writer.start()
         entries = [make_entry(0), make_entry(1, arguments=circular), make_entry(2)]
-        outcomes = await asyncio.gather(*(writer.write(e) for e in entries),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(writer.write(e) for e in entries), return_exceptions=True)
         await writer.stop()
         return outcomes
 

@@ -70,6 +70,22 @@ for line in sys.stdin:
     sys.stdout.flush()
 """
 
+# Answers initialize and mirrors every other line it reads back as a log notification, so a
+# test can see exactly what the gateway wrote to the server's stdin.
+RECORDER_SERVER = r"""
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("method") == "initialize":
+        reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "serverInfo": {"name": "recorder", "version": "1"}}}
+    else:
+        reply = {"jsonrpc": "2.0", "method": "notifications/message",
+                 "params": {"level": "debug", "data": msg}}
+    print(json.dumps(reply), flush=True)
+"""
+
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -400,6 +416,35 @@ async def test_timeout_fails_the_request_but_keeps_the_session(echo: StdioUpstre
     assert await result_of(
         await post(echo, call(3, "echo", {"text": "still here"}), session=session)
     )
+
+
+async def test_gateway_timeout_mid_stream_cancels_the_request_at_the_server(
+    pool: StdioSessionPool,
+) -> None:
+    recorder = pool.upstream("recorder", StdioCommand((sys.executable, "-c", RECORDER_SERVER), {}))
+    session = await open_session(recorder)
+    stream = await recorder.send("GET", ACCEPT | {"mcp-session-id": session})
+    assert stream.events is not None
+
+    async def next_on_get() -> dict[str, Any]:
+        assert stream.events is not None
+        return json.loads((await asyncio.wait_for(anext(stream.events), 5)).data)["params"]["data"]
+
+    # With no request in flight, what the server says goes to the GET stream.
+    assert (await next_on_get())["method"] == "notifications/initialized"
+    response = await post(recorder, call(2, "never-answered"), session=session, timeout=0.3)
+    # The server's first message (its log line) opened the stream; then it went quiet.
+    assert response.is_stream and response.events is not None
+    echoed = json.loads((await anext(response.events)).data)
+    assert echoed["params"]["data"]["id"] == 2
+    with pytest.raises(UpstreamError) as timed_out:
+        await anext(response.events)
+    assert timed_out.value.reason == "upstream.timeout"
+    await response.aclose()
+    # The gateway gave up as the requester, so it told the server to stop working on it.
+    assert await next_on_get() == {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                   "params": {"requestId": 2, "reason": "gateway timeout"}}
+    await stream.aclose()
 
 
 async def test_child_sees_only_the_injected_environment(
