@@ -26,6 +26,7 @@ import base64
 import csv
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import io
 import ipaddress
@@ -353,6 +354,19 @@ def _partial(cls: str, value: Any) -> str | None:
     return fn(_canonical(value))
 
 
+@functools.lru_cache(maxsize=64)
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the HMAC inner and outer pads. Shared between calls: only ever
+    copied, never updated."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in key)),
+    )
+
+
 class _Tokenizer:
     """HMAC-SHA256 tokens, memoized per call (structured content and text repeat values).
 
@@ -362,15 +376,8 @@ class _Tokenizer:
     __slots__ = ("_inner", "_outer", "_cache")
 
     def __init__(self, key: bytes) -> None:
-        self._inner: Any = None
-        self._outer: Any = None
+        self._inner, self._outer = _hmac_pads(key) if key else (None, None)
         self._cache: dict[tuple[str, str], str] = {}
-        if key:
-            if len(key) > 64:
-                key = hashlib.sha256(key).digest()
-            key = key.ljust(64, b"\0")
-            self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-            self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def __call__(self, cls: str, value: Any) -> str:
         canon = _canonical(value)
@@ -447,6 +454,20 @@ class _Plan:
         self.redact_key = (label, self.cls, "redact")
 
 
+_KEY_SPANS: dict[str, bool] = {}
+
+
+def _key_may_hold_pii(key: str) -> bool:
+    """Whether a column/field name holds PII itself, cached across calls: names repeat."""
+    found = _KEY_SPANS.get(key)
+    if found is None:
+        found = bool(find_spans(key))
+        if len(_KEY_SPANS) >= 4096:
+            _KEY_SPANS.clear()
+        _KEY_SPANS[key] = found
+    return found
+
+
 class _NoParse:
     pass
 
@@ -472,7 +493,7 @@ def _declared_columns(d: Mapping[str, Any]) -> list[str] | None:
         if isinstance(spec, Mapping):
             spec = spec.get("fields")
         if isinstance(spec, list) and spec:
-            names = [s.get("name") if isinstance(s, Mapping) else s for s in spec]
+            names = [s.get("name") if type(s) is dict else s for s in spec]
             if all(isinstance(n, str) for n in names):
                 return names
     return None
@@ -596,7 +617,7 @@ class _Masker:
         if classes:
             action, cls = self._resolve(classes)
         plan = _Plan(key, label, fold, bool(classes), action, cls)
-        if self.detect and isinstance(key, str) and len(key) >= 3:
+        if self.detect and isinstance(key, str) and _key_may_hold_pii(key):
             masked = self.mask_spans(key, _KEY_LABEL)
             if masked != key:
                 plan.key = masked
@@ -903,10 +924,12 @@ class _Masker:
         t = type(v)
         if t is str:
             return self.text_value(v, label)
-        if t is dict or isinstance(v, Mapping):
+        if t is dict:
             return {self.plan(k).key: self.metadata(x, label) for k, x in v.items()}
         if t is list or t is tuple:
             return [self.metadata(x, label) for x in v]
+        if isinstance(v, Mapping):
+            return self.metadata(dict(v), label)
         return self.scalar(v, label)
 
     # ----------------------------------------------------------------- text

@@ -18,6 +18,19 @@ every spelling):
 INFORMATION_SCHEMA views, either per container (``p.ds.information_schema.tables``) or for every
 container (``information_schema.tables``); views without an entry are accepted but their
 columns cannot be expanded by ``*`` or row references.
+
+Text hygiene, before any parsing: a leading BOM is dropped; NUL, other control characters and
+invisible/odd Unicode (zero-width, bidi, U+2028, non-ASCII spaces) are rejected anywhere. The
+sqlglot tokens are then cross-checked against an independent lexer written from BigQuery's
+lexical rules, so a comment, string or quoted identifier that the two could delimit differently
+(the classic way to hide a second statement) is rejected as ``sql.ambiguous_syntax``.
+
+Limits (all fail closed): only SELECT statements get ``columns``/``outputs``; other statements
+(and statements sqlglot can only keep as opaque text: CALL, EXECUTE IMMEDIATE, BEGIN...END,
+IF/LOOP...) contribute their class and best-effort tables, so a role must not allow those
+classes where column rules matter. PIVOT/UNPIVOT, table-valued functions, dotted (persistent or
+remote) functions, top-level SELECT AS STRUCT/VALUE and ``*`` shapes whose column order sqlglot
+gets wrong are refused.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -246,21 +259,26 @@ def analyze_sql(
 class SqlAnalyzer:
     """Thread-safe bounded LRU cache in front of :func:`analyze_sql`.
 
-    Keyed on ``(sql, default_project, default_dataset, schema_version)``: callers must bump
-    ``schema_version`` whenever the schema content changes. Failures are cached as well, so a
-    hostile text is parsed once, not once per retry.
+    Keyed on ``(sql, default_project, default_dataset, schema_version)``. ``schema_version``
+    must change whenever the schema content changes, and must not be shared by two different
+    schemas that use the same cache (pass e.g. ``(connection_id, version)``). Failures are
+    cached too, so a hostile text is parsed once, not once per retry. Bounded both by entry
+    count and by the characters held (SQL text + normalized SQL), so a flood of large texts
+    cannot grow the process without limit.
     """
 
-    def __init__(self, maxsize: int = 4096) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be >= 1")
+    def __init__(self, maxsize: int = 4096, max_chars: int = 32 * 1024 * 1024) -> None:
+        if maxsize < 1 or max_chars < 1:
+            raise ValueError("maxsize and max_chars must be >= 1")
         self._maxsize = maxsize
+        self._max_chars = max_chars
+        self._chars = 0
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[object, ...], SqlAnalysis | tuple[str, str]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[
+            tuple[Hashable, ...], tuple[SqlAnalysis | tuple[str, str], int]
+        ] = OrderedDict()
         # Prepared schema per version, so wildcard prefix lookups are indexed once per version.
-        self._schemas: dict[int, tuple[Mapping[str, Mapping[str, str]], _PreparedSchema]] = {}
+        self._schemas: dict[Hashable, tuple[Mapping[str, Mapping[str, str]], _PreparedSchema]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -271,18 +289,19 @@ class SqlAnalyzer:
         default_project: str,
         default_dataset: str | None = None,
         schema: Mapping[str, Mapping[str, str]] | None = None,
-        schema_version: int = 0,
+        schema_version: Hashable = 0,
     ) -> SqlAnalysis:
         """Cached :func:`analyze_sql`."""
         key = (sql, default_project, default_dataset, schema_version, schema is None)
         with self._lock:
-            cached = self._entries.get(key)
-            if cached is not None:
+            entry = self._entries.get(key)
+            if entry is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
             else:
                 self.misses += 1
-        if cached is not None:
+        if entry is not None:
+            cached = entry[0]
             if isinstance(cached, SqlAnalysis):
                 return cached
             # Fresh exception per raise: sharing one instance across threads mixes tracebacks.
@@ -294,11 +313,17 @@ class SqlAnalyzer:
             result = _analyze(sql, default_project, default_dataset, prepared)
         except SqlAnalysisError as err:
             result = (err.code, err.detail)
-        with self._lock:
-            self._entries[key] = result
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._maxsize:
-                self._entries.popitem(last=False)
+        size = len(sql) + (len(result.normalized_sql) if isinstance(result, SqlAnalysis) else 0)
+        if size <= self._max_chars:
+            with self._lock:
+                previous = self._entries.pop(key, None)
+                if previous is not None:
+                    self._chars -= previous[1]
+                self._entries[key] = (result, size)
+                self._chars += size
+                while len(self._entries) > self._maxsize or self._chars > self._max_chars:
+                    _, (_, evicted) = self._entries.popitem(last=False)
+                    self._chars -= evicted
         if isinstance(result, SqlAnalysis):
             return result
         raise SqlAnalysisError(*result)
@@ -308,12 +333,15 @@ class SqlAnalyzer:
         with self._lock:
             self._entries.clear()
             self._schemas.clear()
+            self._chars = 0
             self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _prepared(self, schema: Mapping[str, Mapping[str, str]], version: int) -> _PreparedSchema:
+    def _prepared(
+        self, schema: Mapping[str, Mapping[str, str]], version: Hashable
+    ) -> _PreparedSchema:
         with self._lock:
             entry = self._schemas.get(version)
             if entry is not None and entry[0] is schema:
@@ -334,7 +362,7 @@ def analyze_sql_cached(
     default_project: str,
     default_dataset: str | None = None,
     schema: Mapping[str, Mapping[str, str]] | None = None,
-    schema_version: int = 0,
+    schema_version: Hashable = 0,
 ) -> SqlAnalysis:
     """:func:`analyze_sql` behind a process-wide LRU of 4096 entries (see :class:`SqlAnalyzer`)."""
     return _DEFAULT_ANALYZER.analyze(

@@ -43,10 +43,15 @@ def test_two_processes_append_one_gapless_valid_chain(
     for name in children:
         mine = [d["i"] for d in details if d["writer"] == name]
         assert sorted(mine) == list(range(PER_CHILD))
-    # The two really ran at once (observed: 15 alternations on SQLite, 75 on PostgreSQL).
-    # One switch would just be one after the other; two or more means interleaved appends.
-    switches = sum(a["writer"] != b["writer"] for a, b in zip(details, details[1:], strict=False))
-    assert switches >= 2
+    if external_db.vendor == "postgresql":
+        # Lock waiters queue in order, so the children interleave (75 alternations seen). One
+        # switch would be one after the other; two or more means interleaved appends. SQLite's
+        # busy handler is not fair (a committing process often re-takes the lock at once), so
+        # there the children may legitimately run one after the other.
+        switches = sum(
+            a["writer"] != b["writer"] for a, b in zip(details, details[1:], strict=False)
+        )
+        assert switches >= 2
     # The synchronous child appends in order, so its records keep their order in the chain.
     assert [d["i"] for d in details if d["writer"] == "alpha"] == list(range(PER_CHILD))
 

@@ -659,6 +659,16 @@ def test_analyzer_caches_errors_and_is_bounded() -> None:
     assert len(analyzer) == 0
 
 
+def test_analyzer_bounds_the_characters_it_holds() -> None:
+    analyzer = SqlAnalyzer(maxsize=100, max_chars=200)
+    long_sql = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(40))  # > 200 chars
+    analyzer.analyze(long_sql, default_project="demo")
+    assert len(analyzer) == 0  # too big to keep
+    for i in range(10):
+        analyzer.analyze(f"SELECT {i} AS some_longer_alias_name", default_project="demo")
+    assert 0 < len(analyzer) < 10
+
+
 def test_schema_version_change_sees_the_new_schema() -> None:
     analyzer = SqlAnalyzer()
     sql = "SELECT note FROM shop.extra"
