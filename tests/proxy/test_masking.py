@@ -135,6 +135,7 @@ def test_from_config_rejects_non_mapping() -> None:
         ("ip", "10.1.2.3", "10.1.*.*"),
         ("ip", "2001:db8:85a3::8a2e:370:7334", "2001:db8:*:*:*:*:*:*"),
         ("ip", "192.168.7.0/24", "192.168.*.*"),
+        ("ip", "fe80::1%eth0", "fe80:0:*:*:*:*:*:*"),
     ],
 )
 def test_partial_per_class(cls: str, value: Any, expected: str) -> None:
@@ -154,6 +155,7 @@ def test_partial_per_class(cls: str, value: Any, expected: str) -> None:
         ("address", "Springfield"),  # nothing left after dropping the street line
         ("dob", "12/03/84"),  # no four-digit year
         ("ip", "999.1.1.1"),
+        ("ip", "010.1.1.1"),
         ("employee_id", "E-12345"),  # no partial form for custom classes
         ("email", {"email": "a@example.com"}),  # nested values are masked whole
         ("email", ["a@example.com"]),
@@ -459,27 +461,23 @@ def test_text_differing_from_structured_is_masked_on_its_own() -> None:
     assert text.startswith('{\n  "rows"')  # indented layout kept
 
 
-def test_text_only_json_variants() -> None:
-    for payload in (ROWS, {"rows": ROWS}, {"result": ROWS}, ROWS[0]):
-        out, _ = mask_tool_result(
-            {"content": [{"type": "text", "text": json.dumps(payload)}]},
-            CLASSES,
-            POLICY,
-            may_hold_sensitive=True,
-        )
-        masked = json.loads(out["content"][0]["text"])
-        expected = {
-            list: MASKED_ROWS,
-            dict: {"rows": MASKED_ROWS} if "rows" in payload else None,
-        }
-        if isinstance(payload, list):
-            assert masked == expected[list]
-        elif "rows" in payload:
-            assert masked == {"rows": MASKED_ROWS}
-        elif "result" in payload:
-            assert masked == {"result": MASKED_ROWS}
-        else:
-            assert masked == MASKED_ROWS[0]
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (ROWS, MASKED_ROWS),  # a list of row objects
+        ({"rows": ROWS}, {"rows": MASKED_ROWS}),
+        ({"result": ROWS}, {"result": MASKED_ROWS}),  # rows under another wrapper
+        (ROWS[0], MASKED_ROWS[0]),  # a single object
+    ],
+)
+def test_text_only_json_variants(payload: Any, expected: Any) -> None:
+    out, _ = mask_tool_result(
+        {"content": [{"type": "text", "text": json.dumps(payload)}]},
+        CLASSES,
+        POLICY,
+        may_hold_sensitive=True,
+    )
+    assert json.loads(out["content"][0]["text"]) == expected
 
 
 def test_unchanged_text_is_returned_verbatim() -> None:
@@ -543,6 +541,42 @@ def test_markdown_table_text() -> None:
         "| 2  | a***@example.org | [REDACTED:name] |\n"
         "Contact s***@example.com for help."
     )
+
+
+def test_psql_table_text() -> None:
+    text = " id |   full_name\n----+------------\n  1 | John Smith\n(1 row)"
+    out, _ = mask_tool_result(
+        {"content": [{"type": "text", "text": text}]}, CLASSES, POLICY, may_hold_sensitive=True
+    )
+    assert out["content"][0]["text"] == (
+        " id |   full_name\n----+------------\n  1 | [REDACTED:name]\n(1 row)"
+    )
+
+
+def test_structured_with_csv_text_counts_once() -> None:
+    payload = {"rows": [{"email": "john@example.com"}, {"email": "amy@example.org"}]}
+    result = {
+        "structuredContent": payload,
+        "content": [{"type": "text", "text": "email\njohn@example.com\namy@example.org"}],
+    }
+    out, summary = mask_tool_result(result, CLASSES, POLICY, may_hold_sensitive=True)
+    assert out["content"][0]["text"] == "email\nj***@example.com\na***@example.org"
+    assert out["structuredContent"] == {
+        "rows": [{"email": "j***@example.com"}, {"email": "a***@example.org"}]
+    }
+    assert summary.as_list() == [
+        {"column": "email", "class": "email", "action": "partial", "count": 2}
+    ]
+
+
+def test_detect_content_off_in_results() -> None:
+    p = policy(detect=False, email=A.PARTIAL)
+    text = "contact john@example.com"
+    out, summary = mask_tool_result(
+        {"content": [{"type": "text", "text": text}]}, CLASSES, p, may_hold_sensitive=False
+    )
+    assert out["content"][0]["text"] == text
+    assert summary.total == 0
 
 
 def test_python_repr_text() -> None:
