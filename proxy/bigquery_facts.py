@@ -4,6 +4,7 @@ dataset for a few minutes, dry-run figures per statement."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,6 +17,11 @@ from google.cloud import bigquery
 from sqlglot import exp
 
 from bigquery_mcp.client import make_bigquery_client
+
+
+# Schema versions are unique across every connection in the process: the SQL analyzer's cache
+# is keyed on the version, so two schemas must never share one.
+_SCHEMA_VERSIONS = itertools.count(1)
 
 
 class BigQueryFactsError(Exception):
@@ -111,7 +117,7 @@ class BigQueryFacts:
                 except gexc.GoogleAPICallError as exc:
                     raise BigQueryFactsError("bigquery.schema_unavailable",
                                              f"Could not read the schema of {ds}: {exc.message}") from exc
-                self.version += 1
+                self.version = next(_SCHEMA_VERSIONS)
         # The same merged objects for the same datasets and version, so the SQL analyzer's
         # per-schema preparation is reused rather than rebuilt on every call.
         key = frozenset(datasets)

@@ -392,6 +392,9 @@ class _Channel:
             log.warning("stdio upstream %s exited with code %s; stderr tail: %s", self.label, code,
                         tail or "(empty)")
         self.pool._forget(self)
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.proc.stdin.close()
         if self.proc is not None and os.name == "posix" and not self._reader_done.is_set():
             # Someone in the group still holds our stdout (grandchildren of a wrapper such as
             # npx): they would outlive their session. While they live, the group id cannot
@@ -712,8 +715,9 @@ class StdioSessionPool:
             self._reaper = None
         channels = list(self._channels)
         await asyncio.gather(*(c.close("gateway shutting down") for c in channels))
-        for task in list(self._tasks):
-            task.cancel()
+        # Evictions and retirements still in flight: awaited, not cancelled - a close cut short
+        # could leave a process that ignores stdin EOF running. Each is bounded by the graces.
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # internals used by StdioUpstream and _Channel
 
