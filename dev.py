@@ -26,8 +26,6 @@ REDIS_URL = os.environ.get("WARDGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
-        sys.exit("Wardgate needs Python 3.11 or newer")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if PY.exists() and STAMP.exists() and STAMP.read_text() == wanted:
         return

@@ -18,7 +18,6 @@ from sqlglot import exp
 
 from bigquery_mcp.client import make_bigquery_client
 
-
 # Schema versions are unique across every connection in the process: the SQL analyzer's cache
 # is keyed on the version, so two schemas must never share one.
 _SCHEMA_VERSIONS = itertools.count(1)

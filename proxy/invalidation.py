@@ -9,6 +9,7 @@ one interval — no decision lives only in one process's memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,10 +50,8 @@ class RevisionWatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, _close_connections)

@@ -30,7 +30,7 @@ from mcp.shared.inbound import decode_header_value
 from audit.writer import AuditWriter
 from proxy.access import NO_ACCESS, AccessCache, AccessPlan
 from proxy.asgi_io import Receive, Scope, Send, send_bytes, send_json, start_stream, stream_chunk
-from proxy.authenticate import AuthFailure, Authenticator
+from proxy.authenticate import Authenticator, AuthFailure
 from proxy.authorize import Decision, SqlToolContext, authorize_tool_call
 from proxy.bigquery_facts import BigQueryFacts
 from proxy.config import GatewayConfig

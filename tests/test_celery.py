@@ -8,8 +8,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT
 
 SEND = (

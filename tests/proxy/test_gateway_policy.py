@@ -6,9 +6,9 @@ import json
 import re
 
 import pytest
-from proxy.db import run_db
 from mcp.client import Client
 
+from proxy.db import run_db
 from tests.recorded_bigquery import RecordedBigQuery
 from wardgate.mcp_client import gateway_client
 
