@@ -16,6 +16,23 @@ class AppendOnlyError(Exception):
     """Raised when code tries to change or delete an audit record through the ORM."""
 
 
+class Decision(models.TextChoices):
+    ALLOW = "allow"
+    DENY = "deny"
+    ERROR = "error"
+    HOLD = "hold"
+    INFO = "info"
+    NONE = "", "none"
+
+
+class AuthMethod(models.TextChoices):
+    OIDC = "oidc", "OIDC"
+    PERSONAL_TOKEN = "personal_token", "personal token"
+    SESSION = "session"
+    NONE = "none", "anonymous"
+    UNSET = "", "not applicable"  # e.g. records written by background jobs
+
+
 class AuditRecord(models.Model):
     # The chain position, 1..N without gaps; part of the hashed content so rows cannot be
     # reordered. Not the primary key: `id` stays a plain surrogate so nothing else in the
@@ -27,7 +44,9 @@ class AuditRecord(models.Model):
 
     # Who and from where. `actor` is the identity's username, "" for anonymous callers.
     actor = models.CharField(max_length=254, blank=True, default="")
-    auth_method = models.CharField(max_length=32, blank=True, default="")
+    auth_method = models.CharField(
+        max_length=32, choices=AuthMethod.choices, blank=True, default=""
+    )
     source_ip = models.CharField(max_length=64, blank=True, default="")
     user_agent = models.CharField(max_length=512, blank=True, default="")
 
@@ -41,7 +60,7 @@ class AuditRecord(models.Model):
     sql_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     # The decision and the outcome.
-    decision = models.CharField(max_length=16, blank=True, default="")
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, default="")
     reasons = models.JSONField(default=list, blank=True)
     masking = models.JSONField(default=list, blank=True)
     row_count = models.BigIntegerField(null=True, blank=True)

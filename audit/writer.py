@@ -56,6 +56,9 @@ def write_sync(entry: AuditEntry) -> AuditRecord:
 
 
 class AuditWriter:
+    """One per process (per event loop): `start()` in the ASGI lifespan start-up, `stop()` at
+    shutdown. `write` must be awaited on the loop that started the writer."""
+
     def __init__(self, *, max_batch: int = 500, using: str = DEFAULT_DB_ALIAS) -> None:
         self.max_batch = max_batch
         self.using = using

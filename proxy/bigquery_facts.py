@@ -4,6 +4,7 @@ dataset for a few minutes, dry-run figures per statement."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections import OrderedDict
@@ -30,13 +31,16 @@ class BigQueryFactsError(Exception):
         self.message = message
 
 
-def referenced_datasets(sql: str, default_project: str, default_dataset: str | None) -> set[str]:
-    """"project.dataset" names a statement mentions (best effort; the analyzer decides)."""
+@functools.lru_cache(maxsize=4096)
+def referenced_datasets(sql: str, default_project: str,
+                        default_dataset: str | None) -> frozenset[str]:
+    """"project.dataset" names a statement mentions (best effort; the analyzer decides).
+    Cached: a repeated statement must not be parsed again on the hot path."""
     out: set[str] = set()
     try:
         statements = sqlglot.parse(sql, read="bigquery")
     except sqlglot.errors.SqlglotError:
-        return out
+        return frozenset()
     for statement in statements:
         if statement is None:
             continue
@@ -53,7 +57,7 @@ def referenced_datasets(sql: str, default_project: str, default_dataset: str | N
                 out.add(f"{(catalog or default_project)}.{db}".lower())
             elif default_dataset:
                 out.add(f"{default_project}.{default_dataset}".lower())
-    return out
+    return frozenset(out)
 
 
 @dataclass
@@ -105,7 +109,7 @@ class BigQueryFacts:
                     tags[f"{fq}.{f.name.lower()}"] = tuple(f.policy_tags.names)
         return _DatasetSchema(time.monotonic(), tables, tags)
 
-    async def schemas(self, datasets: set[str]) -> tuple[dict[str, dict[str, str]],
+    async def schemas(self, datasets: frozenset[str]) -> tuple[dict[str, dict[str, str]],
                                                          dict[str, tuple[str, ...]]]:
         now = time.monotonic()
         for ds in datasets:

@@ -367,24 +367,33 @@ class Pipeline:
         try:
             await start_stream(send, response.status, response.headers)
             assert response.events is not None
-            async for sse in response.events:
-                message = _json_or_none(sse.data)
-                if isinstance(message, dict) and message.get("id") == ctx.jsonrpc_id and (
-                        "result" in message or "error" in message) and "method" not in message:
-                    ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-                    out = await self._final_message(ctx, sse.data.encode(), transform, 200)
-                    await self._finish(ctx, event, out)
-                    sse.data = out.decode()
-                    await stream_chunk(send, sse.encode())
-                    break
-                await self._relay_server_message(ctx, sse, message, upstream, headers, send)
-            else:
-                # The stream ended without our response: say so rather than leave the client
-                # waiting, and record it.
+            failure: UpstreamError | None = None
+            try:
+                async for sse in response.events:
+                    message = _json_or_none(sse.data)
+                    if isinstance(message, dict) and message.get("id") == ctx.jsonrpc_id and (
+                            "result" in message or "error" in message) and "method" not in message:
+                        ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+                        out = await self._final_message(ctx, sse.data.encode(), transform, 200)
+                        await self._finish(ctx, event, out)
+                        sse.data = out.decode()
+                        await stream_chunk(send, sse.encode())
+                        break
+                    await self._relay_server_message(ctx, sse, message, upstream, headers, send)
+                else:
+                    failure = UpstreamError("upstream.stream_ended",
+                                            "The upstream closed the stream without a response")
+            except UpstreamError as exc:
+                failure = exc
+            if failure is not None:
+                # Say so on the stream rather than leave the client waiting, and record it.
                 ctx.decision = "error"
-                ctx.reasons = [{"rule": "upstream.stream_ended",
-                                "message": "The upstream closed the stream without a response"}]
-                await self.recorder.record(ctx, event)
+                ctx.reasons = [{"rule": failure.reason, "message": failure.message}]
+                out = json.dumps(rpc_error(ctx.jsonrpc_id, GATEWAY_ERROR, failure.message,
+                                           {"reason": failure.reason,
+                                            "request_id": ctx.request_id})).encode()
+                await self._finish(ctx, event, out)
+                await stream_chunk(send, SseEvent(data=out.decode(), event="message").encode())
             await stream_chunk(send, b"", more=False)
         finally:
             await response.aclose()

@@ -1,4 +1,4 @@
-"""Stdio upstream: MCP servers run as subprocesses the gateway owns, behind a Streamable HTTP facade.
+"""Stdio upstream: MCP servers run as subprocesses the gateway owns, behind a Streamable HTTP face.
 
 `StdioUpstream.send()` has the same shape as `HttpUpstream.send()`: it takes the HTTP method,
 headers and body the client sent to /mcp/<slug> and answers with the `UpstreamResponse` a
@@ -185,9 +185,10 @@ def _error_response(
     status: int, code: int, message: str, reason: str, *, id_: Any = None,
     headers: dict[str, str] | None = None, data: dict[str, Any] | None = None,
 ) -> UpstreamResponse:
-    error: dict[str, Any] = {"code": code, "message": message, "data": {"reason": reason, **(data or {})}}
+    error = {"code": code, "message": message, "data": {"reason": reason, **(data or {})}}
     body = _dumps({"jsonrpc": "2.0", "id": id_, "error": error})
-    return UpstreamResponse(status, {"content-type": "application/json"} | (headers or {}), body=body)
+    all_headers = {"content-type": "application/json"} | (headers or {})
+    return UpstreamResponse(status, all_headers, body=body)
 
 
 def _session_headers(session_id: str | None) -> dict[str, str]:
@@ -290,7 +291,9 @@ class _Channel:
         self._reader_done = asyncio.Event()
         self._stderr_done = asyncio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        self._secrets = sorted((v for v in command.env.values() if len(v) >= 4), key=len, reverse=True)
+        # Longest first, so a secret containing another is redacted whole.
+        self._secrets = sorted((v for v in command.env.values() if len(v) >= 4), key=len,
+                               reverse=True)
 
     # lifecycle
 
@@ -437,7 +440,8 @@ class _Channel:
         self.last_used = time.monotonic()
 
     def register(self, data: Mapping[str, Any]) -> _Waiter:
-        waiter = _Waiter(_id_key(data["id"]), data["id"], str(data.get("method")), _progress_token(data))
+        waiter = _Waiter(_id_key(data["id"]), data["id"], str(data.get("method")),
+                         _progress_token(data))
         self.pending[waiter.id_key] = waiter
         if waiter.progress_key is not None:
             self.by_progress[waiter.progress_key] = waiter
@@ -650,7 +654,8 @@ class _EventStream:
             except TimeoutError:
                 self._finished = True
                 await self._on_abandon(True)
-                raise UpstreamError("upstream.timeout", "The upstream MCP server timed out") from None
+                raise UpstreamError("upstream.timeout",
+                                    "The upstream MCP server timed out") from None
         if isinstance(item, UpstreamError):
             self._finished = True
             self._on_done()
@@ -813,7 +818,8 @@ class StdioUpstream:
         self.command = command
 
     async def send(
-        self, method: str, headers: dict[str, str], body: bytes = b"", *, timeout: float | None = None
+        self, method: str, headers: dict[str, str], body: bytes = b"", *,
+        timeout: float | None = None,
     ) -> UpstreamResponse:
         headers = {k.lower(): v for k, v in headers.items()}
         timeout = timeout if timeout is not None else self.pool.request_timeout
@@ -955,7 +961,7 @@ class StdioUpstream:
             # Would turn a fresh worker into a handshake-era server; refuse as the SDK does.
             return _error_response(
                 400, _UNSUPPORTED_PROTOCOL_VERSION,
-                "This request uses the 2026-07-28 protocol; the initialize handshake is not accepted",
+                "This request uses 2026-07-28, where the initialize handshake is not accepted",
                 "protocol.unsupported_version", id_=parsed["id"],
                 data={"supported": list(MODERN_PROTOCOL_VERSIONS)},
             )

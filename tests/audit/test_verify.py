@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from audit.chain import HASHED_FIELDS, compute_hash
 from audit.maintenance import purge_window
@@ -128,3 +128,11 @@ def test_audit_verify_command_reports_ok_and_broken(capsys: pytest.CaptureFixtur
     assert broken.value.returncode == 1
     assert "BROKEN at record 2" in str(broken.value)
     assert "altered" in str(broken.value)
+
+
+def test_no_maintenance_window_is_open_during_a_test() -> None:
+    # Runs after transactional tests (test_multiprocess.py), whose teardown opens a window
+    # for pytest-django's flush; the shared fixture must have closed it.
+    chain(2)
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        sql("DELETE FROM audit_record")

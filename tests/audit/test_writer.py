@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from audit.models import AuditRecord
 from audit.verify import verify_chain
@@ -165,3 +165,12 @@ def test_write_sync_appends_one_record() -> None:
     first = write_sync(make_entry(event="portal.account_disabled", actor="admin"))
     second = AuditWriter.write_sync(make_entry(event="catalog.changed"))
     assert (first.seq, second.seq) == (1, 2) and second.prev_hash == first.hash
+
+
+def test_no_maintenance_window_is_open_during_a_transactional_test() -> None:
+    # The previous test's teardown opened one for pytest-django's flush (tests/conftest.py);
+    # this test's setup must have closed it again.
+    write_sync(make_entry())
+    with pytest.raises(IntegrityError, match="append-only"):
+        sql("DELETE FROM audit_record")
+    assert AuditRecord.objects.count() == 1

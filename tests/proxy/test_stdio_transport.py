@@ -698,7 +698,12 @@ def mount(served: tuple[RunningGateway, AdapterApp], slug: str, command: StdioCo
     return running.url(slug)
 
 
-async def test_official_client_2026_runs_sql_over_stdio(served, bigquery_command) -> None:  # type: ignore[no-untyped-def]
+Served = tuple[RunningGateway, AdapterApp]
+
+
+async def test_official_client_2026_runs_sql_over_stdio(
+    served: Served, bigquery_command: StdioCommand,
+) -> None:
     url = mount(served, "bq-modern", bigquery_command)
     async with Client(url) as client:
         assert client.protocol_version == MODERN
@@ -709,9 +714,8 @@ async def test_official_client_2026_runs_sql_over_stdio(served, bigquery_command
     assert [r["customer_id"] for r in result.structured_content["rows"]] == [1, 2, 3]
 
 
-async def test_official_client_legacy_session_runs_sql_and_delete_ends_the_process(  # type: ignore[no-untyped-def]
-    served,
-    bigquery_command,
+async def test_official_client_legacy_session_runs_sql_and_delete_ends_the_process(
+    served: Served, bigquery_command: StdioCommand,
 ) -> None:
     url = mount(served, "bq-legacy", bigquery_command)
     pool = served[1].pool
@@ -727,7 +731,9 @@ async def test_official_client_legacy_session_runs_sql_and_delete_ends_the_proce
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_official_client_progress_callback_and_crash(served, echo_command, mode) -> None:  # type: ignore[no-untyped-def]
+async def test_official_client_progress_callback_and_crash(
+    served: Served, echo_command: StdioCommand, mode: str,
+) -> None:
     url = mount(served, f"echo-{mode}", echo_command)
     seen: list[tuple[float, float | None, str | None]] = []
 
