@@ -16,11 +16,14 @@ class AppendOnlyError(Exception):
     """Raised when code tries to change or delete an audit record through the ORM."""
 
 
+# The known vocabularies, for callers and for display. Not enforced on append: refusing a record
+# over an unfamiliar value would fail the audited call closed; recording it is the safer error.
 class Decision(models.TextChoices):
     ALLOW = "allow"
     DENY = "deny"
     ERROR = "error"
     HOLD = "hold"
+    WITHHELD = "withheld"  # allowed, but the result was held back (e.g. could not be masked)
     INFO = "info"
     NONE = "", "none"
 

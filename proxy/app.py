@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-import httpx
+import aiohttp
 
 from proxy.asgi_io import (
     BodyTooLarge,
@@ -23,6 +23,7 @@ from proxy.asgi_io import (
 )
 from proxy.config import GatewayConfig
 from proxy.pipeline import Pipeline
+from proxy.transports.http import new_session
 
 log = logging.getLogger("wardgate.gateway")
 PATH = re.compile(r"^/mcp/(?P<slug>[a-z0-9][a-z0-9_-]{0,49})/?$")
@@ -38,15 +39,12 @@ def jsonrpc_error(code: int, message: str, data: dict | None = None, id_: object
 class GatewayApp:
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = config or GatewayConfig.from_settings()
-        self.http: httpx.AsyncClient | None = None
+        self.http: aiohttp.ClientSession | None = None
         self.pipeline: Pipeline | None = None
 
     async def startup(self) -> None:
         if self.http is None:
-            self.http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.upstream_timeout_seconds, connect=5.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            )
+            self.http = new_session()
             self.pipeline = Pipeline(self.config, self.http)
             await self.pipeline.start()
 
@@ -54,7 +52,7 @@ class GatewayApp:
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.http is not None:
-            await self.http.aclose()
+            await self.http.close()
         self.http = self.pipeline = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 from mcp.shared.inbound import decode_header_value
 
 from audit.writer import AuditWriter
@@ -121,7 +121,7 @@ def denial_text(reasons: list[dict[str, str]]) -> str:
 
 
 class Pipeline:
-    def __init__(self, config: GatewayConfig, http: httpx.AsyncClient) -> None:
+    def __init__(self, config: GatewayConfig, http: aiohttp.ClientSession) -> None:
         self.config = config
         self.http = http
         self.directory = ConnectionDirectory(config.connection_cache_seconds)
