@@ -129,5 +129,5 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
         over = check_bytes(facts.bytes_processed, chosen.sql)
         if over:
             return Decision(False, over, role=chosen, sql=facts)
-    return Decision(True, role=chosen, columns=column_plan(analysis, ctx.classifier, policy_tags),
-                    sql=facts)
+    return Decision(True, role=chosen, columns=ctx.facts.column_plan(
+        analysis, lambda: column_plan(analysis, ctx.classifier, policy_tags)), sql=facts)

@@ -8,6 +8,7 @@ import functools
 import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,7 @@ class BigQueryFacts:
     _datasets: dict[str, _DatasetSchema] = field(default_factory=dict, init=False)
     _dry_runs: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict, init=False)
     _merged: dict[frozenset[str], tuple[int, dict, dict]] = field(default_factory=dict, init=False)
+    _plans: OrderedDict[int, tuple[Any, Any]] = field(default_factory=OrderedDict, init=False)
     version: int = field(default=0, init=False)
 
     def _bq(self) -> bigquery.Client:
@@ -134,6 +136,18 @@ class BigQueryFacts:
             merged = (self.version, tables, tags)
             self._merged[key] = merged
         return merged[1], merged[2]
+
+    def column_plan(self, analysis: Any, build: Callable[[], Any]) -> Any:
+        """The column classes of an analysed statement, built once per analysis (analyses are
+        cached and immutable, so their identity is a safe key while we hold them)."""
+        hit = self._plans.get(id(analysis))
+        if hit is not None and hit[0] is analysis:
+            return hit[1]
+        plan = build()
+        self._plans[id(analysis)] = (analysis, plan)
+        if len(self._plans) > 4096:
+            self._plans.popitem(last=False)
+        return plan
 
     async def dry_run_bytes(self, sql: str, parameters: Any, cache_key: str) -> int:
         now = time.monotonic()
