@@ -9,9 +9,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 
-def gateway_client(url: str, token: str | None) -> Client:
+def gateway_client(url: str, token: str | None, *, mode: str = "auto") -> Client:
+    """The official client over Streamable HTTP; mode "legacy" speaks the pre-2026 revisions
+    (initialize handshake, Mcp-Session-Id, GET stream, DELETE on close)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return Client(streamable_http_client(url, http_client=create_mcp_http_client(headers=headers)))
+    return Client(streamable_http_client(url, http_client=create_mcp_http_client(headers=headers)),
+                  mode=mode)
 
 
 async def call_tool(url: str, token: str | None, tool: str, arguments: dict[str, Any]) -> Any:
