@@ -117,7 +117,7 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
         reasons.extend(r for r in found if r not in reasons)
     if chosen is None:
         return Decision(False, tuple(reasons), sql=facts)
-    if chosen.sql.max_bytes_scanned is not None:
+    if chosen.needs_dry_run:
         params = arguments.get("parameters")
         key = hashlib.sha256(
             json.dumps([analysis.normalized_sql, params], sort_keys=True, default=str).encode()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
+from proxy.hold import HoldSettings
 from proxy.oidc import OidcConfig
 
 
@@ -16,6 +18,7 @@ class GatewayConfig:
     connection_cache_seconds: float = 30.0
     revision_poll_seconds: float = 0.2
     audit_response_cap_bytes: int = 65_536
+    hold: HoldSettings = HoldSettings()
 
     @classmethod
     def from_settings(cls) -> GatewayConfig:
@@ -36,4 +39,9 @@ class GatewayConfig:
             max_body_bytes=settings.WARDGATE_GATEWAY_MAX_BODY_BYTES,
             upstream_timeout_seconds=settings.WARDGATE_GATEWAY_UPSTREAM_TIMEOUT,
             audit_response_cap_bytes=settings.WARDGATE_AUDIT_RESPONSE_CAP_BYTES,
+            hold=HoldSettings(
+                timeout_seconds=float(settings.WARDGATE_HOLD_TIMEOUT_SECONDS),
+                approval_ttl=dt.timedelta(hours=settings.WARDGATE_APPROVAL_TTL_HOURS),
+                portal_url=settings.WARDGATE_PORTAL_URL,
+            ),
         )

@@ -6,10 +6,11 @@
   3. parse          one well-formed JSON-RPC message; bad input refused and recorded
   4. authorize      role -> connection -> tool; SQL parsed and checked; catalogue pinned
                     (proxy.authorize, proxy.tool_catalog)
-  5. record         the decision, durably, before anything is forwarded (proxy.record)
-  6. forward        to the upstream over Streamable HTTP or stdio (proxy.transports)
-  7. mask           PII in the result, by SQL lineage and content detectors (proxy.mask)
-  8. record         the outcome with the response exactly as it leaves, then release it
+  5. hold           calls a role marks as risky wait for a human approval (proxy.hold)
+  6. record         the decision, durably, before anything is forwarded (proxy.record)
+  7. forward        to the upstream over Streamable HTTP or stdio (proxy.transports)
+  8. mask           PII in the result, by SQL lineage and content detectors (proxy.mask)
+  9. record         the outcome with the response exactly as it leaves, then release it
 
 Messages the gateway does not police (notifications, pings, progress, cancellation,
 server-to-client requests other than sampling/elicitation) are relayed unchanged both ways.
@@ -36,6 +37,13 @@ from proxy.bigquery_facts import BigQueryFacts
 from proxy.config import GatewayConfig
 from proxy.context import CallContext
 from proxy.directory import ConnectionDirectory, UpstreamSpec
+from proxy.hold import (
+    HoldBinding,
+    binding_for,
+    propose,
+    use_existing_approval,
+    wait_for_decision,
+)
 from proxy.invalidation import RevisionWatcher
 from proxy.mask import UnmaskableResult, mask_call_result
 from proxy.masking import MaskingPolicy
@@ -131,6 +139,7 @@ class Pipeline:
         self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
+        self.hold = config.hold
         self.watcher = RevisionWatcher(config.revision_poll_seconds, [self.invalidate_caches])
 
     def invalidate_caches(self) -> None:
@@ -252,24 +261,90 @@ class Pipeline:
             tool_is_accepted=tool_ok, sql_tool=self._sql_tool(spec, ctx.tool),
         )
         self._note_decision(ctx, decision)
-        # 5. record the decision before anything is forwarded
+        if decision.allowed:
+            masking = decision.role.masking if decision.role else None
+
+            def mask(result: dict[str, Any]) -> dict[str, Any]:
+                assert masking is not None
+                masked, summary = mask_call_result(result, decision.columns, masking)
+                ctx.masking = summary.as_list()
+                ctx.row_count = _row_count(masked)
+                return masked
+
+            # 5. hold for approval where the role says so
+            sql = decision.sql
+            rule = decision.role.approval_rule_for(
+                ctx.tool, sql.tables if sql else (), sql.statement_classes if sql else (),
+                sql.bytes_processed if sql else None) if decision.role else None
+            if rule is not None:
+                binding = binding_for(ctx, spec.connection_id, plan.policy_version)
+                approval_id = await use_existing_approval(binding, ctx.request_id)
+                if approval_id is None:
+                    await self._hold(ctx, rule, binding, params, upstream, headers, body, send,
+                                     mask)
+                    return
+                ctx.detail["approval_id"] = approval_id
+        # 6. record the decision before anything is forwarded
         await self.recorder.record(ctx, "mcp.decision")
         if not decision.allowed:
             result = tool_error_result(ctx, denial_text(ctx.reasons),
                                        {"request_id": ctx.request_id, "reasons": ctx.reasons})
             await self._answer(ctx, send, {"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result})
             return
-        assert decision.role is not None
-        policy = decision.role.masking
-
-        def mask(result: dict[str, Any]) -> dict[str, Any]:
-            masked, summary = mask_call_result(result, decision.columns, policy)
-            ctx.masking = summary.as_list()
-            ctx.row_count = _row_count(masked)
-            return masked
-
-        # 6-8. forward, mask, record the outcome, release
+        # 7-9. forward, mask, record the outcome, release
         await self._exchange(ctx, upstream, headers, body, send, mask)
+
+    async def _hold(self, ctx: CallContext, rule: Any, binding: HoldBinding,
+                    params: dict[str, Any], upstream: Any, headers: dict[str, str], body: bytes,
+                    send: Send, mask: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        approval_id, created = await propose(binding, ctx, rule, self.hold)
+        url = self.hold.approval_url(approval_id)
+        ctx.decision = "hold"
+        ctx.reasons = [{"rule": "approval.required",
+                        "message": f"This call needs approval (rule {rule.id!r}): {url}"}]
+        ctx.detail.update(approval_id=approval_id, approval_url=url, approval_rule=rule.id)
+        await self.recorder.record(ctx, "mcp.decision")
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        progress_token = meta.get("progressToken")
+        pending = {"request_id": ctx.request_id, "approval_id": approval_id, "status": "pending",
+                   "url": url, "reasons": ctx.reasons}
+        if progress_token is None or "text/event-stream" not in headers.get("accept", ""):
+            text = (f"Approval pending: this call needs approval (rule {rule.id!r}). "
+                    f"An approver can decide at {url}. Re-run the identical call once approved.")
+            result = tool_error_result(ctx, text, pending)
+            result["_meta"]["io.wardgate/approval"] = pending
+            await self._answer(ctx, send, {"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result})
+            return
+        # The client keeps the call open: hold it, telling it we are waiting.
+        await start_stream(send, 200, {"content-type": "text/event-stream",
+                                       "cache-control": "no-cache"})
+
+        async def tick(waited: float) -> None:
+            note = {"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": progress_token, "progress": round(waited, 1),
+                               "total": self.hold.timeout_seconds,
+                               "message": f"Waiting for approval #{approval_id}: {url}"}}
+            await stream_chunk(send, SseEvent(data=json.dumps(note), event="message").encode())
+
+        status = await wait_for_decision(approval_id, self.hold, tick)
+        used = await use_existing_approval(binding, ctx.request_id) if status == "approved" else None
+        if used is not None:
+            ctx.decision, ctx.reasons = "allow", []
+            ctx.detail["approval_id"] = used
+            await self.recorder.record(ctx, "mcp.decision")
+            await self._exchange(ctx, upstream, headers, body, send, mask, in_stream=True)
+            return
+        # Denied, expired, or the hold timed out: all are denials.
+        ctx.decision = "deny"
+        ctx.reasons = [{"rule": f"approval.{status}",
+                        "message": f"Approval #{approval_id} was not granted ({status})"}]
+        result = tool_error_result(ctx, denial_text(ctx.reasons),
+                                   {"request_id": ctx.request_id, "reasons": ctx.reasons,
+                                    "approval_id": approval_id})
+        out = json.dumps({"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result}).encode()
+        await self._finish(ctx, "mcp.outcome", out)
+        await stream_chunk(send, SseEvent(data=out.decode(), event="message").encode())
+        await stream_chunk(send, b"", more=False)
 
     async def _data_request(self, ctx: CallContext, plan: AccessPlan, params: dict[str, Any],
                             upstream: Any, headers: dict[str, str], body: bytes,
@@ -346,26 +421,32 @@ class Pipeline:
 
     async def _exchange(self, ctx: CallContext, upstream: Any, headers: dict[str, str],
                         body: bytes, send: Send, transform: Any,
-                        event: str = "mcp.outcome") -> None:
+                        event: str = "mcp.outcome", in_stream: bool = False) -> None:
         """Forward one request; relay what comes back, transforming (masking/filtering) the
-        response to this request and recording the outcome before it is released."""
+        response to this request and recording the outcome before it is released.
+        `in_stream`: an SSE response to the client is already open (a held call)."""
         started = time.perf_counter()
         try:
             response = await upstream.send("POST", headers, body,
                                            timeout=self.config.upstream_timeout_seconds)
         except UpstreamError as exc:
             ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            await self._upstream_failed(ctx, send, exc, event)
+            await self._upstream_failed(ctx, send, exc, event, in_stream=in_stream)
             return
         if not response.is_stream:
             ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
             out = await self._final_message(ctx, response.body, transform, response.status)
             await self._finish(ctx, event, out)
+            if in_stream:
+                await stream_chunk(send, SseEvent(data=out.decode(), event="message").encode())
+                await stream_chunk(send, b"", more=False)
+                return
             await send_bytes(send, response.status, out,
                              {**response.headers, "content-length": str(len(out))})
             return
         try:
-            await start_stream(send, response.status, response.headers)
+            if not in_stream:
+                await start_stream(send, response.status, response.headers)
             assert response.events is not None
             failure: UpstreamError | None = None
             try:
@@ -593,7 +674,7 @@ class Pipeline:
         await send_bytes(send, status, out, {"content-type": "application/json", **(headers or {})})
 
     async def _upstream_failed(self, ctx: CallContext, send: Send, exc: UpstreamError,
-                               event: str) -> None:
+                               event: str, in_stream: bool = False) -> None:
         ctx.decision = "error"
         ctx.reasons = [{"rule": exc.reason, "message": exc.message}]
         if ctx.jsonrpc_method == "tools/call":
@@ -607,6 +688,10 @@ class Pipeline:
             status = 502
         out = json.dumps(payload, separators=(",", ":")).encode()
         await self._finish(ctx, event, out)
+        if in_stream:
+            await stream_chunk(send, SseEvent(data=out.decode(), event="message").encode())
+            await stream_chunk(send, b"", more=False)
+            return
         await send_bytes(send, status, out, {"content-type": "application/json"})
 
     async def _answer(self, ctx: CallContext, send: Send, payload: dict[str, Any]) -> None:

@@ -1,6 +1,11 @@
 from .access import Grant, Quarantine, Role, SecurityRevision, ToolCatalogEntry
+from .api import ApiToken, PortalSession
+from .approvals import ApprovalVote, PolicyVersion, QueryApproval
 from .connections import Connection
+from .incidents import Incident
+from .requests import AccessRequest
 from .tokens import PersonalToken
 
-__all__ = ["Connection", "Grant", "PersonalToken", "Quarantine", "Role", "SecurityRevision",
-           "ToolCatalogEntry"]
+__all__ = ["AccessRequest", "ApiToken", "ApprovalVote", "Connection", "Grant", "Incident",
+           "PersonalToken", "PolicyVersion", "PortalSession", "Quarantine", "QueryApproval",
+           "Role", "SecurityRevision", "ToolCatalogEntry"]

@@ -1,0 +1,114 @@
+"""Stage 3 — hold: calls a role marks as risky wait for a just-in-time human approval (IR-4).
+
+The approval is bound to the exact call (identity, connection, tool, SHA-256 of the canonical
+arguments, policy version) and is single-use. A client that sent a progress token keeps the
+call open: the gateway holds it, sending progress notifications, until the approval is
+decided or the hold times out (recorded as a denial). Any other client is told, in the tool
+result, that approval is pending and where; re-running the identical call later runs it once
+approved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.access import ApprovalRule
+from proxy.context import CallContext
+from proxy.db import run_db
+
+
+@dataclass(frozen=True, slots=True)
+class HoldSettings:
+    timeout_seconds: float = 120.0
+    poll_seconds: float = 1.0
+    approval_ttl: dt.timedelta = dt.timedelta(hours=24)
+    portal_url: str = "http://127.0.0.1:8000"
+
+    def approval_url(self, approval_id: int) -> str:
+        return f"{self.portal_url.rstrip('/')}/approvals/queries/{approval_id}/"
+
+
+@dataclass(slots=True)
+class HoldBinding:
+    """The exact call an approval is for."""
+
+    user_id: int
+    username: str
+    connection_id: int
+    connection_slug: str
+    tool: str
+    arguments: Any
+    arguments_sha256: str
+    policy_version: int
+
+
+def binding_for(ctx: CallContext, connection_id: int, policy_version: int) -> HoldBinding:
+    from portal.services.approvals import canonical_arguments_sha256
+
+    assert ctx.identity is not None
+    return HoldBinding(ctx.identity.user_id, ctx.identity.username, connection_id,
+                       ctx.connection_slug, ctx.tool, ctx.arguments,
+                       canonical_arguments_sha256(ctx.arguments), policy_version)
+
+
+def _use_existing(b: HoldBinding, request_id: str) -> int | None:
+    from portal.services.approvals import query_approval_consume, query_approval_find_usable
+
+    approval = query_approval_find_usable(
+        requester_id=b.user_id, connection_id=b.connection_id, tool=b.tool,
+        arguments_sha256=b.arguments_sha256, policy_version=b.policy_version)
+    if approval is not None and query_approval_consume(approval_id=approval.pk,
+                                                       request_id=request_id, actor=b.username):
+        return approval.pk
+    return None
+
+
+async def use_existing_approval(b: HoldBinding, request_id: str) -> int | None:
+    """An approved, unused approval for this exact call, consumed now; else None."""
+    return await run_db(_use_existing, b, request_id)
+
+
+def _propose(b: HoldBinding, ctx: CallContext, rule: ApprovalRule, ttl: dt.timedelta) -> tuple[int, bool]:
+    from portal.services.approvals import query_approval_propose
+
+    sql = ctx.sql
+    approval, created = query_approval_propose(
+        requester_id=b.user_id, requester_name=b.username, connection_id=b.connection_id,
+        connection_slug=b.connection_slug, tool=b.tool, arguments=b.arguments,
+        arguments_sha256=b.arguments_sha256, policy_version=b.policy_version,
+        sql_text=sql.text if sql else "", bytes_estimate=sql.bytes_processed if sql else None,
+        rule=rule.id, reason=f"approval rule {rule.id!r} matches this call",
+        approver_groups=list(rule.approver_groups), required_approvals=rule.required,
+        request_id=ctx.request_id, ttl=ttl)
+    return approval.pk, created
+
+
+async def propose(b: HoldBinding, ctx: CallContext, rule: ApprovalRule,
+                  settings: HoldSettings) -> tuple[int, bool]:
+    return await run_db(_propose, b, ctx, rule, settings.approval_ttl)
+
+
+def _status(approval_id: int) -> str | None:
+    from portal.services.approvals import query_approval_status
+
+    return query_approval_status(approval_id)
+
+
+async def wait_for_decision(approval_id: int, settings: HoldSettings,
+                            on_tick: Callable[[float], Awaitable[None]]) -> str:
+    """Poll until the approval leaves 'pending' or the hold times out ('timeout')."""
+    start = time.monotonic()
+    while True:
+        status = await run_db(_status, approval_id)
+        if status != "pending":
+            return status or "missing"
+        waited = time.monotonic() - start
+        if waited >= settings.timeout_seconds:
+            return "timeout"
+        await on_tick(waited)
+        await asyncio.sleep(settings.poll_seconds)
