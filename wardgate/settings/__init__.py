@@ -201,3 +201,9 @@ WARDGATE_OIDC_GROUPS_CLAIM = env_str("WARDGATE_OIDC_GROUPS_CLAIM", "groups")
 WARDGATE_OIDC_USERNAME_CLAIM = env_str("WARDGATE_OIDC_USERNAME_CLAIM", "preferred_username")
 if WARDGATE_OIDC_ISSUER and not WARDGATE_OIDC_JWKS_URL:
     raise ValueError("WARDGATE_OIDC_JWKS_URL is required when WARDGATE_OIDC_ISSUER is set")
+
+# Just-in-time approvals: how long the gateway holds an open call, how long an approval lives,
+# and the portal address put in "approval pending" links.
+WARDGATE_HOLD_TIMEOUT_SECONDS = env_int("WARDGATE_HOLD_TIMEOUT_SECONDS", 120)
+WARDGATE_APPROVAL_TTL_HOURS = env_int("WARDGATE_APPROVAL_TTL_HOURS", 24)
+WARDGATE_PORTAL_URL = env_str("WARDGATE_PORTAL_URL", "http://127.0.0.1:8000")
