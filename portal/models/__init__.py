@@ -1,11 +1,7 @@
 from .access import Grant, Quarantine, Role, SecurityRevision, ToolCatalogEntry
-from .api import ApiToken, PortalSession
 from .approvals import ApprovalVote, PolicyVersion, QueryApproval
 from .connections import Connection
-from .incidents import Incident
-from .requests import AccessRequest
 from .tokens import PersonalToken
 
-__all__ = ["AccessRequest", "ApiToken", "ApprovalVote", "Connection", "Grant", "Incident",
-           "PersonalToken", "PolicyVersion", "PortalSession", "Quarantine", "QueryApproval",
-           "Role", "SecurityRevision", "ToolCatalogEntry"]
+__all__ = ["ApprovalVote", "Connection", "Grant", "PersonalToken", "PolicyVersion",
+           "QueryApproval", "Quarantine", "Role", "SecurityRevision", "ToolCatalogEntry"]
