@@ -19,6 +19,7 @@ Any internal error fails closed: the client gets an error, never unpoliced or un
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -45,6 +46,7 @@ from proxy.hold import (
     wait_for_decision,
 )
 from proxy.invalidation import RevisionWatcher
+from proxy.live import LiveRegistry
 from proxy.mask import UnmaskableResult, mask_call_result
 from proxy.masking import MaskingPolicy
 from proxy.record import Recorder, RecordFailed
@@ -140,7 +142,16 @@ class Pipeline:
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
         self.hold = config.hold
-        self.watcher = RevisionWatcher(config.revision_poll_seconds, [self.invalidate_caches])
+        self.live = LiveRegistry()
+        self._sweeps: set[asyncio.Task[int]] = set()
+        self.watcher = RevisionWatcher(config.revision_poll_seconds,
+                                       [self.invalidate_caches, self._schedule_sweep])
+
+    def _schedule_sweep(self) -> None:
+        # Access may have been taken away: re-check what is open in this process.
+        task = asyncio.get_running_loop().create_task(self.live.sweep())
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
 
     def invalidate_caches(self) -> None:
         """Forget every cached identity, plan, catalogue and connection (revision moved)."""
@@ -220,6 +231,16 @@ class Pipeline:
             await self._refuse(ctx, send, 403, "access.no_grant",
                                "You have no grant on this connection")
             return
+        if ctx.mcp_session_id and ctx.mcp_session_id in self.live.refused_sessions:
+            await self._refuse(ctx, send, 404, "session.killed",
+                               "This MCP session was closed by an administrator")
+            return
+        # Tracked while it runs, so a revocation anywhere cuts this call or stream off.
+        with self.live.track(ctx.identity, spec.connection_id, ctx.mcp_session_id):
+            await self._dispatch(ctx, spec, plan, headers, method, body, send)
+
+    async def _dispatch(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
+                        headers: dict[str, str], method: str, body: bytes, send: Send) -> None:
         upstream = self._upstream(spec)
         if method == "GET":
             await self._relay_get(ctx, spec, upstream, headers, send)
@@ -433,6 +454,12 @@ class Pipeline:
             ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
             await self._upstream_failed(ctx, send, exc, event, in_stream=in_stream)
             return
+        session_key = response.headers.get("mcp-session-id")
+        if ctx.jsonrpc_method == "initialize" and session_key and ctx.identity is not None:
+            spec = await self.directory.get(ctx.connection_slug)
+            if spec is not None:
+                await self.live.session_opened(session_key, ctx.identity, spec.connection_id,
+                                               ctx.source_ip, ctx.user_agent)
         if not response.is_stream:
             ctx.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
             out = await self._final_message(ctx, response.body, transform, response.status)
@@ -601,6 +628,8 @@ class Pipeline:
             await self._upstream_failed(ctx, send, exc, "mcp.session_closed")
             return
         await self.recorder.record(ctx, "mcp.session_closed")
+        if ctx.mcp_session_id:
+            await self.live.session_closed(ctx.mcp_session_id, "closed by the client")
         await send_bytes(send, response.status, response.body, response.headers)
 
     # ------------------------------------------------------------------ helpers
