@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from .chain import GENESIS_HASH, clean_text, compute_hash, normalise_json
@@ -114,24 +114,47 @@ def _lock_head(using: str) -> AuditChainHead:
     return head
 
 
+_INSERT_FIELDS = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+_INSERT_SQL: dict[str, str] = {}
+
+
+def _insert_sql(connection: Any) -> str:
+    # Built once per database vendor: this runs on the gateway's hot path, where the ORM's
+    # per-row model machinery costs more than the insert itself.
+    sql = _INSERT_SQL.get(connection.vendor)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in _INSERT_FIELDS)
+        marks = ", ".join(["%s"] * len(_INSERT_FIELDS))
+        sql = f"INSERT INTO {quote(AuditRecord._meta.db_table)} ({columns}) VALUES ({marks})"
+        _INSERT_SQL[connection.vendor] = sql
+    return sql
+
+
 def append_prepared(
     prepared: list[dict[str, Any]], *, using: str = DEFAULT_DB_ALIAS
 ) -> list[AuditRecord]:
     """Append already prepared entries (see `prepare_entry`) in order, in one transaction."""
     if not prepared:
         return []
+    connection = connections[using]
     with transaction.atomic(using=using):
         head = _lock_head(using)
         seq, prev_hash = head.seq, head.hash
         records: list[AuditRecord] = []
+        rows: list[list[Any]] = []
         for values in prepared:
             seq += 1
             # Stamped under the lock so `at` follows `seq` within one clock.
             fields = {**values, "seq": seq, "at": timezone.now(), "prev_hash": prev_hash}
             record_hash = compute_hash(prev_hash, fields)
-            records.append(AuditRecord(**fields, hash=record_hash))
+            record = AuditRecord(**fields, hash=record_hash)
+            records.append(record)
+            rows.append([f.get_db_prep_save(getattr(record, f.attname), connection)
+                         for f in _INSERT_FIELDS])
             prev_hash = record_hash
-        AuditRecord.objects.using(using).bulk_create(records)
+        with connection.cursor() as cursor:
+            cursor.executemany(_insert_sql(connection), rows)
         AuditChainHead.objects.using(using).filter(pk=HEAD_ID).update(seq=seq, hash=prev_hash)
     return records
 
