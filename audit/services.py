@@ -115,6 +115,21 @@ def _lock_head(using: str) -> AuditChainHead:
 
 
 _INSERT_FIELDS = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+_HEAD_TABLE = AuditChainHead._meta.db_table
+
+
+def _lock_head_raw(connection: Any, using: str) -> tuple[int, str]:
+    """(seq, hash) of the chain head, locked for this transaction. On PostgreSQL the row lock
+    serialises appenders across processes; on SQLite the IMMEDIATE transaction already holds
+    the database's write lock."""
+    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT seq, hash FROM {_HEAD_TABLE} WHERE id = %s{lock}", [HEAD_ID])
+        row = cursor.fetchone()
+    if row is None:
+        head = _lock_head(using)  # first append: create the head row (race-safe), then lock it
+        return head.seq, head.hash
+    return int(row[0]), str(row[1])
 _INSERT_SQL: dict[str, str] = {}
 
 
@@ -139,8 +154,7 @@ def append_prepared(
         return []
     connection = connections[using]
     with transaction.atomic(using=using):
-        head = _lock_head(using)
-        seq, prev_hash = head.seq, head.hash
+        seq, prev_hash = _lock_head_raw(connection, using)
         records: list[AuditRecord] = []
         rows: list[list[Any]] = []
         for values in prepared:
@@ -155,7 +169,8 @@ def append_prepared(
             prev_hash = record_hash
         with connection.cursor() as cursor:
             cursor.executemany(_insert_sql(connection), rows)
-        AuditChainHead.objects.using(using).filter(pk=HEAD_ID).update(seq=seq, hash=prev_hash)
+            cursor.execute(f"UPDATE {_HEAD_TABLE} SET seq = %s, hash = %s WHERE id = %s",
+                           [seq, prev_hash, HEAD_ID])
     return records
 
 
