@@ -45,6 +45,28 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
+# Debian packages some tests drive: Chromium (portal browser tests, via Playwright with
+# executable_path — never `playwright install`) and poppler (PDF pages to PNG/text).
+SYSTEM_TOOLS = {"chromium": "chromium", "pdftoppm": "poppler-utils", "pdftotext": "poppler-utils"}
+
+
+def ensure_system_tools() -> None:
+    import shutil
+
+    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(f"Missing {', '.join(missing)}: the tests that need them are skipped "
+              f"(install with: apt-get install {' '.join(missing)})", flush=True)
+        return
+    print(f"Installing {', '.join(missing)} (apt-get) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=False)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                   env=env, stdout=subprocess.DEVNULL, check=True)
+
+
 def reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -84,6 +106,7 @@ def main() -> int:
     ensure_venv()
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "test":
+        ensure_system_tools()
         return run_tests(extra)
     return subprocess.run([str(PY), str(ROOT / "manage.py"), "demo", *extra], cwd=ROOT).returncode
 

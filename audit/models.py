@@ -118,3 +118,8 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq} {self.hash[:12]}"
+
+
+# Checkpoints, export cursors and legal holds live in their own module; importing them here
+# registers them with the app.
+from .control_models import AuditCheckpoint, ExportCursor, LegalHold  # noqa: E402, F401

@@ -3,6 +3,9 @@
 Rows are streamed in seq order by keyset pagination (`seq > last ORDER BY seq LIMIT n`), so
 memory stays flat however long the chain is, and no long transaction is held: on SQLite a
 transaction would take the write lock (IMMEDIATE mode) and stall every appender.
+
+`verify_log` adds the signed checkpoints (audit/checkpoints.py): the chain alone cannot see a
+tail that was cut off together with the head, nor a tail recomputed from an edited record.
 """
 
 from __future__ import annotations
@@ -10,11 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Max
+from django.db.models import Max, Min
 
 from .chain import GENESIS_HASH, HASHED_FIELDS, compute_hash
+from .checkpoints import (
+    CheckpointData,
+    CheckpointError,
+    CheckpointStore,
+    load_checkpoints,
+    verify_keys,
+)
 from .models import AuditChainHead, AuditRecord
 from .services import HEAD_ID
+
+# The event retention appends after a purge (audit/retention.py); verification reads its detail
+# to accept the purged prefix.
+PURGE_EVENT = "audit.purged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +110,183 @@ def verify_chain(
         beyond = (current_head.seq if current_head else head_seq) + 1
         return broken(beyond, f"record {beyond} lies beyond the chain head (inserted around it)")
     return VerifyResult(True, checked, None, None, head_seq, head_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class LogVerifyResult:
+    """The chain's verdict plus the checkpoints': `ok` only if both hold."""
+
+    chain: VerifyResult
+    problems: tuple[str, ...]
+    checkpoints_checked: int
+    checkpoint_source: str
+    latest_checkpoint: CheckpointData | None = None
+    anchor: tuple[int, str] | None = None
+    purge_record_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.problems
+
+
+def _record_hashes(seqs: list[int], using: str) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(seqs), 500):  # stay under every backend's parameter limit
+        chunk = seqs[start : start + 500]
+        rows = AuditRecord.objects.using(using).filter(seq__in=chunk).values_list("seq", "hash")
+        found.update(rows)
+    return found
+
+
+def _compare_with_database(exported: list[CheckpointData], using: str) -> list[str]:
+    """Exported copies are the trusted ones: a database checkpoint that differs from its copy
+    was rewritten, one that is missing was deleted (migration 0004's triggers make both take
+    dropped triggers or a forged maintenance window; retention never deletes checkpoints)."""
+    database, _ = load_checkpoints(using=using)
+    by_seq = {c.seq: c for c in database}
+    problems: list[str] = []
+    for copy in exported:
+        mine = by_seq.get(copy.seq)
+        if mine is None:
+            problems.append(
+                f"checkpoint #{copy.seq} is in the export ({copy.source}) but missing from the "
+                f"database (deleted)"
+            )
+        elif mine.signed_fields() != copy.signed_fields():
+            problems.append(
+                f"checkpoint #{copy.seq} in the database differs from its exported copy "
+                f"({copy.source}): the database copy was rewritten"
+            )
+    return problems
+
+
+def _purge_record_problem(
+    anchor: tuple[int, str], latest_valid_seq: int, using: str
+) -> tuple[str | None, int | None]:
+    """The prefix up to `anchor` may be missing only because retention purged it: the newest
+    purge record must name exactly that range end and hash, and a signed checkpoint must cover
+    the purge record (else anyone with database access could delete a prefix and append a
+    purge record of their own: the chain is unkeyed)."""
+    record = (
+        AuditRecord.objects.using(using)
+        .filter(event=PURGE_EVENT)
+        .order_by("-seq")
+        .values("seq", "detail")
+        .first()
+    )
+    if record is None:
+        return (
+            f"records 1..{anchor[0]} are missing but no {PURGE_EVENT} record accounts for them",
+            None,
+        )
+    detail = record["detail"] if isinstance(record["detail"], dict) else {}
+    if detail.get("to_seq") != anchor[0] or detail.get("anchor_hash") != anchor[1]:
+        return (
+            f"records 1..{anchor[0]} are missing but the latest purge record "
+            f"#{record['seq']} covers up to record {detail.get('to_seq')}",
+            record["seq"],
+        )
+    if latest_valid_seq < record["seq"]:
+        return (
+            f"the purge record #{record['seq']} is not covered by a signed checkpoint "
+            f"(latest: #{latest_valid_seq}); run audit_checkpoint --export",
+            record["seq"],
+        )
+    return None, record["seq"]
+
+
+def verify_log(
+    *,
+    batch_size: int = 5000,
+    checkpoints_from: str | None = None,
+    store: CheckpointStore | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> LogVerifyResult:
+    """Verify the chain and every checkpoint (NIST AU-9, AU-10).
+
+    Checkpoints come from the database, or (`checkpoints_from` / `store`) from the write-once
+    export, which someone with database access cannot rewrite; those are then also compared
+    with the database's. Checks: each checkpoint's signature; that the record at its seq still
+    has its hash (an edit, even with every later hash recomputed); that the chain still reaches
+    its seq (a truncation, even with the chain head rewound); and, after a retention purge, that
+    the chain starts right after a signed checkpoint named by the newest purge record, which
+    becomes the anchor for `verify_chain`.
+    """
+    external = bool(checkpoints_from or store)
+    source = (store.location if store else checkpoints_from) or "database"
+    try:
+        checkpoints, read_problems = load_checkpoints(checkpoints_from, store=store, using=using)
+    except CheckpointError as exc:
+        checkpoints, read_problems = [], [str(exc)]
+    problems = list(read_problems)
+    keys = verify_keys()
+    valid: dict[int, CheckpointData] = {}
+    for checkpoint in checkpoints:
+        problem = checkpoint.verify(keys)
+        if problem:
+            problems.append(problem)
+            continue
+        seen = valid.get(checkpoint.seq)
+        if seen is not None and seen.hash != checkpoint.hash:
+            problems.append(
+                f"two validly signed checkpoints disagree about record {checkpoint.seq}: "
+                f"the chain was forked"
+            )
+        valid[checkpoint.seq] = checkpoint
+    if external:
+        problems.extend(_compare_with_database(checkpoints, using))
+
+    records = AuditRecord.objects.using(using).aggregate(first=Min("seq"), last=Max("seq"))
+    first_seq, last_seq = records["first"], records["last"]
+    anchor: tuple[int, str] | None = None
+    purge_seq: int | None = None
+    latest_valid = max(valid) if valid else 0
+    if first_seq is not None and first_seq > 1:
+        anchor_checkpoint = valid.get(first_seq - 1)
+        if anchor_checkpoint is None:
+            problems.append(
+                f"records 1..{first_seq - 1} are missing and no signed checkpoint at record "
+                f"{first_seq - 1} anchors a retention purge there"
+            )
+        else:
+            anchor = (anchor_checkpoint.seq, anchor_checkpoint.hash)
+            problem, purge_seq = _purge_record_problem(anchor, latest_valid, using)
+            if problem:
+                problems.append(problem)
+
+    chain = verify_chain(batch_size=batch_size, anchor=anchor, using=using)
+
+    # Every valid checkpoint at or after the first kept record must still match the log.
+    reachable = min(chain.head_seq, last_seq or 0)
+    keep_from = first_seq if first_seq is not None else chain.head_seq + 1
+    to_check = [seq for seq in sorted(valid) if keep_from <= seq <= reachable]
+    stored = _record_hashes(to_check, using)
+    matched_up_to = anchor[0] if anchor else 0  # the last record a checkpoint still vouches for
+    for seq in to_check:
+        checkpoint = valid[seq]
+        if seq not in stored:
+            problems.append(f"record {seq}, signed by checkpoint #{seq}, is missing")
+        elif stored[seq] != checkpoint.hash:
+            problems.append(
+                f"record {seq} no longer has the hash that checkpoint #{seq} signed at "
+                f"{checkpoint.at} ({checkpoint.source}): records {matched_up_to + 1}..{seq} "
+                f"were edited or rewritten"
+            )
+        else:
+            matched_up_to = seq
+    if latest_valid > reachable and latest_valid >= keep_from:
+        newest = valid[latest_valid]
+        problems.append(
+            f"the log was truncated: checkpoint #{latest_valid} (signed at {newest.at}, "
+            f"{newest.source}) covers records up to {latest_valid} but the chain ends at record "
+            f"{reachable} (head seq {chain.head_seq})"
+        )
+    return LogVerifyResult(
+        chain=chain,
+        problems=tuple(problems),
+        checkpoints_checked=len(checkpoints),
+        checkpoint_source=source,
+        latest_checkpoint=valid[latest_valid] if valid else None,
+        anchor=anchor,
+        purge_record_seq=purge_seq,
+    )

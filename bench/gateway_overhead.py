@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
-    env = {**os.environ, "WARDGATE_VAR_DIR": str(work), "WARDGATE_LOG_LEVEL": "ERROR"}
+    env = {**os.environ, "WARDGATE_VAR_DIR": str(work), "WARDGATE_LOG_LEVEL": "ERROR",
+           "WARDGATE_DEBUG": os.environ.get("WARDGATE_DEBUG", "0")}
     env.setdefault("DATABASE_URL", f"sqlite:///{work / 'bench.sqlite3'}")
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "wardgate.settings"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -68,6 +69,12 @@ class GatewayApp:
             await send_json(send, 404, jsonrpc_error(-32600, "Unknown gateway endpoint"))
             return
         headers = request_headers(scope)
+        refused = self._host_or_origin_refused(headers)
+        if refused is not None:
+            await self.pipeline.reject_bad_request(
+                scope, headers, match["slug"], send, status=403, reason=refused,
+                message="Host or Origin not allowed (DNS rebinding protection)")
+            return
         method = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
             await send_json(send, 405, jsonrpc_error(-32600, "Method not allowed"),
@@ -87,6 +94,20 @@ class GatewayApp:
             except ClientGone:
                 return
         await self.pipeline.handle(scope, headers, match["slug"], method, body, receive, send)
+
+    def _host_or_origin_refused(self, headers: dict[str, str]) -> str | None:
+        from django.http.request import split_domain_port, validate_host
+
+        host, _ = split_domain_port(headers.get("host", ""))
+        if not host or not validate_host(host, list(self.config.allowed_hosts)):
+            return "request.bad_host"
+        origin = headers.get("origin")
+        if origin is not None:
+            name = (urlsplit(origin).hostname or "").lower()
+            name = f"[{name}]" if ":" in name else name
+            if not name or not validate_host(name, list(self.config.allowed_origins)):
+                return "request.bad_origin"
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

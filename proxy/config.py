@@ -19,6 +19,10 @@ class GatewayConfig:
     revision_poll_seconds: float = 0.2
     audit_response_cap_bytes: int = 65_536
     hold: HoldSettings = HoldSettings()
+    # Host names the gateway answers to, and the host names an Origin header may carry (MCP
+    # transport spec: validate Origin against DNS rebinding). Django patterns (".example.com").
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    allowed_origins: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
 
     @classmethod
     def from_settings(cls) -> GatewayConfig:
@@ -39,6 +43,9 @@ class GatewayConfig:
             max_body_bytes=settings.WARDGATE_GATEWAY_MAX_BODY_BYTES,
             upstream_timeout_seconds=settings.WARDGATE_GATEWAY_UPSTREAM_TIMEOUT,
             audit_response_cap_bytes=settings.WARDGATE_AUDIT_RESPONSE_CAP_BYTES,
+            allowed_hosts=tuple(settings.ALLOWED_HOSTS),
+            allowed_origins=tuple(getattr(settings, "WARDGATE_GATEWAY_ALLOWED_ORIGINS", None)
+                                  or settings.ALLOWED_HOSTS),
             hold=HoldSettings(
                 timeout_seconds=float(settings.WARDGATE_HOLD_TIMEOUT_SECONDS),
                 approval_ttl=dt.timedelta(hours=settings.WARDGATE_APPROVAL_TTL_HOURS),

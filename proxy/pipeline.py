@@ -184,7 +184,7 @@ class Pipeline:
     ) -> None:
         ctx = self._context(scope, headers, slug)
         try:
-            await self._handle(ctx, headers, method, body, send)
+            await self._handle(ctx, headers, method, body, send, receive)
         except RecordFailed:
             log.exception("audit write failed; failing closed")
             await self._send_quietly(send, 503, rpc_error(
@@ -199,7 +199,7 @@ class Pipeline:
     # ------------------------------------------------------------------ the stages
 
     async def _handle(self, ctx: CallContext, headers: dict[str, str], method: str, body: bytes,
-                      send: Send) -> None:
+                      send: Send, receive: Receive) -> None:
         # 1. authenticate
         try:
             ctx.identity = await self.authenticator.authenticate(headers)
@@ -237,13 +237,14 @@ class Pipeline:
             return
         # Tracked while it runs, so a revocation anywhere cuts this call or stream off.
         with self.live.track(ctx.identity, spec.connection_id, ctx.mcp_session_id):
-            await self._dispatch(ctx, spec, plan, headers, method, body, send)
+            await self._dispatch(ctx, spec, plan, headers, method, body, send, receive)
 
     async def _dispatch(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
-                        headers: dict[str, str], method: str, body: bytes, send: Send) -> None:
+                        headers: dict[str, str], method: str, body: bytes, send: Send,
+                        receive: Receive) -> None:
         upstream = self._upstream(spec)
         if method == "GET":
-            await self._relay_get(ctx, spec, upstream, headers, send)
+            await self._relay_get(ctx, spec, upstream, headers, send, receive)
             return
         if method == "DELETE":
             await self._relay_delete(ctx, upstream, headers, send)
@@ -519,6 +520,11 @@ class Pipeline:
             return json.dumps(rpc_error(ctx.jsonrpc_id, GATEWAY_ERROR, "Bad upstream response",
                                         {"reason": "upstream.bad_response",
                                          "request_id": ctx.request_id})).encode()
+        if ctx.jsonrpc_method in DATA_METHODS and isinstance(message.get("result"), dict) \
+                and "inputRequests" in message["result"]:
+            refusal = await self._police_input_requests(ctx, message["result"])
+            if refusal is not None:
+                return refusal
         if "error" in message or transform is None or not isinstance(message.get("result"), dict):
             if "error" in message:
                 ctx.detail["upstream_error"] = message["error"]
@@ -554,15 +560,8 @@ class Pipeline:
         connection allows them; either way they are recorded."""
         if isinstance(message, dict) and message.get("method") in GUARDED_SERVER_REQUESTS \
                 and "id" in message:
-            spec = await self.directory.get(ctx.connection_slug)
-            allowed = spec is not None and getattr(spec, GUARDED_SERVER_REQUESTS[message["method"]])
-            note = CallContext(ctx.connection_slug, ctx.source_ip, ctx.user_agent,
-                               ctx.mcp_session_id, ctx.protocol_version,
-                               request_id=ctx.request_id, identity=ctx.identity,
-                               auth_method=ctx.auth_method, jsonrpc_method=message["method"],
-                               decision="allow" if allowed else "deny",
-                               arguments=message.get("params"))
-            await self.recorder.record(note, "mcp.server_request")
+            allowed = await self._server_request_allowed(ctx, message["method"],
+                                                         message.get("params"))
             if not allowed:
                 refusal = rpc_error(message["id"], POLICY_DENIED,
                                     f"{message['method']} is not allowed on this connection")
@@ -574,6 +573,51 @@ class Pipeline:
                     log.warning("could not tell the upstream its %s was refused", message["method"])
                 return
         await stream_chunk(send, sse.encode())
+
+    async def _server_request_allowed(self, ctx: CallContext, method: str, params: Any) -> bool:
+        """Whether this connection lets a sampling/elicitation request reach the client;
+        recorded either way."""
+        spec = await self.directory.get(ctx.connection_slug)
+        allowed = spec is not None and bool(getattr(spec, GUARDED_SERVER_REQUESTS[method]))
+        note = CallContext(ctx.connection_slug, ctx.source_ip, ctx.user_agent,
+                           ctx.mcp_session_id, ctx.protocol_version,
+                           request_id=ctx.request_id, identity=ctx.identity,
+                           auth_method=ctx.auth_method, jsonrpc_method=method,
+                           decision="allow" if allowed else "deny", arguments=params)
+        await self.recorder.record(note, "mcp.server_request")
+        return allowed
+
+    async def _police_input_requests(self, ctx: CallContext,
+                                     result: dict[str, Any]) -> bytes | None:
+        """From 2026-07-28 sampling and elicitation travel inside an input_required result
+        ({"resultType": "input_required", "inputRequests": {key: {"method", "params"}}}); the
+        client answers by retrying the call with inputResponses. The legacy rule applies: each
+        is recorded, and if any is not allowed the whole result is replaced by a refusal, so
+        the client never sees it (the upstream keeps no state: it lives in requestState)."""
+        requests = result.get("inputRequests")
+        refused: list[dict[str, str]] = []
+        if not isinstance(requests, dict):
+            refused.append({"rule": "upstream.bad_response",
+                            "message": "inputRequests is not an object"})
+            requests = {}
+        for request in requests.values():
+            method = request.get("method") if isinstance(request, dict) else None
+            if method not in GUARDED_SERVER_REQUESTS:
+                continue  # roots/list: relayed, as on the legacy stream
+            if not await self._server_request_allowed(ctx, method, request.get("params")):
+                refused.append({"rule": "server_request.not_allowed",
+                                "message": f"{method} is not allowed on this connection"})
+        if not refused:
+            return None
+        ctx.decision, ctx.reasons = "deny", refused
+        text = "; ".join(r["message"] for r in refused)
+        data = {"request_id": ctx.request_id, "reasons": refused}
+        if ctx.jsonrpc_method == "tools/call":
+            payload = {"jsonrpc": "2.0", "id": ctx.jsonrpc_id,
+                       "result": tool_error_result(ctx, text, data)}
+        else:
+            payload = rpc_error(ctx.jsonrpc_id, POLICY_DENIED, text, data)
+        return json.dumps(payload, separators=(",", ":")).encode()
 
     async def _relay_client_message(self, ctx: CallContext, message: dict[str, Any], kind: str,
                                     upstream: Any, headers: dict[str, str], body: bytes,
@@ -597,7 +641,7 @@ class Pipeline:
             await response.aclose()
 
     async def _relay_get(self, ctx: CallContext, spec: UpstreamSpec, upstream: Any,
-                         headers: dict[str, str], send: Send) -> None:
+                         headers: dict[str, str], send: Send, receive: Receive) -> None:
         """The client's GET stream of server-initiated messages."""
         ctx.jsonrpc_method, ctx.decision = "GET", "allow"
         await self.recorder.record(ctx, "mcp.stream_opened")
@@ -611,11 +655,24 @@ class Pipeline:
                 await send_bytes(send, response.status, response.body, response.headers)
                 return
             await start_stream(send, response.status, response.headers)
-            assert response.events is not None
-            async for sse in response.events:
-                await self._relay_server_message(ctx, sse, _json_or_none(sse.data), upstream,
-                                                 headers, send)
-            await stream_chunk(send, b"", more=False)
+            events = response.events
+            assert events is not None
+
+            async def relay() -> None:
+                async for sse in events:
+                    await self._relay_server_message(ctx, sse, _json_or_none(sse.data), upstream,
+                                                     headers, send)
+
+            try:
+                client_left = await _until_client_leaves(receive, relay())
+            except UpstreamError as exc:  # the upstream broke the stream off
+                ctx.decision = "error"
+                ctx.reasons = [{"rule": exc.reason, "message": exc.message}]
+                client_left = False
+            ctx.detail["client_left"] = client_left
+            await self.recorder.record(ctx, "mcp.stream_closed")
+            if not client_left:
+                await stream_chunk(send, b"", more=False)
         finally:
             await response.aclose()
 
@@ -734,6 +791,27 @@ class Pipeline:
             await send_json(send, status, payload)
         except Exception:  # the response had already started; nothing more can be said
             log.debug("could not send the error response", exc_info=True)
+
+
+async def _until_client_leaves(receive: Receive, work: Awaitable[None]) -> bool:
+    """Run `work` until it ends or the client disconnects, whichever comes first; True if the
+    client left (`work` is then cancelled). Exceptions from `work` propagate."""
+    async def client_left() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    job = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(client_left())
+    try:
+        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (job, watcher):
+            task.cancel()
+        await asyncio.gather(job, watcher, return_exceptions=True)
+    if job.cancelled():
+        return True
+    job.result()  # re-raise what the relay raised
+    return False
 
 
 def _json_or_none(raw: str | bytes) -> Any:

@@ -58,7 +58,9 @@ class NodeTools:
 def _installed() -> bool:
     marker = MODULES / ".package-lock.json"  # npm writes it last, after a complete install
     lock = NODE_DIR / "package-lock.json"
-    return marker.is_file() and (not lock.is_file() or marker.stat().st_mtime >= lock.stat().st_mtime)
+    if not marker.is_file():
+        return False
+    return not lock.is_file() or marker.stat().st_mtime >= lock.stat().st_mtime
 
 
 def _install(npm: str) -> str | None:
@@ -78,14 +80,14 @@ def _install(npm: str) -> str | None:
 
 @functools.cache
 def _ensure() -> NodeTools | str:
-    npm = shutil.which("npm")
-    if npm is None:
-        return "npm is not installed; the third-party MCP tests need Node.js and npm"
     key = hashlib.sha256(str(NODE_DIR).encode()).hexdigest()[:16]
     lock_path = Path(tempfile.gettempdir()) / f"wardgate-npm-{key}.lock"
     with open(lock_path, "w") as lock:  # concurrent sessions (xdist workers) install once
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _installed():
+            npm = shutil.which("npm")
+            if npm is None:
+                return "npm is not installed; the third-party MCP tests need Node.js and npm"
             failed = _install(npm)
             if failed:
                 return failed

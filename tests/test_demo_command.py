@@ -54,7 +54,9 @@ def test_demo_refuses_production_mode(tmp_path: Path) -> None:
     env = {**os.environ, "WARDGATE_MODE": "production", "WARDGATE_SECRET_KEY": "k" * 50,
            "WARDGATE_DEBUG": "0", "DATABASE_URL": "postgres://x@127.0.0.1:5432/x",
            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0", "WARDGATE_ALLOWED_HOSTS": "gw",
-           "WARDGATE_FIELD_ENCRYPTION_KEY": "f" * 44, "WARDGATE_TOKEN_HMAC_KEY": "t" * 44}
+           "WARDGATE_FIELD_ENCRYPTION_KEY": "f" * 44, "WARDGATE_TOKEN_HMAC_KEY": "t" * 44,
+           "WARDGATE_CHECKPOINT_SIGNING_KEY": "uUe+t9uhHsmdLLYDgojx4J0H2LtBERkT+LziapgDtu8=",
+           "WARDGATE_PACK_SIGNING_KEY": "k2jMuBGvO+fJah+vMPCjMRe9U1ijf8CO7AM8eugmVVc="}
     done = subprocess.run([sys.executable, "manage.py", "demo", "--check"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0

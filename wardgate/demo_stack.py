@@ -98,6 +98,9 @@ class DemoStack:
         self._spawn("celery-worker", [
             sys.executable, "-m", "celery", "-A", "wardgate", "worker", "--pool=solo",
             "--concurrency=1", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+            # The embedded worker also runs the schedule (checkpoints, inactive accounts,
+            # incident rules, monthly packs); production runs `celery beat` on its own.
+            "--beat", f"--schedule={self.workdir / 'celerybeat-schedule'}",
         ])
 
     def start_web(self) -> None:

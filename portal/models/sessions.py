@@ -26,7 +26,7 @@ class GatewaySession(models.Model):
 
     class Meta:
         ordering = ["-opened_at"]
-        indexes = [models.Index(fields=["user", "closed_at"])]
+        indexes = [models.Index(fields=["user", "closed_at"], name="portal_gate_user_id_3f1c2a_idx")]
 
     def __str__(self) -> str:
         return f"{self.session_key[:12]}… {self.user} on {self.connection}"

@@ -27,7 +27,15 @@ async def _list_upstream_tools(connection: Connection) -> list[dict[str, Any]]:
     else:
         http = create_mcp_http_client(headers=creds.get("headers") or {})
         target = streamable_http_client(connection.upstream_url, http_client=http)
-    async with Client(target) as client:
+    import mcp_types
+
+    async def never_called(*_: Any, **__: Any) -> mcp_types.ErrorData:
+        return mcp_types.ErrorData(code=-32601, message="catalogue review only")
+
+    # Declare every client capability: some servers offer tools (sampling, elicitation, roots)
+    # only to clients that can serve them, and the review must see those too.
+    async with Client(target, sampling_callback=never_called, elicitation_callback=never_called,
+                      list_roots_callback=never_called) as client:
         tools = (await client.list_tools()).tools
     return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
 

@@ -113,3 +113,16 @@ def demo_policy_ensure(connection: Connection) -> PolicyRole:
     )
     security_revision_bump()
     return role
+
+
+def demo_login_notes() -> list[str]:
+    """What the demo banner should say about signing in (MFA for admins and approvers)."""
+    from django.conf import settings
+
+    roles = ", ".join(getattr(settings, "WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"]))
+    return [
+        f"Members of {roles} must enrol a TOTP authenticator (any authenticator app) on "
+        "first sign-in; the portal takes them there before anything else.",
+        "Engineers request access under 'My access'; approvers decide under 'Approvals'; "
+        "the API schema is at /api/schema/ (portal API tokens on the 'Tokens' page).",
+    ]

@@ -53,3 +53,36 @@ def token_revoke(*, token: PersonalToken) -> PersonalToken:
         token.save(update_fields=["revoked_at"])
         security_revision_bump()
     return token
+
+
+# --- portal actions (recorded) ------------------------------------------------------------
+
+@transaction.atomic
+def token_issue_recorded(
+    *, user: AbstractBaseUser, connections: Iterable[Connection], name: str, ttl: dt.timedelta,
+    by: AbstractBaseUser | None, meta: object = None,
+) -> tuple[PersonalToken, str]:
+    """`token_issue` from the portal or API, as an audit event (the plaintext never is)."""
+    from portal.services.events import SYSTEM, portal_event
+
+    if not user.is_active:
+        raise ValueError("a disabled account cannot hold tokens")
+    connections = list(connections)
+    token, plaintext = token_issue(user=user, connections=connections, name=name, ttl=ttl)
+    portal_event("token_issued", by=by, meta=meta or SYSTEM,  # type: ignore[arg-type]
+                 detail={"account": user.get_username(), "token_id": token.pk,
+                         "prefix": token.prefix, "connections": [c.slug for c in connections],
+                         "expires_at": token.expires_at.isoformat()})
+    return token, plaintext
+
+
+@transaction.atomic
+def token_revoke_recorded(*, token: PersonalToken, by: AbstractBaseUser | None,
+                          meta: object = None) -> PersonalToken:
+    from portal.services.events import SYSTEM, portal_event
+
+    if token.revoked_at is None:
+        token_revoke(token=token)
+        portal_event("token_revoked", by=by, meta=meta or SYSTEM,  # type: ignore[arg-type]
+                     detail={"account": token.user.get_username(), "token_id": token.pk})
+    return token

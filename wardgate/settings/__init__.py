@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 
 from .env import env_bool, env_int, env_list, env_str
-from .safety import DEMO_SECRET_KEY, SafetyInputs, refuse_unsafe_production_settings
+from .safety import DEMO_SECRET_KEY, SafetyInputs, UnsafeSettings, production_problems
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("WARDGATE_VAR_DIR", str(BASE_DIR / "var")))
@@ -44,8 +44,11 @@ WARDGATE_TOKEN_HMAC_KEY = env_str(
     "WARDGATE_TOKEN_HMAC_KEY", "" if PRODUCTION else _derived_demo_key("tokenize")
 )
 
+# Every settings block adds what is wrong here; start-up is refused once, at the end of this
+# module, listing every problem at once.
+STARTUP_PROBLEMS: list[str] = []
 if PRODUCTION:
-    refuse_unsafe_production_settings(
+    STARTUP_PROBLEMS += production_problems(
         SafetyInputs(
             debug=DEBUG,
             secret_key=SECRET_KEY,
@@ -67,6 +70,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
+    "drf_spectacular",
     "wardgate",
     "audit",
     "portal",
@@ -83,6 +90,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.MfaRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "wardgate.urls"
@@ -191,6 +199,9 @@ LOGGING = {
 # The gateway data path.
 WARDGATE_GATEWAY_MAX_BODY_BYTES = env_int("WARDGATE_GATEWAY_MAX_BODY_BYTES", 1_000_000)
 WARDGATE_GATEWAY_UPSTREAM_TIMEOUT = float(env_int("WARDGATE_GATEWAY_UPSTREAM_TIMEOUT", 60))
+# Host names an Origin header may carry at /mcp/ (DNS-rebinding protection, as the MCP transport
+# spec asks); default: WARDGATE_ALLOWED_HOSTS.
+WARDGATE_GATEWAY_ALLOWED_ORIGINS = env_list("WARDGATE_GATEWAY_ALLOWED_ORIGINS", [])
 WARDGATE_AUDIT_RESPONSE_CAP_BYTES = env_int("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", 65_536)
 
 # OIDC bearer tokens at the gateway (JWTs verified against the issuer's JWKS). Off when unset.
@@ -207,3 +218,234 @@ if WARDGATE_OIDC_ISSUER and not WARDGATE_OIDC_JWKS_URL:
 WARDGATE_HOLD_TIMEOUT_SECONDS = env_int("WARDGATE_HOLD_TIMEOUT_SECONDS", 120)
 WARDGATE_APPROVAL_TTL_HOURS = env_int("WARDGATE_APPROVAL_TTL_HOURS", 24)
 WARDGATE_PORTAL_URL = env_str("WARDGATE_PORTAL_URL", "http://127.0.0.1:8000")
+
+# Portal ------------------------------------------------------------------------------------
+# Sign-in (allauth): local accounts; OIDC providers from env (off when unset); SAML only when
+# allauth's saml extra (python3-saml) is installed; TOTP required for admins and approvers
+# (portal.middleware.MfaRequiredMiddleware); failed logins rate limited.
+ACCOUNT_ADAPTER = "portal.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "portal.adapters.SocialAccountAdapter"
+ACCOUNT_RATE_LIMITS = {
+    "login": env_str("WARDGATE_LOGIN_RATE", "30/m/ip"),
+    "login_failed": env_str("WARDGATE_LOGIN_FAILED_RATE", "10/m/ip,5/5m/key"),
+}
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = False
+# Accounts are created by admins (or provisioned by SSO), never by self sign-up.
+WARDGATE_OPEN_SIGNUP = env_bool("WARDGATE_OPEN_SIGNUP", False)
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_ONLY = False
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env_str("WARDGATE_MFA_ISSUER", "Wardgate")
+# Portal roles whose members must have a TOTP authenticator before they can do anything.
+WARDGATE_MFA_REQUIRED_ROLES = env_list("WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"])
+# An SSO identity's groups claim, and how its values map to portal roles / Django groups:
+# "wardgate-admins=admin,wardgate-engineers=engineer" (unmapped values are kept as groups).
+WARDGATE_SSO_GROUPS_CLAIM = env_str("WARDGATE_SSO_GROUPS_CLAIM", "groups")
+WARDGATE_SSO_GROUP_MAP = dict(
+    item.split("=", 1) for item in env_list("WARDGATE_SSO_GROUP_MAP", []) if "=" in item
+)
+
+SOCIALACCOUNT_PROVIDERS: dict = {}
+_oidc_portal_server = env_str("WARDGATE_PORTAL_OIDC_SERVER_URL", "")
+if _oidc_portal_server:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [{
+            "provider_id": env_str("WARDGATE_PORTAL_OIDC_PROVIDER_ID", "sso"),
+            "name": env_str("WARDGATE_PORTAL_OIDC_NAME", "Single sign-on"),
+            "client_id": env_str("WARDGATE_PORTAL_OIDC_CLIENT_ID", ""),
+            "secret": env_str("WARDGATE_PORTAL_OIDC_CLIENT_SECRET", ""),
+            "settings": {
+                "server_url": _oidc_portal_server,
+                "scope": env_list("WARDGATE_PORTAL_OIDC_SCOPES", ["openid", "profile", "email",
+                                                                  "groups"]),
+            },
+        }],
+    }
+try:  # SAML only when allauth's saml extra is installed.
+    import onelogin.saml2  # noqa: F401
+
+    WARDGATE_SAML_AVAILABLE = True
+except ImportError:
+    WARDGATE_SAML_AVAILABLE = False
+_saml_idp_entity = env_str("WARDGATE_PORTAL_SAML_IDP_ENTITY_ID", "")
+if WARDGATE_SAML_AVAILABLE and _saml_idp_entity:
+    INSTALLED_APPS.append("allauth.socialaccount.providers.saml")
+    SOCIALACCOUNT_PROVIDERS["saml"] = {
+        "APPS": [{
+            "provider_id": env_str("WARDGATE_PORTAL_SAML_PROVIDER_ID", "saml"),
+            "name": env_str("WARDGATE_PORTAL_SAML_NAME", "SAML single sign-on"),
+            "client_id": env_str("WARDGATE_PORTAL_SAML_ORG", "wardgate"),
+            "settings": {
+                "attribute_mapping": {"uid": "uid", "email": "email", "groups": "groups"},
+                "idp": {
+                    "entity_id": _saml_idp_entity,
+                    "metadata_url": env_str("WARDGATE_PORTAL_SAML_IDP_METADATA_URL", ""),
+                },
+            },
+        }],
+    }
+
+# Shared cache (login rate limits, TOTP replay protection) across processes when Redis is set.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Wardgate portal API",
+    "DESCRIPTION": "Access requests, approvals, grants, accounts, incidents and the audit trail. "
+                   "Authenticate with a portal API token (`Authorization: Bearer wga_...`) or a "
+                   "signed-in session (plus CSRF token).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# Account lifecycle (AC-2) and automatic quarantine rules (IR-4).
+WARDGATE_INACTIVE_ACCOUNT_DAYS = env_int("WARDGATE_INACTIVE_ACCOUNT_DAYS", 90)
+WARDGATE_ACCESS_REQUEST_MAX_HOURS = env_int("WARDGATE_ACCESS_REQUEST_MAX_HOURS", 24 * 30)
+WARDGATE_INCIDENT_WINDOW_MINUTES = env_int("WARDGATE_INCIDENT_WINDOW_MINUTES", 10)
+WARDGATE_INCIDENT_MAX_DENIED = env_int("WARDGATE_INCIDENT_MAX_DENIED", 20)
+WARDGATE_INCIDENT_MAX_ROWS = env_int("WARDGATE_INCIDENT_MAX_ROWS", 100_000)
+WARDGATE_API_TOKEN_DAYS = env_int("WARDGATE_API_TOKEN_DAYS", 30)
+
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "portal-disable-inactive-accounts": {
+        "task": "portal.disable_inactive_accounts",
+        "schedule": 3600.0,
+    },
+    "portal-evaluate-incident-rules": {
+        "task": "portal.evaluate_incident_rules",
+        "schedule": 60.0,
+    },
+}
+
+# --- Audit checkpoints, SIEM export, retention ------------------------------------------------
+# Owned by the audit app (audit/checkpoints.py, audit/export/, audit/retention.py).
+import json as _json  # noqa: E402
+
+from audit.signing import demo_signing_key as _demo_signing_key  # noqa: E402
+from audit.signing import signing_key_problem as _signing_key_problem  # noqa: E402
+
+# Ed25519 key signing checkpoints of the chain head: PEM or base64 of 32 raw bytes. Extra public
+# keys (base64 raw, comma-separated) keep checkpoints signed by a rotated-out key verifiable.
+WARDGATE_CHECKPOINT_SIGNING_KEY = env_str(
+    "WARDGATE_CHECKPOINT_SIGNING_KEY", "" if PRODUCTION else _demo_signing_key(SECRET_KEY)
+)
+WARDGATE_CHECKPOINT_VERIFY_KEYS = env_list("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
+# Write-once location for checkpoint copies: a directory, or gs://bucket/prefix. Empty = none.
+WARDGATE_CHECKPOINT_EXPORT = env_str("WARDGATE_CHECKPOINT_EXPORT", "")
+WARDGATE_CHECKPOINT_INTERVAL_MINUTES = env_int("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", 15)
+
+# SIEM sinks: a JSON list of objects, e.g.
+# [{"name": "siem", "type": "syslog", "host": "10.0.0.5", "port": 6514, "tls": true}]
+# (see audit/export/config.py for every key). HTTP deliveries carry
+# X-Wardgate-Signature: sha256=HMAC(WARDGATE_SIEM_HMAC_SECRET, body).
+try:
+    WARDGATE_SIEM_SINKS = _json.loads(env_str("WARDGATE_SIEM_SINKS", "[]") or "[]")
+except ValueError as _exc:
+    raise ValueError(f"WARDGATE_SIEM_SINKS must be a JSON list: {_exc}") from None
+if not isinstance(WARDGATE_SIEM_SINKS, list) or not all(
+    isinstance(s, dict) and s.get("name") for s in WARDGATE_SIEM_SINKS
+):
+    raise ValueError("WARDGATE_SIEM_SINKS must be a JSON list of objects, each with a name")
+WARDGATE_SIEM_HMAC_SECRET = env_str("WARDGATE_SIEM_HMAC_SECRET", "")
+WARDGATE_SIEM_BATCH_SIZE = env_int("WARDGATE_SIEM_BATCH_SIZE", 500)
+WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS = env_int("WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS", 60)
+
+# Retention: records older than this many days are purged once a signed checkpoint and an
+# exported evidence pack cover them, and no legal hold is active.
+WARDGATE_AUDIT_RETENTION_DAYS = env_int("WARDGATE_AUDIT_RETENTION_DAYS", 365)
+if WARDGATE_AUDIT_RETENTION_DAYS < 1:
+    raise ValueError("WARDGATE_AUDIT_RETENTION_DAYS must be at least 1")
+
+if PRODUCTION and not WARDGATE_CHECKPOINT_SIGNING_KEY:
+    STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_SIGNING_KEY must be set (Ed25519, PEM or base64)")
+elif _problem := _signing_key_problem(WARDGATE_CHECKPOINT_SIGNING_KEY):
+    STARTUP_PROBLEMS.append(f"WARDGATE_CHECKPOINT_SIGNING_KEY: {_problem}")
+if PRODUCTION and not WARDGATE_SIEM_HMAC_SECRET and any(
+    s.get("type") == "http" and not s.get("hmac_secret") for s in WARDGATE_SIEM_SINKS
+):
+    STARTUP_PROBLEMS.append("WARDGATE_SIEM_HMAC_SECRET must be set for HTTP SIEM sinks")
+
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "audit-checkpoint": {
+        "task": "audit.checkpoint",
+        "schedule": 60.0 * WARDGATE_CHECKPOINT_INTERVAL_MINUTES,
+    },
+    "audit-retention-purge": {"task": "audit.retention_purge", "schedule": 24 * 3600.0},
+    **(
+        {
+            "audit-siem-export": {
+                "task": "audit.siem_export",
+                "schedule": float(WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS),
+            }
+        }
+        if WARDGATE_SIEM_SINKS
+        else {}
+    ),
+}
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("portal.context_processors.portal")
+
+# --- Evidence packs ----------------------------------------------------------------------------
+# Owned by reports/ (evidence packs for NIST SP 800-53; see reports/README.md).
+from celery.schedules import crontab as _crontab  # noqa: E402
+
+from reports.keys import demo_key as _pack_demo_key  # noqa: E402
+from reports.keys import key_problem as _pack_key_problem  # noqa: E402
+
+# Where finished packs (zip files) are kept.
+WARDGATE_PACK_DIR = Path(env_str("WARDGATE_PACK_DIR", str(VAR_DIR / "packs")))
+# Ed25519 key signing each pack's manifest.json: PEM (PKCS#8) or base64 of 32 raw bytes. The demo
+# derives one from the secret key; production mode refuses to start without one.
+WARDGATE_PACK_SIGNING_KEY = env_str(
+    "WARDGATE_PACK_SIGNING_KEY", "" if PRODUCTION else _pack_demo_key(SECRET_KEY)
+)
+if PRODUCTION and not WARDGATE_PACK_SIGNING_KEY.strip():
+    STARTUP_PROBLEMS.append("WARDGATE_PACK_SIGNING_KEY must be set "
+                            "(Ed25519 private key: PEM, or base64 of 32 raw bytes)")
+elif _pack_problem := _pack_key_problem(WARDGATE_PACK_SIGNING_KEY):
+    STARTUP_PROBLEMS.append(_pack_problem)
+# The system named on each pack's cover and in its OSCAL metadata.
+WARDGATE_PACK_SYSTEM_NAME = env_str("WARDGATE_PACK_SYSTEM_NAME", "Wardgate")
+# Records sampled per population for the PDF (full populations are always in the CSVs).
+WARDGATE_PACK_SAMPLE_SIZE = env_int("WARDGATE_PACK_SAMPLE_SIZE", 25)
+# A disable must stop an account's calls within this many seconds (AC-2 evidence).
+WARDGATE_PACK_DISABLE_SLA_SECONDS = env_int("WARDGATE_PACK_DISABLE_SLA_SECONDS", 1)
+# Monthly pack of the previous calendar month, all controls (Celery beat), on by default.
+WARDGATE_PACK_MONTHLY = env_bool("WARDGATE_PACK_MONTHLY", True)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    **(
+        {
+            "reports-monthly-evidence-pack": {
+                "task": "reports.evidence_pack_monthly",
+                "schedule": _crontab(minute=30, hour=1, day_of_month=1),
+            }
+        }
+        if WARDGATE_PACK_MONTHLY
+        else {}
+    ),
+}
+
+# --- Start-up refusal ----------------------------------------------------------------------------
+if STARTUP_PROBLEMS:
+    raise UnsafeSettings(
+        f"Refusing to start{' in production mode' if PRODUCTION else ''}:\n- "
+        + "\n- ".join(STARTUP_PROBLEMS)
+    )

@@ -44,11 +44,3 @@ def production_problems(s: SafetyInputs) -> list[str]:
     if len(s.token_hmac_key) < 32:
         problems.append("WARDGATE_TOKEN_HMAC_KEY must be set (32+ characters)")
     return problems
-
-
-def refuse_unsafe_production_settings(s: SafetyInputs) -> None:
-    problems = production_problems(s)
-    if problems:
-        raise UnsafeSettings(
-            "Refusing to start in production mode:\n- " + "\n- ".join(problems)
-        )

@@ -17,6 +17,7 @@ from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
 from portal.services.demo import (
     DEMO_CONNECTION_SLUG,
     demo_connection_ensure,
+    demo_login_notes,
     demo_policy_ensure,
     demo_users_ensure,
 )
@@ -116,4 +117,7 @@ class Command(BaseCommand):
         say("  Call a tool with the official MCP client:")
         say("")
         say(SNIPPET.format(token=token, url=gateway_url, dataset=stack.dataset))
+        for note in demo_login_notes():
+            say(f"  {note}")
+        say("")
         say("Press Ctrl-C to stop.")

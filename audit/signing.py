@@ -1,0 +1,117 @@
+"""Ed25519 keys and the signed checkpoint message (no Django imports: settings use it too).
+
+A checkpoint signs one canonical ASCII message,
+
+    wardgate-checkpoint:v1|<seq>|<hash>|<time>
+
+with <time> as `audit.chain.canonical_datetime` writes it (ISO-8601 UTC, microseconds). The
+version prefix keeps a signature over this message from being valid for any other purpose.
+
+Keys are given as PEM (PKCS#8 private / SubjectPublicKeyInfo public) or as base64 of the 32 raw
+bytes. A key's id is the first 16 hex digits of SHA-256 over its raw public bytes, so exported
+checkpoints name their key without embedding anything a verifier should trust.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .chain import canonical_datetime  # Django-free, like this module
+
+MESSAGE_PREFIX = "wardgate-checkpoint:v1"
+
+
+class SigningKeyError(ValueError):
+    """A configured key cannot be read."""
+
+
+def _raw_32(text: str, what: str) -> bytes:
+    compact = "".join(text.split())
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            raw = decode(compact + "=" * (-len(compact) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == 32:
+            return raw
+    raise SigningKeyError(f"{what} must be PEM or base64 of 32 raw bytes")
+
+
+def load_private_key(text: str) -> Ed25519PrivateKey:
+    text = text.strip()
+    if not text:
+        raise SigningKeyError("no checkpoint signing key is configured")
+    if text.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+        except (ValueError, TypeError) as exc:
+            raise SigningKeyError(
+                f"the checkpoint signing key is not a readable PEM: {exc}"
+            ) from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SigningKeyError("the checkpoint signing key must be an Ed25519 key")
+        return key
+    return Ed25519PrivateKey.from_private_bytes(_raw_32(text, "the checkpoint signing key"))
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    text = text.strip()
+    if text.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(text.encode("ascii"))
+        except ValueError as exc:
+            raise SigningKeyError(f"a checkpoint verify key is not a readable PEM: {exc}") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise SigningKeyError("checkpoint verify keys must be Ed25519 keys")
+        return key
+    return Ed25519PublicKey.from_public_bytes(_raw_32(text, "a checkpoint verify key"))
+
+
+def public_raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    return hashlib.sha256(public_raw(key)).hexdigest()[:16]
+
+
+def signing_key_problem(text: str) -> str | None:
+    """Why `text` is not a usable signing key, or None. For the settings check at start-up."""
+    try:
+        load_private_key(text)
+    except SigningKeyError as exc:
+        return str(exc)
+    return None
+
+
+def demo_signing_key(secret_key: str) -> str:
+    """Demo-only: a deterministic key from the Django secret, so the demo needs no extra setup."""
+    seed = hashlib.sha256(f"wardgate-checkpoint-signing:{secret_key}".encode()).digest()
+    return base64.b64encode(seed).decode("ascii")
+
+
+def checkpoint_message(seq: int, chain_hash: str, at: datetime | str) -> bytes:
+    when = at if isinstance(at, str) else canonical_datetime(at)
+    for part in (chain_hash, when):
+        if "|" in part or not part.isascii():
+            raise ValueError("checkpoint fields must be ASCII without '|'")
+    return f"{MESSAGE_PREFIX}|{int(seq)}|{chain_hash}|{when}".encode("ascii")
+
+
+def sign(key: Ed25519PrivateKey, message: bytes) -> str:
+    return base64.b64encode(key.sign(message)).decode("ascii")
+
+
+def signature_valid(key: Ed25519PublicKey, message: bytes, signature: str) -> bool:
+    try:
+        key.verify(base64.b64decode(signature, validate=True), message)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True

@@ -1,0 +1,45 @@
+"""MFA is required for the admin and approver roles (IA-2(1)): members of those groups who have
+no TOTP authenticator are sent to enrol before they can do anything else in the portal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+# Sign-in, sign-out and the MFA pages themselves must stay reachable, as must static files.
+_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/healthz", "/mcp/")
+
+
+def user_needs_mfa_enrolment(user: object) -> bool:
+    from allauth.mfa.models import Authenticator
+
+    if not getattr(user, "is_authenticated", False):
+        return False
+    required = set(getattr(settings, "WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"]))
+    groups: Any = getattr(user, "groups", None)
+    in_scope = getattr(user, "is_superuser", False) or groups.filter(name__in=required).exists()
+    if not in_scope:
+        return False
+    return not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
+class MfaRequiredMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if not path.startswith(_EXEMPT_PREFIXES) and user_needs_mfa_enrolment(request.user):
+            if path.startswith("/api/"):
+                return JsonResponse({"detail": "Enrol a TOTP authenticator in the portal first "
+                                               "(required for admins and approvers).",
+                                     "code": "mfa_required"}, status=403)
+            target = reverse("mfa_activate_totp")
+            return redirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+        return self.get_response(request)

@@ -1,0 +1,54 @@
+"""Every portal action is an audit event in the same hash-chained log as the gateway's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from audit.models import AuditRecord
+from audit.services import AuditEntry
+from audit.writer import write_sync
+
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """Where an action came from: the portal (session), the API (token) or a scheduled job."""
+
+    source_ip: str = ""
+    user_agent: str = ""
+    auth_method: str = "session"
+
+
+SYSTEM = RequestMeta(auth_method="")
+
+
+def meta_from_request(request: Any) -> RequestMeta:
+    from portal.api.auth import ApiTokenAuthentication
+
+    auth_method = "session"
+    if isinstance(getattr(request, "successful_authenticator", None), ApiTokenAuthentication):
+        auth_method = "api_token"
+    meta = getattr(request, "META", {})
+    return RequestMeta(source_ip=str(meta.get("REMOTE_ADDR", ""))[:64],
+                       user_agent=str(meta.get("HTTP_USER_AGENT", ""))[:512],
+                       auth_method=auth_method)
+
+
+def actor_name(user: Any) -> str:
+    return user.get_username() if user is not None else SYSTEM_ACTOR
+
+
+def portal_event(action: str, *, by: Any, meta: RequestMeta, detail: dict[str, Any],
+                 connection: str = "", decision: str = "info",
+                 reasons: list[dict[str, Any]] | None = None, sql_text: str = "",
+                 tool: str = "", actor: str | None = None) -> AuditRecord:
+    """Record `portal.<action>`. Call inside the service's transaction so the record commits
+    (or rolls back) with the change it describes."""
+    return write_sync(AuditEntry(
+        event=f"portal.{action}", actor=actor_name(by) if actor is None else actor,
+        auth_method=meta.auth_method,
+        source_ip=meta.source_ip, user_agent=meta.user_agent, connection=connection,
+        decision=decision, reasons=reasons or [], detail=detail, sql_text=sql_text, tool=tool,
+    ))

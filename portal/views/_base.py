@@ -1,0 +1,37 @@
+"""Shared view helpers: role checks, request metadata, service errors as form errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from portal.permissions import has_role, user_roles
+from portal.services.events import meta_from_request
+
+__all__ = ["has_role", "meta_from_request", "role_required", "user_roles"]
+
+
+View = Callable[..., HttpResponse]
+
+
+def role_required(*roles: str) -> Callable[[View], View]:
+    """Signed in, active, and holding one of `roles`; else the login page or 403."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if roles and not has_role(request.user, *roles):
+                raise PermissionDenied("Your roles do not allow this page.")
+            return view(request, *args, **kwargs)
+
+        wrapped.portal_roles = tuple(roles)  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorate

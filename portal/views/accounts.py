@@ -1,0 +1,175 @@
+"""Admins: account lifecycle (AC-2) and grants."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from portal.forms import AccountCreateForm, AccountRolesForm, GrantForm, ReasonForm
+from portal.models import Grant
+from portal.roles import Role
+from portal.selectors.accounts import (
+    account_api_tokens,
+    account_gateway_sessions,
+    account_grants,
+    account_history,
+    account_portal_sessions,
+    account_tokens,
+    accounts_with_activity,
+    grant_state,
+)
+from portal.services.accounts import (
+    AccountError,
+    account_create,
+    account_disable,
+    account_enable,
+    account_roles_set,
+)
+from portal.services.grants import GrantError, grant_create, grant_revoke
+from portal.views._base import meta_from_request, role_required
+
+
+def _live_sessions(user: object) -> list:
+    try:
+        from portal.services.sessions import sessions_live
+    except ImportError:
+        return []
+    return list(sessions_live(user=user))  # type: ignore[arg-type]
+
+
+@role_required(Role.ADMIN)
+def accounts_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/accounts.html", {"rows": accounts_with_activity()})
+
+
+@role_required(Role.ADMIN)
+def account_new(request: HttpRequest) -> HttpResponse:
+    form = AccountCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = account_create(username=data["username"], email=data["email"],
+                                  password=data["password"] or None, roles=data["roles"],
+                                  by=request.user, reason=data["reason"],
+                                  meta=meta_from_request(request))
+        except AccountError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Account {user.username} created.")
+            return redirect("portal:account_detail", pk=user.pk)
+    return render(request, "portal/account_new.html", {"form": form})
+
+
+@role_required(Role.ADMIN)
+def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    account = get_object_or_404(get_user_model(), pk=pk)
+    now = timezone.now()
+    grants = [(g, grant_state(g, now)) for g in account_grants(account)]
+    roles = sorted(account.groups.values_list("name", flat=True))
+    return render(request, "portal/account_detail.html", {
+        "account": account, "grants": grants, "tokens": account_tokens(account),
+        "api_tokens": account_api_tokens(account),
+        "portal_sessions": account_portal_sessions(account),
+        "live_sessions": _live_sessions(account),
+        "recent_sessions": account_gateway_sessions(account),
+        "history": account_history(account), "reason_form": ReasonForm(),
+        "roles_form": AccountRolesForm(initial={"roles": roles}), "now": now,
+    })
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def account_disable_view(request: HttpRequest, pk: int) -> HttpResponse:
+    account = get_object_or_404(get_user_model(), pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason for disabling the account.")
+    else:
+        try:
+            account_disable(account=account, by=request.user, reason=form.cleaned_data["reason"],
+                            meta=meta_from_request(request))
+            messages.success(request, f"{account.username} disabled: tokens revoked, sessions "
+                                      "ended, gateways told.")
+        except AccountError as exc:
+            messages.error(request, str(exc))
+    return redirect("portal:account_detail", pk=pk)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def account_enable_view(request: HttpRequest, pk: int) -> HttpResponse:
+    account = get_object_or_404(get_user_model(), pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason for re-enabling the account.")
+    else:
+        account_enable(account=account, by=request.user, reason=form.cleaned_data["reason"],
+                       meta=meta_from_request(request))
+        messages.success(request, f"{account.username} re-enabled.")
+    return redirect("portal:account_detail", pk=pk)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def account_roles_view(request: HttpRequest, pk: int) -> HttpResponse:
+    account = get_object_or_404(get_user_model(), pk=pk)
+    form = AccountRolesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason for changing roles.")
+    else:
+        try:
+            account_roles_set(account=account, roles=form.cleaned_data["roles"], by=request.user,
+                              reason=form.cleaned_data["reason"], meta=meta_from_request(request))
+            messages.success(request, f"Roles of {account.username} updated.")
+        except AccountError as exc:
+            messages.error(request, str(exc))
+    return redirect("portal:account_detail", pk=pk)
+
+
+@role_required(Role.ADMIN)
+def grants_page(request: HttpRequest) -> HttpResponse:
+    form = GrantForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        user = None
+        if data["username"]:
+            user = get_user_model().objects.filter(username=data["username"]).first()
+            if user is None:
+                form.add_error("username", "No such account.")
+        if not form.errors:
+            try:
+                grant_create(role=data["role"], connection=data["connection"], user=user,
+                             group=data["group"], expires_at=data["expires_at"],
+                             reason=data["reason"], by=request.user,
+                             meta=meta_from_request(request))
+            except GrantError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "Grant created.")
+                return redirect("portal:grants")
+    now = timezone.now()
+    grants = [(g, grant_state(g, now)) for g in Grant.objects.select_related(
+        "role", "connection", "user", "group", "created_by")[:300]]
+    return render(request, "portal/grants.html", {"form": form, "grants": grants,
+                                                  "reason_form": ReasonForm()})
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = get_object_or_404(Grant, pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason for revoking the grant.")
+    else:
+        try:
+            grant_revoke(grant=grant, by=request.user, reason=form.cleaned_data["reason"],
+                         meta=meta_from_request(request))
+            messages.success(request, f"Grant #{grant.pk} revoked.")
+        except GrantError as exc:
+            messages.error(request, str(exc))
+    return redirect(request.POST.get("next") or "portal:grants")

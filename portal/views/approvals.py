@@ -1,0 +1,85 @@
+"""Approvers: the queues of pending access requests and held queries; approve or deny."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.forms import DecisionForm
+from portal.models import AccessRequest, QueryApproval
+from portal.roles import Role
+from portal.selectors.queues import access_requests_pending, query_approvals_pending
+from portal.services.access_requests import AccessRequestError, access_request_decide
+from portal.services.approvals import ApprovalError, query_approval_decide
+from portal.views._base import meta_from_request, role_required
+
+
+def _queues(request: HttpRequest) -> dict:
+    return {"access_requests": access_requests_pending(for_user=request.user),
+            "query_approvals": query_approvals_pending(for_user=request.user)}
+
+
+@role_required(Role.APPROVER)
+def approvals_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/approvals.html", _queues(request))
+
+
+@role_required(Role.APPROVER)
+def approvals_fragment(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/_queues.html", _queues(request))
+
+
+@require_POST
+@role_required(Role.APPROVER)
+def access_request_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
+    req = get_object_or_404(AccessRequest, pk=pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("portal:approvals")
+    try:
+        access_request_decide(access_request=req, by=request.user,
+                              approve=form.cleaned_data["decision"] == "approve",
+                              comment=form.cleaned_data["comment"],
+                              meta=meta_from_request(request))
+    except AccessRequestError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Access request #{req.pk} {form.cleaned_data['decision']}d.")
+    return redirect("portal:approvals")
+
+
+@role_required(Role.APPROVER)
+def query_approval_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """One held query (the link the gateway gives the caller and notifications carry)."""
+    approval = get_object_or_404(QueryApproval.objects.select_related("requester", "connection")
+                                 .prefetch_related("votes__approver"), pk=pk)
+    own = approval.requester_id == request.user.pk
+    return render(request, "portal/query_approval.html",
+                  {"approval": approval, "own": own, "form": DecisionForm()})
+
+
+@require_POST
+@role_required(Role.APPROVER)
+def query_approval_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
+    approval = get_object_or_404(QueryApproval, pk=pk)
+    if approval.requester_id == request.user.pk:
+        raise PermissionDenied("Separation of duties: nobody approves their own query.")
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("portal:query_approval", pk=pk)
+    meta = meta_from_request(request)
+    try:
+        query_approval_decide(approval=approval, approver=request.user,
+                              approve=form.cleaned_data["decision"] == "approve",
+                              comment=form.cleaned_data["comment"], source_ip=meta.source_ip,
+                              user_agent=meta.user_agent)
+    except ApprovalError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Query #{approval.pk} {form.cleaned_data['decision']}d.")
+    return redirect("portal:approvals")

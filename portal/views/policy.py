@@ -1,0 +1,140 @@
+"""Admins: connections (credentials write-only), tool catalogue, roles, masking, "try it"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.forms import ConnectionForm, CredentialsForm, RoleForm, TryForm
+from portal.models import Connection, Role, ToolCatalogEntry
+from portal.roles import Role as PortalRole
+from portal.services.policy import (
+    PolicyError,
+    catalog_accept,
+    connection_credentials_set,
+    connection_save,
+    policy_export,
+    policy_try,
+    role_save,
+)
+from portal.views._base import meta_from_request, role_required
+
+
+def _apply_errors(form: Any, exc: PolicyError) -> None:
+    for field, errors in (exc.errors or {"__all__": [str(exc)]}).items():
+        target = field if field in form.fields else None
+        for error in errors:
+            form.add_error(target, error if target else f"{field}: {error}")
+
+
+@role_required(PortalRole.ADMIN)
+def connections_page(request: HttpRequest) -> HttpResponse:
+    connections = Connection.objects.prefetch_related("tool_catalog")
+    pending = {c.pk: [e for e in c.tool_catalog.all()
+                      if e.status == ToolCatalogEntry.Status.PENDING] for c in connections}
+    return render(request, "portal/connections.html",
+                  {"connections": [(c, pending[c.pk]) for c in connections]})
+
+
+@role_required(PortalRole.ADMIN)
+def connection_edit(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    connection = get_object_or_404(Connection, slug=slug) if slug else Connection()
+    form = ConnectionForm(request.POST or None, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = connection_save(connection=form.instance, by=request.user,
+                                    reason=form.cleaned_data["reason"],
+                                    meta=meta_from_request(request))
+        except PolicyError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Connection {saved.slug} saved.")
+            return redirect("portal:connection_edit", slug=saved.slug)
+    catalog = connection.tool_catalog.all() if connection.pk else []
+    return render(request, "portal/connection_edit.html", {
+        "form": form, "connection": connection, "catalog": catalog,
+        "credentials_form": CredentialsForm() if connection.pk else None})
+
+
+@require_POST
+@role_required(PortalRole.ADMIN)
+def connection_credentials(request: HttpRequest, slug: str) -> HttpResponse:
+    connection = get_object_or_404(Connection, slug=slug)
+    form = CredentialsForm(request.POST)
+    if form.is_valid():
+        connection_credentials_set(connection=connection, by=request.user,
+                                   credentials=form.cleaned_data["credentials"],
+                                   reason=form.cleaned_data["reason"],
+                                   meta=meta_from_request(request))
+        messages.success(request, "Credentials replaced (stored encrypted, never shown).")
+    else:
+        messages.error(request, "Credentials not changed: "
+                       + "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("portal:connection_edit", slug=slug)
+
+
+@require_POST
+@role_required(PortalRole.ADMIN)
+def connection_catalog_accept(request: HttpRequest, slug: str) -> HttpResponse:
+    connection = get_object_or_404(Connection, slug=slug)
+    names = [n for n in request.POST.getlist("names") if n]
+    accepted = catalog_accept(connection=connection, names=names or None, by=request.user,
+                              meta=meta_from_request(request))
+    messages.success(request, f"Accepted {len(accepted)} tool version(s).")
+    return redirect("portal:connection_edit", slug=slug)
+
+
+@role_required(PortalRole.ADMIN)
+def roles_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/roles.html", {"roles": Role.objects.all()})
+
+
+@role_required(PortalRole.ADMIN)
+def role_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    role = get_object_or_404(Role, pk=pk) if pk else Role()
+    form = RoleForm(request.POST or None, instance=role)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = role_save(role=form.instance, by=request.user,
+                              reason=form.cleaned_data["reason"], meta=meta_from_request(request))
+        except PolicyError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Role {saved.name} saved.")
+            return redirect("portal:role_edit", pk=saved.pk)
+    return render(request, "portal/role_edit.html", {"form": form, "role": role})
+
+
+@role_required(PortalRole.ADMIN)
+def policy_try_view(request: HttpRequest) -> HttpResponse:
+    form = TryForm(request.POST or None)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        connection = data["connection"]
+        arguments = dict(data["arguments"])
+        argument = (connection.sql_tools or {}).get(data["tool"])
+        if argument and data["sql"]:
+            arguments[argument] = data["sql"]
+        try:
+            result = policy_try(role=data["role"], connection=connection, tool=data["tool"],
+                                arguments=arguments, run_sample=data["run_sample"],
+                                by=request.user, meta=meta_from_request(request))
+        except PolicyError as exc:
+            form.add_error(None, str(exc))
+        except Exception as exc:  # BigQuery unreachable, bad SQL for the sample, ...
+            form.add_error(None, f"Could not evaluate: {exc}")
+    return render(request, "portal/policy_try.html", {"form": form, "result": result})
+
+
+@role_required(PortalRole.ADMIN, PortalRole.AUDITOR)
+def policy_export_view(request: HttpRequest) -> HttpResponse:
+    text = yaml.safe_dump(policy_export(), sort_keys=False, allow_unicode=True)
+    response = HttpResponse(text, content_type="application/yaml")
+    response["Content-Disposition"] = 'attachment; filename="wardgate-policy.yaml"'
+    return response
