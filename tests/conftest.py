@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bigquery_mcp.client import make_bigquery_client
@@ -28,16 +27,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
+    from wardgate.demo_stack import wait_http as wait
+
+    wait(url, timeout, proc, url)
 
 
 @pytest.fixture(scope="session")

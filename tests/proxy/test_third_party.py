@@ -32,6 +32,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from bigquery_mcp.emulator import free_port
 from proxy.asgi_io import Receive, Scope, Send
 from proxy.db import run_db
+from tests.conftest import wait_http
 from tests.node_tools import NODE_DIR, NodeTools, node_tools
 from wardgate.mcp_client import gateway_client
 
@@ -54,19 +55,6 @@ def tools() -> NodeTools:
     return node_tools()
 
 
-def wait_until_answering(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the process for {url} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def everything_url(tools: NodeTools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """server-everything over Streamable HTTP on a free port."""
@@ -78,7 +66,7 @@ def everything_url(tools: NodeTools, tmp_path_factory: pytest.TempPathFactory) -
                                 stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/mcp"
         try:
-            wait_until_answering(url, proc)
+            wait_http(url, proc)
             yield url
         finally:
             proc.terminate()
@@ -399,7 +387,7 @@ def sdk_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                 stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/mcp"
         try:
-            wait_until_answering(url, proc)
+            wait_http(url, proc)
             yield url
         finally:
             proc.terminate()
