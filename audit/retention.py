@@ -45,7 +45,7 @@ LEGAL_HOLD_RELEASED = "audit.legal_hold.released"
 # What retention needs of reports.models.EvidencePack: a status, and the half-open period
 # [period_start, period_end) of audit records the pack holds. Only here, if the model changes.
 PACK_STATUS_EXPORTED = "exported"
-PACK_FIELDS = ("status", "period_start", "period_end")
+PACK_FIELDS = ("status", "period_start", "period_end", "includes_records")
 
 
 class RetentionError(Exception):
@@ -98,6 +98,8 @@ def _evidence_packs_cover(pack_model: type, seq: int, using: str) -> bool:
         pack_model.objects.using(using)  # type: ignore[attr-defined]
         .filter(
             status=PACK_STATUS_EXPORTED,
+            # Only packs that carry the record-level populations count as coverage.
+            includes_records=True,
             period_end__gt=span["first"],
             period_start__lte=span["last"],
         )

@@ -44,34 +44,34 @@ def _raw_32(text: str, what: str) -> bytes:
     raise SigningKeyError(f"{what} must be PEM or base64 of 32 raw bytes")
 
 
-def load_private_key(text: str) -> Ed25519PrivateKey:
+def load_private_key(text: str, name: str = "the checkpoint signing key") -> Ed25519PrivateKey:
+    """An Ed25519 private key from PEM (PKCS#8) or base64 of the 32 raw bytes; `name` says in
+    errors which setting it came from (checkpoints, evidence packs)."""
     text = text.strip()
     if not text:
-        raise SigningKeyError("no checkpoint signing key is configured")
+        raise SigningKeyError(f"{name} is not set")
     if text.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
         except (ValueError, TypeError) as exc:
-            raise SigningKeyError(
-                f"the checkpoint signing key is not a readable PEM: {exc}"
-            ) from None
+            raise SigningKeyError(f"{name} is not a readable PEM private key: {exc}") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise SigningKeyError("the checkpoint signing key must be an Ed25519 key")
+            raise SigningKeyError(f"{name} must be an Ed25519 key")
         return key
-    return Ed25519PrivateKey.from_private_bytes(_raw_32(text, "the checkpoint signing key"))
+    return Ed25519PrivateKey.from_private_bytes(_raw_32(text, name))
 
 
-def load_public_key(text: str) -> Ed25519PublicKey:
+def load_public_key(text: str, name: str = "a checkpoint verify key") -> Ed25519PublicKey:
     text = text.strip()
     if text.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_public_key(text.encode("ascii"))
         except ValueError as exc:
-            raise SigningKeyError(f"a checkpoint verify key is not a readable PEM: {exc}") from None
+            raise SigningKeyError(f"{name} is not a readable PEM public key: {exc}") from None
         if not isinstance(key, Ed25519PublicKey):
-            raise SigningKeyError("checkpoint verify keys must be Ed25519 keys")
+            raise SigningKeyError(f"{name} must be an Ed25519 key")
         return key
-    return Ed25519PublicKey.from_public_bytes(_raw_32(text, "a checkpoint verify key"))
+    return Ed25519PublicKey.from_public_bytes(_raw_32(text, name))
 
 
 def public_raw(key: Ed25519PublicKey) -> bytes:
@@ -82,18 +82,24 @@ def key_id(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(public_raw(key)).hexdigest()[:16]
 
 
-def signing_key_problem(text: str) -> str | None:
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def signing_key_problem(text: str, name: str = "the checkpoint signing key") -> str | None:
     """Why `text` is not a usable signing key, or None. For the settings check at start-up."""
     try:
-        load_private_key(text)
+        load_private_key(text, name)
     except SigningKeyError as exc:
         return str(exc)
     return None
 
 
-def demo_signing_key(secret_key: str) -> str:
-    """Demo-only: a deterministic key from the Django secret, so the demo needs no extra setup."""
-    seed = hashlib.sha256(f"wardgate-checkpoint-signing:{secret_key}".encode()).digest()
+def demo_signing_key(secret_key: str, purpose: str = "wardgate-checkpoint-signing") -> str:
+    """Demo-only: a deterministic key from the Django secret, so the demo needs no extra setup
+    (one per purpose). Production mode requires real keys."""
+    seed = hashlib.sha256(f"{purpose}:{secret_key}".encode()).digest()
     return base64.b64encode(seed).decode("ascii")
 
 

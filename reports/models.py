@@ -14,7 +14,8 @@ class EvidencePack(models.Model):
     The period is [period_start, period_end): `period_end` is exclusive (a pack "to 31 March"
     ends at 1 April 00:00 UTC). `audit.retention` treats a pack with status EXPORTED as holding
     the records of its period, so EXPORTED is set only once the zip is complete, signed and
-    stored under WARDGATE_PACK_DIR.
+    stored under WARDGATE_PACK_DIR; a pack for a subset of controls may not hold every record
+    (`includes_records` says whether it does).
     """
 
     class Status(models.TextChoices):
@@ -46,6 +47,9 @@ class EvidencePack(models.Model):
     signature = models.CharField(max_length=128, blank=True, default="")
     key_id = models.CharField(max_length=32, blank=True, default="")
     summary = models.JSONField(default=dict, blank=True)  # per-control status and counts
+    # Whether the pack holds every audit record of its period (csv/audit-records.csv): only such
+    # packs can stand in for records that retention purges.
+    includes_records = models.BooleanField(default=False)
     error = models.TextField(blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")

@@ -133,6 +133,7 @@ def evidence_pack_build(*, pack: EvidencePack, progress: Progress | None = None)
             file_name=built.path.name, file_size=built.size, sha256=built.sha256,
             manifest_sha256=built.manifest_sha256, signature=built.signature,
             key_id=built.key_id, summary=built.summary, finished_at=timezone.now(),
+            includes_records=built.summary.get("includes_records", False),
             parameters={"sample_size": settings.WARDGATE_PACK_SAMPLE_SIZE,
                         "head_seq": built.summary.get("head_seq")})
         append_records([AuditEntry(

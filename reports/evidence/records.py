@@ -36,8 +36,9 @@ from .base import (
 )
 from .events import GROUPS
 
-(SEQ, AT, EVENT, REQUEST_ID, ACTOR, AUTH, IP, CONN, SESSION, METHOD, TOOL, DECISION, REASONS,
- MASKING, ROLE, FINGERPRINT, ROWS, BYTES, RESPONSE_SHA, PREV_HASH, HASH) = range(21)
+# Positions in the rows `_reader` yields (`day` is derived from `at`).
+(SEQ, AT, DAY, EVENT, REQUEST_ID, ACTOR, AUTH, IP, CONN, SESSION, METHOD, TOOL, DECISION,
+ REASONS, MASKING, ROLE, FINGERPRINT, ROWS, BYTES, RESPONSE_SHA, PREV_HASH, HASH) = range(22)
 _INDEX = {"request_id": REQUEST_ID, "actor": ACTOR, "auth_method": AUTH, "source_ip": IP,
           "connection": CONN, "jsonrpc_method": METHOD, "tool": TOOL, "decision": DECISION,
           "response_sha256": RESPONSE_SHA}
@@ -189,10 +190,13 @@ def _reader(scope: PackScope, batch_size: int,
     at, reasons, masking, role = (
         ("CAST(at AS TEXT)", "reasons", "masking", "json_extract(detail, '$.role')") if sqlite
         else ("at", "reasons::text", "masking::text", "detail->>'role'"))
+    # Windows of seq values rather than `seq > last ORDER BY seq LIMIT n`: with stale table
+    # statistics PostgreSQL plans the LIMIT query as a bitmap scan of everything above `last`
+    # plus a sort, which makes the pass quadratic. seq is gapless, so a window holds ~n rows.
     sql = (f"SELECT seq, {at}, event, request_id, actor, auth_method, source_ip, connection, "
            f"mcp_session_id, jsonrpc_method, tool, decision, {reasons}, {masking}, {role}, "
            "sql_fingerprint, row_count, result_bytes, response_sha256, prev_hash, hash "
-           "FROM audit_record WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s")
+           "FROM audit_record WHERE seq > %s AND seq <= %s ORDER BY seq")
     lo, hi = scope.first_seq, scope.last_seq
     if sqlite:  # stored as 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC: compare and slice the text
         start = connection.ops.adapt_datetimefield_value(scope.period_start)
@@ -203,12 +207,10 @@ def _reader(scope: PackScope, batch_size: int,
     span = max(hi - lo + 1, 1)
     with connection.cursor() as cursor:
         while last < hi:
-            cursor.execute(sql, [last, hi, batch_size])
-            batch = cursor.fetchall()
-            if not batch:
-                break
-            for row in batch:
-                when = row[AT]
+            upto = min(last + batch_size, hi)
+            cursor.execute(sql, [last, upto])
+            for row in cursor.fetchall():
+                when = row[1]
                 if when < start or when >= end:
                     continue  # outside the period (a clock step between appends)
                 if sqlite:
@@ -218,7 +220,7 @@ def _reader(scope: PackScope, batch_size: int,
                     iso = when.isoformat()
                     day = iso[:10]
                 yield (row[0], iso, day, *row[2:])
-            last = batch[-1][SEQ]
+            last = upto
             if progress is not None:
                 progress((last - lo + 1) / span)
 
@@ -249,16 +251,15 @@ def stream_records(
 
     def record_rows() -> Iterator[tuple[Any, ...]]:
         for row in _reader(scope, batch_size, progress):
-            seq, iso, day, event = row[0], row[1], row[2], row[3]
-            # Shifted by one: the reader inserts `day` after `at`.
-            decision, method = row[DECISION + 1], row[METHOD + 1]
-            actor, auth, conn, tool = row[ACTOR + 1], row[AUTH + 1], row[CONN + 1], row[TOOL + 1]
-            reasons_json, masking_json = row[REASONS + 1], row[MASKING + 1]
+            seq, iso, day, event = row[SEQ], row[AT], row[DAY], row[EVENT]
+            decision, method = row[DECISION], row[METHOD]
+            actor, auth, conn, tool = row[ACTOR], row[AUTH], row[CONN], row[TOOL]
+            reasons_json, masking_json = row[REASONS], row[MASKING]
             reasons = loads(reasons_json) if reasons_json and reasons_json != "[]" else ()
             rules = ";".join(str(r.get("rule", "")) for r in reasons if isinstance(r, dict))
             mask = loads(masking_json) if masking_json and masking_json != "[]" else ()
-            role = row[ROLE + 1] or ""
-            record_hash = row[HASH + 1]
+            role = row[ROLE] or ""
+            record_hash = row[HASH]
             records_by_day[day] += 1
             events[event] += 1
             who[(actor, auth, event, decision)] += 1
@@ -266,7 +267,7 @@ def stream_records(
             needed = required_cache.get(key)
             if needed is None:
                 needed = required_cache[key] = tuple(
-                    (_INDEX[name] + 1, name) for name in required_fields(event, method))
+                    (_INDEX[name], name) for name in required_fields(event, method))
             for index, name in needed:
                 if not row[index]:
                     missing[(event, name)] += 1
@@ -279,8 +280,8 @@ def stream_records(
             if event in call_events:
                 calls_by_day[(day, decision)] += 1
                 stats.auth_methods[(auth, decision)] += 1
-                calls.write((seq, iso, day, event, row[REQUEST_ID + 1], actor, auth, row[IP + 1],
-                             conn, method, tool, decision, role, rules, row[FINGERPRINT + 1],
+                calls.write((seq, iso, day, event, row[REQUEST_ID], actor, auth, row[IP],
+                             conn, method, tool, decision, role, rules, row[FINGERPRINT],
                              record_hash))
                 call_sample.offer({"seq": seq, "at": iso, "event": event, "actor": actor,
                                    "auth_method": auth, "connection": conn,
@@ -298,14 +299,14 @@ def stream_records(
                     if isinstance(r, dict):
                         stats.denials_by_rule[str(r.get("rule", ""))] += 1
                 denied.write((
-                    seq, iso, event, row[REQUEST_ID + 1], actor, auth, row[IP + 1], conn, method,
+                    seq, iso, event, row[REQUEST_ID], actor, auth, row[IP], conn, method,
                     tool, rules,
                     " | ".join(str(r.get("message", "")) for r in reasons if isinstance(r, dict)),
                     ";".join(str(r["table"]) for r in reasons
                              if isinstance(r, dict) and r.get("table")),
                     ";".join(str(r["column"]) for r in reasons
                              if isinstance(r, dict) and r.get("column")),
-                    row[FINGERPRINT + 1], record_hash))
+                    row[FINGERPRINT], record_hash))
                 denied_sample.offer({"seq": seq, "at": iso, "event": event, "actor": actor,
                                      "connection": conn, "call": tool or method, "rules": rules})
             cells: Any = ""
@@ -323,14 +324,14 @@ def stream_records(
                         seen.add((cls, action))
                         stats.masking_records[(cls, action)] += 1
                     column = str(m.get("column", ""))
-                    masking.write((seq, iso, day, row[REQUEST_ID + 1], actor, conn, tool, role,
+                    masking.write((seq, iso, day, row[REQUEST_ID], actor, conn, tool, role,
                                    column, cls, action, count, record_hash))
                     masking_sample.offer({"seq": seq, "at": iso, "actor": actor,
                                           "call": tool or method, "column": column,
                                           "class": cls, "action": action, "cells": count})
-            yield (seq, iso, event, row[REQUEST_ID + 1], actor, auth, row[IP + 1], conn,
-                   row[SESSION + 1], method, tool, decision, rules, role, row[FINGERPRINT + 1],
-                   row[ROWS + 1], row[BYTES + 1], cells, row[RESPONSE_SHA + 1], row[PREV_HASH + 1],
+            yield (seq, iso, event, row[REQUEST_ID], actor, auth, row[IP], conn,
+                   row[SESSION], method, tool, decision, rules, role, row[FINGERPRINT],
+                   row[ROWS], row[BYTES], cells, row[RESPONSE_SHA], row[PREV_HASH],
                    record_hash)
 
     entry = archive.write_csv("csv/audit-records.csv", RECORD_COLUMNS, record_rows(), RECORD_TEXT)

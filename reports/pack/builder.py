@@ -162,6 +162,7 @@ class PackBuilder:
                 "chain_ok": bool(self.evidence["chain-verification"].stats.get("ok"))
                 if "chain-verification" in self.evidence else None,
                 "records": self._rows("audit-records"),
+                "includes_records": "audit-records" in self.evidence,
                 "first_seq": scope.first_seq, "last_seq": scope.last_seq,
                 "head_seq": scope.head_seq,
             }

@@ -344,8 +344,7 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
             continue
         head = [_p(c, st["cellb"]) for c in sample.columns]
         body = [[_p(_fmt(r.get(c)), st["cell"]) for c in sample.columns] for r in sample.rows]
-        widths = [WIDTH / len(sample.columns)] * len(sample.columns)
-        story.append(_table([head, *body], widths))
+        story.append(_table([head, *body], _widths(sample.columns)))
 
     # Evidence index
     story += [PageBreak(), _p("Evidence files", st["h1"]), _p(
@@ -378,7 +377,20 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
     doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
 
 
+_FIXED_WIDTHS = {"seq": 15 * mm, "at": 31 * mm, "cells": 12 * mm, "decision": 17 * mm,
+                 "auth_method": 24 * mm, "action": 17 * mm, "class": 15 * mm}
+
+
+def _widths(columns: Sequence[str]) -> list[float]:
+    fixed = sum(_FIXED_WIDTHS.get(c, 0) for c in columns)
+    flexible = [c for c in columns if c not in _FIXED_WIDTHS]
+    share = (WIDTH - fixed) / len(flexible) if flexible else 0
+    return [_FIXED_WIDTHS.get(c, share) for c in columns]
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        return f"{value[:10]} {value[11:19]}"  # ISO-8601 UTC as written in the CSVs
     return "" if value is None else str(value)

@@ -81,7 +81,7 @@ def test_sign_and_verify_with_base64_or_pem_keys(form: str) -> None:
 
 
 def test_bad_keys_are_named() -> None:
-    assert signing_key_problem("") == "no checkpoint signing key is configured"
+    assert signing_key_problem("") == "the checkpoint signing key is not set"
     assert "32 raw bytes" in (signing_key_problem("c2hvcnQ=") or "")
     rsa_like = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
     assert "PEM" in (signing_key_problem(rsa_like) or "")

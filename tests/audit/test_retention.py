@@ -288,9 +288,14 @@ def test_exported_evidence_pack_periods_must_cover_the_purged_records(clock: Clo
     clock.now = T0 + timedelta(days=40)
     chain(2, start=2)  # day 40
 
-    def pack(start: datetime, end: datetime, status: str = "exported") -> None:
-        EvidencePack.objects.create(period_start=start, period_end=end, status=status)
+    def pack(start: datetime, end: datetime, status: str = "exported",
+             includes_records: bool = True) -> None:
+        EvidencePack.objects.create(period_start=start, period_end=end, status=status,
+                                    includes_records=includes_records)
 
+    assert not covered_by_exported_pack(4)
+    # A pack for a subset of controls, without the record populations, covers nothing.
+    pack(T0 - timedelta(days=1), T0 + timedelta(days=60), includes_records=False)
     assert not covered_by_exported_pack(4)
     pack(T0, T0 + timedelta(days=30))
     assert covered_by_exported_pack(2) and not covered_by_exported_pack(3)
