@@ -4,7 +4,7 @@ gateway) with the BigQuery emulator behind our MCP server.
 1. An engineer requests access; the approver's queue shows it without a reload; the approver
    approves; the engineer's page turns "approved" without a reload; the engineer's MCP client
    can now call execute_sql through the gateway.
-2. An admin disables the engineer: the next MCP call is refused.
+2. An admin disables the engineer: its open MCP session closes within 1 s; the next call is refused.
 3. An auditor searches the trail and exports it (the export is itself recorded).
 Every action is in the audit chain, which still verifies."""
 
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -58,6 +60,47 @@ def _text(result: Any) -> str:
     if isinstance(result, Exception):
         return repr(result)
     return json.dumps([getattr(c, "text", "") for c in result.content])
+
+
+class OpenMcpSession:
+    """An MCP session (2025-06-18, with its GET stream) held open in a thread."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.streaming = threading.Event()
+        self.closed_at: float | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> OpenMcpSession:
+        self.thread.start()
+        assert self.streaming.wait(10), "the MCP session's stream did not open"
+        return self
+
+    def _run(self) -> None:
+        headers = {"authorization": f"Bearer {self.token}", "content-type": "application/json",
+                   "accept": "application/json, text/event-stream"}
+        with httpx.Client(timeout=30) as http:
+            init = http.post(self.url, headers=headers, json={
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "browser-test", "version": "1"}}})
+            headers |= {"mcp-session-id": init.headers["mcp-session-id"],
+                        "mcp-protocol-version": "2025-06-18"}
+            http.post(self.url, headers=headers,
+                      json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            try:
+                with http.stream("GET", self.url, headers=headers) as response:
+                    self.streaming.set()
+                    for _ in response.iter_bytes():
+                        pass
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                pass
+        self.closed_at = time.time()
+
+    def wait_closed(self, timeout: float) -> float:
+        self.thread.join(timeout)
+        assert self.closed_at is not None, "the MCP session stayed open"
+        return self.closed_at
 
 
 def test_request_approve_call_disable_audit(gateway, demo_connection, demo_policy,
@@ -113,7 +156,10 @@ def test_request_approve_call_disable_audit(gateway, demo_connection, demo_polic
     rows = result.structured_content["rows"]
     assert len(rows) == 2 and "***" in rows[0]["email"]  # masked by the analyst role
 
-    # An admin disables erin: the next call is refused.
+    # erin holds an MCP session open (session-based revision, GET stream) ...
+    stream = OpenMcpSession(url, token).start()
+    # ... and an admin disables erin: the open session is closed within a second, and the next
+    # call is refused.
     admin_page = new_page()
     sign_in(admin_page, base, "alice", PASSWORD, TOTP_SECRET)
     admin_page.goto(f"{base}/users/{engineer.pk}/")
@@ -123,7 +169,9 @@ def test_request_approve_call_disable_audit(gateway, demo_connection, demo_polic
     admin_page.wait_for_selector("text=erin disabled")
     engineer.refresh_from_db()
     assert not engineer.is_active
-    time.sleep(0.5)  # the gateway's revision watcher polls every 200 ms
+    disabled_at = AuditRecord.objects.get(event="portal.account_disabled").at.timestamp()
+    closed_at = stream.wait_closed(timeout=10)
+    assert closed_at - disabled_at < 1.0, f"session open {closed_at - disabled_at:.2f}s after"
     after = call_tool(url, token)
     assert isinstance(after, Exception) or after.is_error, _text(after)
 
