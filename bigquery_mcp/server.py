@@ -18,13 +18,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from .client import scalar_query_parameters
 from .serialize import to_json_value
 
 MAX_ROWS_LIMIT = 10_000
-_SCALAR_TYPES = {
-    "STRING", "INT64", "INTEGER", "FLOAT64", "FLOAT", "NUMERIC", "BIGNUMERIC", "BOOL", "BOOLEAN",
-    "DATE", "DATETIME", "TIMESTAMP", "TIME", "BYTES", "JSON",
-}
 
 
 class QueryParameter(BaseModel):
@@ -43,13 +40,10 @@ def _result(payload: dict[str, Any]) -> CallToolResult:
 
 
 def _bigquery_parameters(params: list[QueryParameter] | None) -> list[bigquery.ScalarQueryParameter]:
-    out = []
-    for p in params or []:
-        kind = p.type.upper()
-        if kind not in _SCALAR_TYPES:
-            raise ToolError(f"Unsupported parameter type {p.type!r} for @{p.name}")
-        out.append(bigquery.ScalarQueryParameter(p.name, kind, p.value))
-    return out
+    try:
+        return scalar_query_parameters((p.name, p.type, p.value) for p in params or [])
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def _schema_fields(fields: Any) -> list[dict[str, Any]]:

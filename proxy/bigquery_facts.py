@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 from sqlglot import exp
 
-from bigquery_mcp.client import make_bigquery_client
+from bigquery_mcp.client import make_bigquery_client, scalar_query_parameters
 
 # Schema versions are unique across every connection in the process: the SQL analyzer's cache
 # is keyed on the version, so two schemas must never share one.
@@ -176,12 +176,8 @@ class BigQueryFacts:
 def _query_parameters(parameters: Any) -> list[bigquery.ScalarQueryParameter]:
     if not parameters:
         return []
-    if not isinstance(parameters, list):
+    if not isinstance(parameters, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) for p in parameters):
         raise ValueError("parameters must be a list of {name, type, value}")
-    out = []
-    for p in parameters:
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise ValueError("each parameter needs a name")
-        out.append(bigquery.ScalarQueryParameter(p["name"], str(p.get("type", "STRING")).upper(),
-                                                 p.get("value")))
-    return out
+    return scalar_query_parameters((p["name"], p.get("type", "STRING"), p.get("value"))
+                                   for p in parameters)
