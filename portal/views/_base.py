@@ -35,3 +35,21 @@ def role_required(*roles: str) -> Callable[[View], View]:
         return wrapped
 
     return decorate
+
+
+def act_with_reason(request: HttpRequest, *, missing: str, act: Callable[[str], str],
+                    errors: tuple[type[Exception], ...] = ()) -> None:
+    """Run `act(reason)` when the POST carries a reason (every admin action states why); the
+    outcome — `act`'s message, or the service's refusal — is shown to the admin."""
+    from django.contrib import messages
+
+    from portal.forms import ReasonForm
+
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, missing)
+        return
+    try:
+        messages.success(request, act(form.cleaned_data["reason"]))
+    except errors as exc:
+        messages.error(request, str(exc))

@@ -30,7 +30,7 @@ from portal.services.accounts import (
     account_roles_set,
 )
 from portal.services.grants import GrantError, grant_create, grant_revoke
-from portal.views._base import meta_from_request, role_required
+from portal.views._base import act_with_reason, meta_from_request, role_required
 
 
 def _live_sessions(user: object) -> list:
@@ -85,17 +85,14 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def account_disable_view(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(get_user_model(), pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason for disabling the account.")
-    else:
-        try:
-            account_disable(account=account, by=request.user, reason=form.cleaned_data["reason"],
-                            meta=meta_from_request(request))
-            messages.success(request, f"{account.username} disabled: tokens revoked, sessions "
-                                      "ended, gateways told.")
-        except AccountError as exc:
-            messages.error(request, str(exc))
+
+    def disable(reason: str) -> str:
+        account_disable(account=account, by=request.user, reason=reason,
+                        meta=meta_from_request(request))
+        return f"{account.username} disabled: tokens revoked, sessions ended, gateways told."
+
+    act_with_reason(request, missing="Give a reason for disabling the account.", act=disable,
+                    errors=(AccountError,))
     return redirect("portal:account_detail", pk=pk)
 
 
@@ -103,13 +100,13 @@ def account_disable_view(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def account_enable_view(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(get_user_model(), pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason for re-enabling the account.")
-    else:
-        account_enable(account=account, by=request.user, reason=form.cleaned_data["reason"],
+
+    def enable(reason: str) -> str:
+        account_enable(account=account, by=request.user, reason=reason,
                        meta=meta_from_request(request))
-        messages.success(request, f"{account.username} re-enabled.")
+        return f"{account.username} re-enabled."
+
+    act_with_reason(request, missing="Give a reason for re-enabling the account.", act=enable)
     return redirect("portal:account_detail", pk=pk)
 
 
@@ -162,14 +159,11 @@ def grants_page(request: HttpRequest) -> HttpResponse:
 @role_required(Role.ADMIN)
 def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     grant = get_object_or_404(Grant, pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason for revoking the grant.")
-    else:
-        try:
-            grant_revoke(grant=grant, by=request.user, reason=form.cleaned_data["reason"],
-                         meta=meta_from_request(request))
-            messages.success(request, f"Grant #{grant.pk} revoked.")
-        except GrantError as exc:
-            messages.error(request, str(exc))
+
+    def revoke(reason: str) -> str:
+        grant_revoke(grant=grant, by=request.user, reason=reason, meta=meta_from_request(request))
+        return f"Grant #{grant.pk} revoked."
+
+    act_with_reason(request, missing="Give a reason for revoking the grant.", act=revoke,
+                    errors=(GrantError,))
     return redirect(request.POST.get("next") or "portal:grants")

@@ -18,7 +18,7 @@ from portal.services.incidents import (
     quarantine_lift,
 )
 from portal.services.sessions import session_kill, sessions_live
-from portal.views._base import has_role, meta_from_request, role_required
+from portal.views._base import act_with_reason, has_role, meta_from_request, role_required
 
 
 @role_required(Role.ADMIN, Role.AUDITOR)
@@ -60,16 +60,14 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
 @role_required(Role.ADMIN)
 def quarantine_lift_view(request: HttpRequest, pk: int) -> HttpResponse:
     q = get_object_or_404(Quarantine, pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason for lifting the quarantine.")
-    else:
-        try:
-            quarantine_lift(quarantine=q, by=request.user, reason=form.cleaned_data["reason"],
-                            meta=meta_from_request(request))
-            messages.success(request, "Quarantine lifted.")
-        except IncidentError as exc:
-            messages.error(request, str(exc))
+
+    def lift(reason: str) -> str:
+        quarantine_lift(quarantine=q, by=request.user, reason=reason,
+                        meta=meta_from_request(request))
+        return "Quarantine lifted."
+
+    act_with_reason(request, missing="Give a reason for lifting the quarantine.", act=lift,
+                    errors=(IncidentError,))
     return redirect("portal:incidents")
 
 
@@ -77,16 +75,14 @@ def quarantine_lift_view(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def incident_lift_view(request: HttpRequest, pk: int) -> HttpResponse:
     incident = get_object_or_404(Incident, pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Record what the review found.")
-    else:
-        try:
-            incident_lift(incident=incident, by=request.user, comment=form.cleaned_data["reason"],
-                          meta=meta_from_request(request))
-            messages.success(request, f"Incident #{incident.pk} reviewed and lifted.")
-        except IncidentError as exc:
-            messages.error(request, str(exc))
+
+    def lift(comment: str) -> str:
+        incident_lift(incident=incident, by=request.user, comment=comment,
+                      meta=meta_from_request(request))
+        return f"Incident #{incident.pk} reviewed and lifted."
+
+    act_with_reason(request, missing="Record what the review found.", act=lift,
+                    errors=(IncidentError,))
     return redirect("portal:incidents")
 
 
@@ -94,10 +90,10 @@ def incident_lift_view(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def session_kill_view(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_object_or_404(GatewaySession, pk=pk)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason for killing the session.")
-    else:
-        session_kill(session=session, by=request.user, reason=form.cleaned_data["reason"])
-        messages.success(request, "Session kill sent to every gateway process.")
+
+    def kill(reason: str) -> str:
+        session_kill(session=session, by=request.user, reason=reason)
+        return "Session kill sent to every gateway process."
+
+    act_with_reason(request, missing="Give a reason for killing the session.", act=kill)
     return redirect(request.POST.get("next") or "portal:incidents")
