@@ -124,6 +124,9 @@ class ConnectionForm(forms.ModelForm):
     upstream_command = JsonField(expect=list,
                                  help_text='argv for stdio, e.g. ["python", "-m", "srv"]')
     sql_tools = JsonField(help_text='Tools that carry SQL: {"execute_sql": "sql"}')
+    metadata_tools = JsonField(help_text='Tools that answer about tables: '
+                               '{"get_table_schema": {"table": "table"}, '
+                               '"list_tables": {"dataset": "dataset", "lists": "tables"}}')
     column_classes = JsonField(help_text='PII classes: {"*.shop.customers.email": "email"}')
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="Recorded with the new policy version.")
@@ -131,7 +134,7 @@ class ConnectionForm(forms.ModelForm):
     class Meta:
         model = Connection
         fields = ["slug", "name", "transport", "upstream_url", "upstream_command", "sql_tools",
-                  "bigquery_project", "bigquery_endpoint", "default_dataset", "column_classes",
+                  "metadata_tools", "bigquery_project", "bigquery_endpoint", "default_dataset", "column_classes",
                   "allow_sampling", "allow_elicitation", "enabled"]
 
     def _post_clean(self) -> None:

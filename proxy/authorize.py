@@ -19,9 +19,18 @@ from proxy.access import AccessPlan, RolePolicy
 from proxy.bigquery_facts import BigQueryFacts, BigQueryFactsError, referenced_datasets
 from proxy.classify import ColumnClassifier
 from proxy.context import SqlFacts
+from proxy.error_texts import ErrorTextPolicy
 from proxy.mask import ColumnPlan
-from proxy.sql_analysis import SqlAnalysis, SqlAnalysisError, analyze_sql_cached
-from proxy.sql_policy import Reason, check_bytes, check_sql, reason_for_error
+from proxy.masking import COMPUTED_CLASS
+from proxy.metadata_tools import MetadataTool, metadata_role
+from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError, analyze_sql_cached
+from proxy.sql_policy import (
+    Reason,
+    check_bytes,
+    check_masked_uses,
+    check_sql,
+    reason_for_error,
+)
 
 MAX_SQL_CHARS = 100_000
 
@@ -34,6 +43,9 @@ class Decision:
     columns: ColumnPlan | None = None
     sql: SqlFacts | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Whether the statement reads a column the chosen role sees masked: then error texts
+    # are withheld (proxy.error_texts).
+    reads_masked: bool = False
 
 
 def deny(rule: str, message: str, **kw: str) -> Decision:
@@ -59,14 +71,20 @@ def column_plan(analysis: SqlAnalysis, classifier: ColumnClassifier,
             out |= classifier.classes_of(ref.table, ref.column, policy_tags)
         return frozenset(out)
 
-    by_position = tuple(classes(o.sources) for o in analysis.outputs)
+    def output_classes(out: Any) -> frozenset[str]:
+        found = classes(out.sources)
+        # A computed value over classified columns is redacted, never partially kept.
+        return found | {COMPUTED_CLASS} if found and not out.direct else found
+
+    by_position = tuple(output_classes(o) for o in analysis.outputs)
     by_name = {o.name: c for o, c in zip(analysis.outputs, by_position, strict=True)}
     return ColumnPlan(by_position, by_name, classes(analysis.columns) | frozenset().union(*by_position))
 
 
 async def authorize_tool_call(
     *, plan: AccessPlan, tool: Any, arguments: Any, tool_is_accepted: bool,
-    sql_tool: SqlToolContext | None,
+    sql_tool: SqlToolContext | None, request_id: str = "",
+    metadata_tool: MetadataTool | None = None,
 ) -> Decision:
     if not isinstance(tool, str) or not tool:
         return deny("request.invalid", "tools/call needs a tool name")
@@ -78,13 +96,16 @@ async def authorize_tool_call(
     if not tool_is_accepted:
         return deny("tool.not_accepted",
                     f"The tool {tool!r} (this version) has not been accepted by an admin")
+    if metadata_tool is not None:
+        role, refusal = metadata_role(roles, metadata_tool, arguments or {})
+        return Decision(False, (refusal,)) if refusal else Decision(True, role=role)
     if sql_tool is None:
         return Decision(True, role=roles[0])
-    return await _authorize_sql(roles, arguments or {}, sql_tool)
+    return await _authorize_sql(roles, arguments or {}, sql_tool, request_id)
 
 
 async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any],
-                         ctx: SqlToolContext) -> Decision:
+                         ctx: SqlToolContext, request_id: str) -> Decision:
     sql = arguments.get(ctx.sql_argument)
     if not isinstance(sql, str) or not sql.strip():
         return deny("sql.missing", f"The {ctx.sql_argument!r} argument must be a SQL string")
@@ -109,14 +130,23 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
     facts.statement_classes = analysis.statement_classes
     reasons: list[Reason] = []
     chosen: RolePolicy | None = None
+
+    def classes_of(ref: ColumnRef) -> frozenset[str]:
+        return ctx.classifier.classes_of(ref.table, ref.column, policy_tags)
+
     for role in roles:
-        found = check_sql(analysis, role.sql)
+        found = check_sql(analysis, role.sql) or check_masked_uses(analysis, classes_of,
+                                                                   role.masking)
         if not found:
             chosen = role
             break
         reasons.extend(r for r in found if r not in reasons)
     if chosen is None:
         return Decision(False, tuple(reasons), sql=facts)
+    columns = ctx.facts.column_plan(
+        analysis, lambda: column_plan(analysis, ctx.classifier, policy_tags))
+    reads_masked = any(chosen.masking.is_masked(c) for c in columns.all_classes
+                       if c != COMPUTED_CLASS)
     if chosen.needs_dry_run:
         params = arguments.get("parameters")
         key = hashlib.sha256(
@@ -125,9 +155,13 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
         try:
             facts.bytes_processed = await ctx.facts.dry_run_bytes(sql, params, key)
         except BigQueryFactsError as exc:
-            return Decision(False, (Reason(exc.reason, exc.message),), role=chosen, sql=facts)
+            message = exc.message
+            if exc.detail:
+                texts = ErrorTextPolicy(request_id, reads_masked, chosen.masking)
+                message = f"{exc.message}: {texts.public(exc.detail, source='BigQuery dry run')}"
+            return Decision(False, (Reason(exc.reason, message),), role=chosen, sql=facts,
+                            reads_masked=reads_masked)
         over = check_bytes(facts.bytes_processed, chosen.sql)
         if over:
             return Decision(False, over, role=chosen, sql=facts)
-    return Decision(True, role=chosen, columns=ctx.facts.column_plan(
-        analysis, lambda: column_plan(analysis, ctx.classifier, policy_tags)), sql=facts)
+    return Decision(True, role=chosen, columns=columns, sql=facts, reads_masked=reads_masked)

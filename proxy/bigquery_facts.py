@@ -26,8 +26,12 @@ _SCHEMA_VERSIONS = itertools.count(1)
 
 
 class BigQueryFactsError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    """``message`` is safe to show; ``detail`` is BigQuery's own text, which may quote values
+    (see proxy.error_texts) and must not leave the gateway as it is."""
+
+    def __init__(self, reason: str, message: str, detail: str = "") -> None:
         super().__init__(message)
+        self.detail = detail
         self.reason = reason
         self.message = message
 
@@ -164,9 +168,11 @@ class BigQueryFacts:
         try:
             figure = await anyio.to_thread.run_sync(run)
         except gexc.GoogleAPICallError as exc:
-            raise BigQueryFactsError("sql.dry_run_failed", f"BigQuery dry run failed: {exc.message}") from exc
+            raise BigQueryFactsError("sql.dry_run_failed", "The BigQuery dry run failed",
+                                     str(exc.message)) from exc
         except (ValueError, TypeError) as exc:
-            raise BigQueryFactsError("sql.dry_run_failed", f"BigQuery dry run failed: {exc}") from exc
+            raise BigQueryFactsError("sql.dry_run_failed", "The BigQuery dry run failed",
+                                     str(exc)) from exc
         self._dry_runs[cache_key] = (now, figure)
         if len(self._dry_runs) > 4096:
             self._dry_runs.popitem(last=False)

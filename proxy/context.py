@@ -55,6 +55,9 @@ class CallContext:
     response_sha256: str = ""
     upstream_latency_ms: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # How error texts of this call leave (proxy.error_texts.ErrorTextPolicy); None: detected
+    # with the strictest policy.
+    error_texts: Any = None
 
     @property
     def actor(self) -> str:

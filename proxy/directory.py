@@ -18,6 +18,7 @@ class UpstreamSpec:
     command: tuple[str, ...]
     credentials: dict = field(hash=False, compare=False, repr=False)
     sql_tools: dict = field(hash=False, compare=False)
+    metadata_tools: dict = field(default_factory=dict, hash=False, compare=False)
     bigquery_project: str = ""
     bigquery_endpoint: str = ""
     default_dataset: str = ""
@@ -43,6 +44,7 @@ def _load(slug: str) -> UpstreamSpec | None:
         command=tuple(conn.upstream_command or ()),
         credentials=conn.credentials_for_upstream(),
         sql_tools=dict(conn.sql_tools or {}),
+        metadata_tools=dict(conn.metadata_tools or {}),
         bigquery_project=conn.bigquery_project,
         bigquery_endpoint=conn.bigquery_endpoint,
         default_dataset=conn.default_dataset,

@@ -43,10 +43,12 @@ from typing import Any
 from proxy.detectors import find_spans
 
 __all__ = [
+    "COMPUTED_CLASS",
     "MaskAction",
     "MaskingPolicy",
     "MaskingSummary",
     "UnmaskableResult",
+    "mask_free_text",
     "mask_rows",
     "mask_tool_result",
     "mask_value",
@@ -55,6 +57,7 @@ __all__ = [
 
 class MaskAction(StrEnum):
     ALLOW = "allow"
+    DETECT = "detect"  # free text: the value leaves after the content detectors masked it
     REDACT = "redact"
     PARTIAL = "partial"
     TOKENIZE = "tokenize"
@@ -64,14 +67,19 @@ class MaskAction(StrEnum):
 # Strictness order, for columns that carry several classes.
 _RANK = {
     MaskAction.ALLOW: 0,
-    MaskAction.PARTIAL: 1,
-    MaskAction.TOKENIZE: 2,
-    MaskAction.REDACT: 3,
-    MaskAction.NULL: 4,
+    MaskAction.DETECT: 1,
+    MaskAction.PARTIAL: 2,
+    MaskAction.TOKENIZE: 3,
+    MaskAction.REDACT: 4,
+    MaskAction.NULL: 5,
 }
+# Marks a result column computed from classified columns (not a plain projection of one):
+# `partial` or `tokenize` of a computed value would keep whatever part the caller chose, so
+# such a column is redacted whenever one of its other classes is masked.
+COMPUTED_CLASS = "(computed)"
 _ACTION_NAMES = ", ".join(a.value for a in MaskAction)
 _ACTION_STR = {a: a.value for a in MaskAction}
-_CONFIG_KEYS = ("actions", "default_action", "detect_content")
+_CONFIG_KEYS = ("actions", "default_action", "detect_content", "equality_lookups")
 
 
 class UnmaskableResult(Exception):
@@ -104,12 +112,15 @@ class MaskingPolicy:
     ``actions`` maps a class (case-insensitive) to an action; a class not listed gets
     ``default_action``. ``token_key`` is the HMAC key for TOKENIZE and must be set when any
     action is TOKENIZE. ``detect_content`` runs the content detectors over unclassified strings.
+    ``equality_lookups`` names masked classes the role may compare with a literal
+    (``col = 'x'``, ``col IN (...)``): an explicit opt-in to an oracle that confirms guesses.
     """
 
     actions: Mapping[str, MaskAction] = field(hash=False)
     default_action: MaskAction = MaskAction.REDACT
     token_key: bytes = field(default=b"", repr=False)
     detect_content: bool = True
+    equality_lookups: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not isinstance(self.actions, Mapping):
@@ -135,6 +146,15 @@ class MaskingPolicy:
         )
         if uses_tokens and not self.token_key:
             raise ValueError("token_key: required (non-empty) when an action is 'tokenize'")
+        if isinstance(self.equality_lookups, str) or not all(
+                isinstance(c, str) for c in self.equality_lookups):
+            raise ValueError("equality_lookups: must be a list of class names")
+        object.__setattr__(self, "equality_lookups", frozenset(
+            _class_name(c, "equality_lookups") for c in self.equality_lookups))
+
+    def is_masked(self, cls: str) -> bool:
+        """Whether values of ``cls`` leave only in a masked form for this role."""
+        return self.action_for(cls) is not MaskAction.ALLOW
 
     def action_for(self, cls: str) -> MaskAction:
         action = self.actions.get(cls)
@@ -162,12 +182,17 @@ class MaskingPolicy:
             raise ValueError(
                 f"masking policy: 'detect_content' must be true or false, not {detect!r}"
             )
+        lookups = data.get("equality_lookups", [])
+        if not isinstance(lookups, list | tuple):
+            raise ValueError("masking policy: 'equality_lookups' must be a list of class names")
         try:
             return cls(
                 actions=dict(actions),
                 default_action=data.get("default_action", MaskAction.REDACT),
                 token_key=token_key,
                 detect_content=detect,
+                equality_lookups=frozenset(lookups) if all(
+                    isinstance(c, str) for c in lookups) else lookups,  # type: ignore[arg-type]
             )
         except ValueError as exc:
             raise ValueError(f"masking policy: {exc}") from None
@@ -481,6 +506,7 @@ _MEMO_MAX_ENTRIES = 50_000
 _REDACT = MaskAction.REDACT
 _TOKENIZE = MaskAction.TOKENIZE
 _NULL = MaskAction.NULL
+_DETECT = MaskAction.DETECT
 _LITERAL_MAX_LEN = 4_000_000  # Python-literal parsing is slow; bigger texts fall through
 _TEXT_LABEL = "(text)"
 _KEY_LABEL = "(column name)"
@@ -603,6 +629,11 @@ class _Masker:
     def _resolve(self, classes: frozenset[str]) -> tuple[MaskAction, str]:
         best = MaskAction.ALLOW
         best_cls = ""
+        if COMPUTED_CLASS in classes:
+            classes = classes - {COMPUTED_CLASS}
+            masked = sorted(c for c in classes if self.policy.action_for(c) is not MaskAction.ALLOW)
+            if masked:
+                return MaskAction.REDACT, masked[0]
         for cls in sorted(classes):
             action = self.policy.action_for(cls)
             if _RANK[action] > _RANK[best] or not best_cls:
@@ -648,6 +679,10 @@ class _Masker:
         if action is _NULL:
             self.counts[p.count_key] += 1
             return None
+        if action is _DETECT:
+            if isinstance(value, str):
+                return self.mask_spans(value, p.label)
+            return self.node(value, p.label)
         out = _partial(p.cls, value)
         if out is None:
             self.counts[p.redact_key] += 1
@@ -1116,6 +1151,16 @@ def mask_rows(
     """Mask a list of row objects; counts go into ``summary``."""
     masker = _Masker(column_classes, policy, strict=False, counts=summary.counts)
     return [masker.row(r) if isinstance(r, Mapping) else masker.node(r, "rows") for r in rows]
+
+
+_STRICT_TEXT_POLICY = MaskingPolicy(actions={}, default_action=MaskAction.REDACT)
+
+
+def mask_free_text(text: str, policy: MaskingPolicy | None) -> str:
+    """``text`` after the content detectors, masked per ``policy`` (None: every finding is
+    redacted). Detection runs even where the policy turns it off for results: this is for
+    texts, such as error messages, that no column classification covers."""
+    return _Masker({}, policy or _STRICT_TEXT_POLICY, strict=False).mask_spans(text, _TEXT_LABEL)
 
 
 _BINARY_BLOCKS = frozenset({"image", "audio"})

@@ -38,6 +38,7 @@ from proxy.bigquery_facts import BigQueryFacts
 from proxy.config import GatewayConfig
 from proxy.context import CallContext
 from proxy.directory import ConnectionDirectory, UpstreamSpec
+from proxy.error_texts import ErrorTextPolicy
 from proxy.hold import (
     HoldBinding,
     binding_for,
@@ -49,6 +50,7 @@ from proxy.invalidation import RevisionWatcher
 from proxy.live import LiveRegistry
 from proxy.mask import UnmaskableResult, mask_call_result
 from proxy.masking import MaskingPolicy
+from proxy.metadata_tools import MetadataTool, filter_table_listing
 from proxy.record import Recorder, RecordFailed
 from proxy.sql_policy import Reason
 from proxy.sse import SseEvent
@@ -278,16 +280,27 @@ class Pipeline:
         ctx.arguments = params.get("arguments")
         # 4. authorize
         tool_ok = bool(ctx.tool) and await self.catalog.callable(spec.connection_id, ctx.tool)
+        metadata_spec = spec.metadata_tools.get(ctx.tool)
+        metadata = MetadataTool.from_spec(metadata_spec, spec.bigquery_project,
+                                          spec.default_dataset) if metadata_spec else None
         decision = await authorize_tool_call(
             plan=plan, tool=params.get("name"), arguments=ctx.arguments,
             tool_is_accepted=tool_ok, sql_tool=self._sql_tool(spec, ctx.tool),
+            request_id=ctx.request_id, metadata_tool=metadata,
         )
         self._note_decision(ctx, decision)
         if decision.allowed:
             masking = decision.role.masking if decision.role else None
+            ctx.error_texts = ErrorTextPolicy(ctx.request_id, decision.reads_masked, masking)
 
             def mask(result: dict[str, Any]) -> dict[str, Any]:
                 assert masking is not None
+                if result.get("isError") is True:
+                    result = error_result_text(result, ctx.error_texts)
+                elif metadata is not None and metadata.lists and decision.role is not None:
+                    result = filter_table_listing(result, metadata, decision.role,
+                                                  ctx.arguments if isinstance(ctx.arguments, dict)
+                                                  else {})
                 masked, summary = mask_call_result(result, decision.columns, masking)
                 ctx.masking = summary.as_list()
                 ctx.row_count = _row_count(masked)
@@ -525,6 +538,10 @@ class Pipeline:
             refusal = await self._police_input_requests(ctx, message["result"])
             if refusal is not None:
                 return refusal
+        if "error" in message and ctx.jsonrpc_method in DATA_METHODS:
+            message = {**message, "error": upstream_error(message["error"], ctx)}
+            ctx.detail["upstream_error"] = message["error"]
+            return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
         if "error" in message or transform is None or not isinstance(message.get("result"), dict):
             if "error" in message:
                 ctx.detail["upstream_error"] = message["error"]
@@ -812,6 +829,29 @@ async def _until_client_leaves(receive: Receive, work: Awaitable[None]) -> bool:
         return True
     job.result()  # re-raise what the relay raised
     return False
+
+
+def upstream_error(error: Any, ctx: CallContext) -> dict[str, Any]:
+    """A JSON-RPC error from the upstream to a data request, as it may leave: code kept, text
+    through the call's error-text policy, upstream data dropped (it may quote values)."""
+    texts = ctx.error_texts or ErrorTextPolicy(ctx.request_id, withhold=False)
+    code = error.get("code") if isinstance(error, dict) else None
+    text = error.get("message", "") if isinstance(error, dict) else error
+    return {"code": code if type(code) is int else GATEWAY_ERROR,
+            "message": texts.public(text),
+            "data": {"reason": "upstream.error", "request_id": ctx.request_id}}
+
+
+def error_result_text(result: dict[str, Any], texts: ErrorTextPolicy) -> dict[str, Any]:
+    """A tool result that reports an error, its texts passed through ``texts`` and anything
+    else (structured content, other blocks) dropped: an error has no rows to mask."""
+    parts = [b.get("text", "") for b in result.get("content") or []
+             if isinstance(b, dict) and b.get("type") == "text"]
+    text = texts.public("\n".join(str(p) for p in parts) or "error")
+    out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+    if isinstance(result.get("_meta"), dict):
+        out["_meta"] = result["_meta"]
+    return out
 
 
 def _json_or_none(raw: str | bytes) -> Any:

@@ -58,6 +58,7 @@ from sqlglot.tokens import Token, TokenType
 __all__ = [
     "STATEMENT_CLASSES",
     "ColumnRef",
+    "ColumnUse",
     "OutputColumn",
     "SqlAnalysis",
     "SqlAnalysisError",
@@ -224,6 +225,30 @@ class OutputColumn:
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnUse:
+    """Base columns whose values a statement computes on, compares, groups or orders by.
+
+    A plain projection (through aliases, CTEs, subqueries and ``UNION ALL``) and the argument
+    of a counting aggregate (``COUNT``, ``COUNT(DISTINCT ...)``, ``APPROX_COUNT_DISTINCT``) are
+    not uses: their values leave unchanged (and are masked on the result) or do not leave at
+    all. Everything else is, and the masking policy decides whether it may stand: a masked
+    value must never be computed on, or the answer could depend on the raw value.
+
+    ``context`` is one of ``expression``, ``filter``, ``join``, ``grouping``, ``ordering``,
+    ``window``, ``limit``, ``unnest``, ``set_operation`` (a comparing set operation),
+    ``set_operation_mix`` (``UNION ALL`` of different columns or values; ``branches`` holds
+    each branch's sources and ``pure`` whether every branch is a plain column) and
+    ``equality_lookup`` (``column = literal`` / ``column IN (literals)``).
+    """
+
+    sources: frozenset[ColumnRef]
+    context: str
+    snippet: str
+    branches: tuple[frozenset[ColumnRef], ...] = ()
+    pure: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class SqlAnalysis:
     """Everything the policy needs to know about one SQL text.
 
@@ -237,6 +262,7 @@ class SqlAnalysis:
     outputs: tuple[OutputColumn, ...]
     normalized_sql: str
     fingerprint: str
+    uses: tuple[ColumnUse, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,12 +458,14 @@ def _analyze(
     tables: set[str] = set()
     columns: set[ColumnRef] = set()
     outputs: tuple[OutputColumn, ...] = ()
+    uses: list[ColumnUse] = []
     for stmt, cls in zip(statements, classes, strict=True):
         if cls == "select":
             result = _QueryAnalysis(stmt, project, dataset, schema).run()
             tables |= result.tables
             columns |= result.columns
             outputs = result.outputs
+            uses.extend(result.uses)
         else:
             tables |= _best_effort_tables(stmt, project, dataset)
             outputs = ()
@@ -449,6 +477,7 @@ def _analyze(
         outputs=outputs,
         normalized_sql=normalized,
         fingerprint=fingerprint,
+        uses=tuple(uses),
     )
 
 
@@ -679,9 +708,85 @@ class _QueryResult:
     tables: frozenset[str]
     columns: frozenset[ColumnRef]
     outputs: tuple[OutputColumn, ...]
+    uses: tuple[ColumnUse, ...]
 
 
 _EMPTY: Final[frozenset[ColumnRef]] = frozenset()
+
+# Aggregates whose result reveals nothing of the values they count.
+_COUNTING: Final = (exp.Count, exp.ApproxDistinct)
+# Query clauses, nearest first, that name the context of a use.
+_CLAUSE_CONTEXTS: Final = (
+    (exp.Where, "filter"),
+    (exp.Having, "filter"),
+    (exp.Qualify, "filter"),
+    (exp.Group, "grouping"),
+    (exp.Window, "window"),
+    (exp.Order, "ordering"),
+    (exp.Limit, "limit"),
+    (exp.Offset, "limit"),
+    (exp.Unnest, "unnest"),
+)
+_VALUE_LITERALS: Final = (exp.Literal, exp.Parameter, exp.Placeholder)
+
+
+def _is_counted(node: exp.Expr) -> bool:
+    """Whether ``node`` is the whole argument of a counting aggregate."""
+    parent = node.parent
+    if isinstance(parent, exp.Distinct):
+        return isinstance(parent.parent, exp.Count) and len(parent.expressions) == 1
+    return isinstance(parent, _COUNTING) and node.arg_key == "this"
+
+
+def _is_literal_value(node: exp.Expr | None) -> bool:
+    while isinstance(node, (exp.Neg, exp.Paren)):
+        node = node.this
+    return isinstance(node, _VALUE_LITERALS)
+
+
+def _use_context(node: exp.Expr, direct: bool) -> str | None:
+    """Where a value is used, or None for a plain projection, a counted argument, a NULL test
+    or an EXISTS (none of which computes on the value)."""
+    parent = node.parent
+    if isinstance(parent, exp.Alias) and isinstance(parent.parent, exp.Select) \
+            and parent.arg_key == "expressions":
+        return None
+    if isinstance(parent, exp.Select) and node.arg_key == "expressions":
+        return None
+    if _is_counted(node) or isinstance(parent, exp.Exists):
+        return None
+    if isinstance(parent, exp.Is) and isinstance(parent.expression, exp.Null):
+        return None
+    if direct and isinstance(parent, exp.EQ) and _is_literal_value(
+            parent.expression if node.arg_key == "this" else parent.this):
+        return "equality_lookup"
+    if direct and isinstance(parent, exp.In) and node.arg_key == "this" \
+            and not parent.args.get("query") and not parent.args.get("unnest") \
+            and parent.expressions and all(_is_literal_value(e) for e in parent.expressions):
+        return "equality_lookup"
+    child, current = node, parent
+    while current is not None and not isinstance(current, (exp.Query, exp.Subquery)):
+        if isinstance(current, exp.Join):
+            return "join" if child.arg_key in ("on", "using") else "expression"
+        for kind, context in _CLAUSE_CONTEXTS:
+            if isinstance(current, kind):
+                return context
+        child, current = current, current.parent
+    if isinstance(current, exp.Query):
+        for key, context in (("where", "filter"), ("having", "filter"), ("qualify", "filter"),
+                             ("group", "grouping"), ("order", "ordering"), ("limit", "limit"),
+                             ("offset", "limit")):
+            if child.arg_key == key:
+                return context
+    return "expression"
+
+
+def _snippet(node: exp.Expr) -> str:
+    """The use as SQL, for reasons (the caller's own text, never data), kept short."""
+    around = node.parent if isinstance(node.parent, exp.Func | exp.Binary | exp.Predicate) \
+        else node
+    text = around.sql(dialect=_DIALECT)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 class _QueryAnalysis:
@@ -705,6 +810,7 @@ class _QueryAnalysis:
         self._resolved: dict[int, tuple[frozenset[ColumnRef], bool]] = {}
         self._unnest_cache: dict[int, frozenset[ColumnRef]] = {}
         self._scope_by_expr: dict[int, Scope] = {}
+        self._set_uses: list[ColumnUse] = []
 
     # ---- driver -------------------------------------------------------------------------
 
@@ -970,7 +1076,65 @@ class _QueryAnalysis:
         )
         for out in outputs:
             refs |= out.sources
-        return _QueryResult(tables=tables, columns=frozenset(refs), outputs=outputs)
+        return _QueryResult(tables=tables, columns=frozenset(refs), outputs=outputs,
+                            uses=self._uses(scopes))
+
+    # ---- uses: where column values are computed on (see ColumnUse) ------------------------
+
+    def _uses(self, scopes: list[Scope]) -> tuple[ColumnUse, ...]:
+        uses: list[ColumnUse] = list(self._set_uses)
+        for node in self.stmt.walk():
+            if isinstance(node, exp.Join) and str(node.args.get("method") or "").upper() == "NATURAL":
+                raise SqlAnalysisError(
+                    "sql.unsupported",
+                    "NATURAL JOIN compares columns implicitly; name the join columns with ON",
+                )
+            if isinstance(node, (exp.Column, exp.TableColumn)):
+                if isinstance(node.this, exp.Star):
+                    continue
+                resolved = self._resolved.get(id(node))
+                if resolved is None:
+                    sources, direct = self._alias_sources(node), False
+                else:
+                    sources, direct = resolved
+                    direct = direct and isinstance(node, exp.Column)
+                if sources:
+                    self._add_use(uses, node, sources, direct)
+            elif isinstance(node, exp.Group) and node.args.get("all"):
+                select = node.parent
+                if isinstance(select, exp.Select):
+                    scope = self._scope_by_expr.get(id(select))
+                    if scope is not None:
+                        grouped = _EMPTY.union(*(o.sources for o in self._scope_outputs(scope)))
+                        if grouped:
+                            uses.append(ColumnUse(grouped, "grouping", "GROUP BY ALL"))
+        for scope in scopes:
+            if not scope.is_subquery:
+                continue
+            query = scope.expression
+            holder = query.parent if isinstance(query.parent, exp.Subquery) else query
+            sources = _EMPTY.union(*(o.sources for o in self._scope_outputs(scope)))
+            if sources:
+                self._add_use(uses, holder, sources, False)
+        return tuple(uses)
+
+    def _add_use(self, uses: list[ColumnUse], node: exp.Expr, sources: frozenset[ColumnRef],
+                 direct: bool) -> None:
+        context = _use_context(node, direct)
+        if context is not None:
+            uses.append(ColumnUse(sources, context, _snippet(node)))
+
+    def _alias_sources(self, node: exp.Expr) -> frozenset[ColumnRef]:
+        """Sources of a reference to an output of its own query (ORDER BY alias, GROUP BY 1)."""
+        if not isinstance(node, exp.Column):
+            return _EMPTY
+        try:
+            scope = self._enclosing_scope(node)
+        except SqlAnalysisError:
+            return _EMPTY
+        return _EMPTY.union(
+            *(o.sources for o in self._scope_outputs(scope) if o.name == node.name)
+        )
 
     def _enclosing_scope(self, node: exp.Expr) -> Scope:
         parent = node.parent
@@ -1111,6 +1275,11 @@ class _QueryAnalysis:
             if isinstance(sub, (exp.Column, exp.TableColumn)):
                 if isinstance(sub, exp.Column) and isinstance(sub.this, exp.Star):
                     continue
+                if _is_counted(sub):
+                    # A count reveals nothing of the values counted: it carries no class. The
+                    # column is still resolved, so tables and denied columns stay checked.
+                    self._resolve(scope, sub)
+                    continue
                 found |= self._resolve(scope, sub)[0]
             elif sub is not node and isinstance(sub, (exp.Select, exp.SetOperation)):
                 child = self._scope_by_expr.get(id(sub))
@@ -1152,6 +1321,22 @@ class _QueryAnalysis:
             return _Out(name, sources, direct)
         return _Out(name, self._expr_sources(scope, inner), False)
 
+    def _set_use(self, comparing: bool, snippet: str, branches: tuple[_Out | None, ...]) -> None:
+        """Record a set operation over columns: a comparing one (DISTINCT, INTERSECT, EXCEPT)
+        compares values; UNION ALL of anything but the same plain columns mixes classified
+        values with others (a later DISTINCT or COUNT(DISTINCT) would compare them)."""
+        sources = _EMPTY.union(*(b.sources for b in branches if b is not None))
+        if not sources:
+            return
+        if comparing:
+            self._set_uses.append(ColumnUse(sources, "set_operation", snippet))
+            return
+        pure = all(b is not None and b.direct for b in branches)
+        each = tuple(b.sources if b is not None else _EMPTY for b in branches)
+        if pure and len(set(each)) == 1:
+            return
+        self._set_uses.append(ColumnUse(sources, "set_operation_mix", snippet, each, pure))
+
     def _set_operation_outputs(
         self, scope: Scope, expression: exp.SetOperation
     ) -> tuple[_Out, ...]:
@@ -1161,17 +1346,24 @@ class _QueryAnalysis:
         right = self._scope_outputs(scope.union_scopes[1])
         by_name = bool(expression.args.get("by_name") or expression.args.get("on"))
         by_name = by_name or bool(expression.args.get("side") or expression.args.get("kind"))
+        comparing = not isinstance(expression, exp.Union) or bool(expression.args.get("distinct"))
+        snippet = f"{type(expression).__name__.upper()}{' DISTINCT' if comparing else ' ALL'}"
         if not by_name:
             if len(left) != len(right):
                 raise SqlAnalysisError(
                     "sql.unresolved_column", "set operation branches differ in column count"
                 )
+            for lo, ro in zip(left, right, strict=True):
+                self._set_use(comparing, snippet, (lo, ro))
             return tuple(
                 _Out(lo.name, lo.sources | ro.sources, lo.direct and ro.direct)
                 for lo, ro in zip(left, right, strict=True)
             )
         # BY NAME / CORRESPONDING: merge per column name. Over-approximate the column set
         # (every name from either side) so no source is ever dropped.
+        for name in {o.name for o in (*left, *right)}:
+            branches = tuple(o for o in (*left, *right) if o.name == name)
+            self._set_use(comparing, snippet, branches if len(branches) > 1 else (*branches, None))
         merged: dict[str, _Out] = {}
         for out in (*left, *right):
             prev = merged.get(out.name)

@@ -23,13 +23,27 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from proxy.sql_analysis import STATEMENT_CLASSES, ColumnRef, SqlAnalysis, SqlAnalysisError
+from proxy.masking import MaskingPolicy
+from proxy.sql_analysis import (
+    STATEMENT_CLASSES,
+    ColumnRef,
+    ColumnUse,
+    SqlAnalysis,
+    SqlAnalysisError,
+)
 
-__all__ = ["Reason", "SqlRules", "check_bytes", "check_sql", "reason_for_error"]
+__all__ = [
+    "Reason",
+    "SqlRules",
+    "check_bytes",
+    "check_masked_uses",
+    "check_sql",
+    "reason_for_error",
+]
 
 _INFO_SCHEMA_MARK: Final = ".information_schema."
 # Characters no valid pattern may contain: they can then only be matched by ``*`` / ``?``,
@@ -326,6 +340,77 @@ def check_sql(analysis: SqlAnalysis, rules: SqlRules) -> tuple[Reason, ...]:
                 )
 
     return tuple(reasons)
+
+
+_USE_WORDS: Final = {
+    "expression": "computed on in an expression",
+    "filter": "used in a filter (WHERE/HAVING/QUALIFY)",
+    "join": "used in a join condition",
+    "grouping": "grouped by",
+    "ordering": "ordered by",
+    "window": "used in a window (PARTITION BY/ORDER BY)",
+    "limit": "used in LIMIT/OFFSET",
+    "unnest": "unnested",
+    "set_operation": "compared by a set operation (UNION DISTINCT, INTERSECT, EXCEPT)",
+    "set_operation_mix": "mixed with other values by UNION ALL",
+    "equality_lookup": "compared with a literal",
+}
+
+
+def check_masked_uses(
+    analysis: SqlAnalysis,
+    classes_of: Callable[[ColumnRef], frozenset[str]],
+    masking: MaskingPolicy,
+) -> tuple[Reason, ...]:
+    """Refuse every computation over a column this role sees only masked.
+
+    A masked value may leave only as itself (a plain projection, masked on the result) or be
+    counted; anything else (expressions, filters, joins, grouping, ordering, windows, comparing
+    set operations) would let the answer depend on the raw value, so the statement is refused.
+    ``equality_lookups`` opts classes in to ``column = literal`` (an oracle, by choice).
+    """
+    reasons: list[Reason] = []
+    seen: set[tuple[str, str, str]] = set()
+    for use in analysis.uses:
+        masked = _masked_classes(use.sources, classes_of, masking)
+        if not masked or _use_allowed(use, masked, classes_of, masking):
+            continue
+        ref = min((r for r in use.sources if _masked_classes((r,), classes_of, masking)),
+                  key=lambda r: (r.table, r.column))
+        key = (ref.table, ref.column, use.context)
+        if key in seen:
+            continue
+        seen.add(key)
+        how = _USE_WORDS.get(use.context, "computed on")
+        hint = (" (this role may compare it with a literal only if its masking policy lists the "
+                "class in equality_lookups)" if use.context == "equality_lookup" else "")
+        reasons.append(Reason(
+            "sql.masked_column_use",
+            f"{ref.column} ({', '.join(sorted(masked))}) is masked for your role and cannot be "
+            f"{how}: {use.snippet}. Masked columns may only be selected as they are (the "
+            f"result is masked) or counted with COUNT, COUNT(DISTINCT) or "
+            f"APPROX_COUNT_DISTINCT{hint}",
+            table=ref.table, column=ref.column,
+        ))
+    return tuple(reasons)
+
+
+def _masked_classes(sources: Iterable[ColumnRef], classes_of: Callable[[ColumnRef], frozenset[str]],
+                    masking: MaskingPolicy) -> frozenset[str]:
+    return frozenset(cls for ref in sources for cls in classes_of(ref) if masking.is_masked(cls))
+
+
+def _use_allowed(use: ColumnUse, masked: frozenset[str],
+                 classes_of: Callable[[ColumnRef], frozenset[str]],
+                 masking: MaskingPolicy) -> bool:
+    if use.context == "equality_lookup":
+        return masked <= masking.equality_lookups
+    if use.context == "set_operation_mix":
+        # UNION ALL of plain columns that all carry the same masked classes only stacks
+        # values of one kind; anything else would mix caller-chosen values in.
+        return use.pure and len({_masked_classes(b, classes_of, masking)
+                                 for b in use.branches}) == 1
+    return False
 
 
 def check_bytes(total_bytes_processed: int, rules: SqlRules) -> tuple[Reason, ...]:

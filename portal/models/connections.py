@@ -7,6 +7,8 @@ from django.db import models
 
 from portal.credentials import open_credentials, seal_credentials
 
+METADATA_TOOL_KEYS = frozenset({"table", "dataset", "lists"})
+
 
 class Connection(models.Model):
     """An upstream MCP server the gateway fronts, and how to reach BigQuery behind it."""
@@ -23,6 +25,11 @@ class Connection(models.Model):
     credentials_sealed = models.BinaryField(blank=True, null=True, editable=False)
     # Which tools carry SQL, and in which argument: {"execute_sql": "sql", "dry_run_sql": "sql"}.
     sql_tools = models.JSONField(default=dict, blank=True)
+    # Tools that answer about tables, and how: {"get_table_schema": {"table": "table"},
+    # "list_tables": {"dataset": "dataset", "lists": "tables"}}. A tool naming a table (in the
+    # "table" argument) answers only for tables the caller's role may query; a listing (the
+    # "lists" key of its result) is filtered to them.
+    metadata_tools = models.JSONField(default=dict, blank=True)
     bigquery_project = models.CharField(max_length=200, blank=True)
     bigquery_endpoint = models.CharField(max_length=500, blank=True)
     default_dataset = models.CharField(max_length=200, blank=True)
@@ -50,6 +57,14 @@ class Connection(models.Model):
             isinstance(k, str) and isinstance(v, str) for k, v in self.sql_tools.items()
         ):
             raise ValidationError({"sql_tools": "Map tool names to the argument holding SQL."})
+        if not isinstance(self.metadata_tools, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) and v and set(v) <= METADATA_TOOL_KEYS
+            and all(isinstance(a, str) and a for a in v.values())
+            for k, v in self.metadata_tools.items()
+        ):
+            raise ValidationError({"metadata_tools": (
+                'Map tool names to {"table": ARG} (a tool that names a table) or '
+                '{"dataset": ARG, "lists": RESULT_KEY} (a tool that lists tables).')})
 
     # Credentials are write-only from the outside: set them, never read them back out.
     def set_credentials(self, data: dict[str, Any]) -> None:

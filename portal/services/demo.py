@@ -25,6 +25,15 @@ DEMO_COLUMN_CLASSES = {
     "*.*.customers.date_of_birth": "dob",
     "*.*.customers.street_address": "address",
     "*.*.customers.ip_address": "ip",
+    # Free-form JSON that holds PII in prose: read through the content detectors, never
+    # computed on (encodings of it would slip past them).
+    "*.*.events.payload": "free_text",
+}
+
+# Our BigQuery MCP server's tools that answer about tables.
+DEMO_METADATA_TOOLS = {
+    "get_table_schema": {"table": "table"},
+    "list_tables": {"dataset": "dataset", "lists": "tables"},
 }
 
 # The engineers' role on the demo connection: read-only SQL on the shop tables, PII masked.
@@ -40,7 +49,7 @@ DEMO_ANALYST_RULES = {
         "actions": {
             "email": "partial", "phone": "partial", "card": "partial", "ssn": "redact",
             "name": "tokenize", "address": "redact", "dob": "partial", "ip": "partial",
-            "iban": "partial",
+            "iban": "partial", "free_text": "detect",
         },
         "default_action": "redact",
         "detect_content": True,
@@ -88,6 +97,7 @@ def demo_connection_ensure(
             "transport": Connection.Transport.HTTP,
             "upstream_url": upstream_url,
             "sql_tools": {"execute_sql": "sql", "dry_run_sql": "sql"},
+            "metadata_tools": DEMO_METADATA_TOOLS,
             "bigquery_project": bigquery_project,
             "bigquery_endpoint": bigquery_endpoint,
             "default_dataset": dataset,

@@ -23,6 +23,7 @@ from portal.services.security import security_revision_bump
 
 # Connection fields that policy (and so the YAML) carries. Credentials never.
 CONNECTION_POLICY_FIELDS = ("name", "transport", "upstream_url", "upstream_command", "sql_tools",
+                            "metadata_tools",
                             "bigquery_project", "bigquery_endpoint", "default_dataset",
                             "column_classes", "allow_sampling", "allow_elicitation", "enabled")
 

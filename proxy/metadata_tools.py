@@ -1,0 +1,100 @@
+"""Metadata tools (schemas, table listings) answer only about tables the caller's role may query.
+
+A connection names them in ``Connection.metadata_tools``: ``{"table": ARG}`` for a tool that
+names one table (e.g. ``get_table_schema``), ``{"dataset": ARG, "lists": KEY}`` for a tool that
+lists a dataset's tables under ``KEY`` of its result (e.g. ``list_tables``). A table the role
+cannot query is refused by name; a listing is filtered before it leaves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.access import RolePolicy
+from proxy.sql_policy import Reason
+
+__all__ = ["MetadataTool", "filter_table_listing", "metadata_role"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataTool:
+    table_argument: str | None
+    dataset_argument: str | None
+    lists: str | None
+    project: str
+    dataset: str | None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, str], project: str, dataset: str | None) -> MetadataTool:
+        return cls(spec.get("table"), spec.get("dataset"), spec.get("lists"),
+                   project.lower(), (dataset or "").lower() or None)
+
+
+def _parts(name: Any) -> list[str] | None:
+    if not isinstance(name, str) or not name.strip():
+        return None
+    parts = [p.strip().strip("`").lower() for p in name.strip().strip("`").split(".")]
+    return parts if all(parts) else None
+
+
+def _table_name(tool: MetadataTool, name: Any) -> str | None:
+    parts = _parts(name)
+    if parts is None or len(parts) > 3:
+        return None
+    if len(parts) == 1:
+        if tool.dataset is None:
+            return None
+        parts = [tool.dataset, *parts]
+    if len(parts) == 2:
+        parts = [tool.project, *parts]
+    return ".".join(parts)
+
+
+def _dataset_name(tool: MetadataTool, name: Any) -> str | None:
+    parts = _parts(name) if name is not None else ([tool.dataset] if tool.dataset else None)
+    if parts is None or len(parts) > 2:
+        return None
+    return ".".join([tool.project, *parts] if len(parts) == 1 else parts)
+
+
+def metadata_role(roles: tuple[RolePolicy, ...], tool: MetadataTool,
+                  arguments: Mapping[str, Any]) -> tuple[RolePolicy | None, Reason | None]:
+    """The role that may use this metadata call, or the reason none may."""
+    if tool.table_argument:
+        table = _table_name(tool, arguments.get(tool.table_argument))
+        if table is None:
+            return None, Reason("metadata.bad_table", f"The {tool.table_argument!r} argument "
+                                "must name a table as dataset.table or project.dataset.table")
+        for role in roles:
+            if role.sql.table_allowed(table):
+                return role, None
+        return None, Reason("metadata.table_not_allowed",
+                            f"table {table} is not one your role may query", table=table)
+    if tool.dataset_argument and _dataset_name(
+            tool, arguments.get(tool.dataset_argument)) is None:
+        return None, Reason("metadata.bad_dataset",
+                            f"The {tool.dataset_argument!r} argument must name a dataset")
+    return roles[0], None
+
+
+def filter_table_listing(result: dict[str, Any], tool: MetadataTool, role: RolePolicy,
+                         arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``result`` with its table listing cut to tables ``role`` may query; the text block is
+    rebuilt from the filtered listing so both say the same."""
+    structured = result.get("structuredContent")
+    dataset = _dataset_name(tool, arguments.get(tool.dataset_argument or ""))
+    if not tool.lists or dataset is None or not isinstance(structured, dict) \
+            or not isinstance(structured.get(tool.lists), list):
+        if result.get("isError") is True:
+            return result
+        # A listing we cannot read is not passed on unfiltered.
+        return {"content": [{"type": "text", "text": "Wardgate withheld a table listing it "
+                             "could not filter"}], "isError": True}
+    kept = [t for t in structured[tool.lists]
+            if isinstance(t, str) and role.sql.table_allowed(f"{dataset}.{t.lower()}")]
+    filtered = {**structured, tool.lists: kept}
+    return {**result, "structuredContent": filtered,
+            "content": [{"type": "text", "text": json.dumps(filtered)}]}
