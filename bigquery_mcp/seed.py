@@ -22,15 +22,18 @@ class SeedError(RuntimeError):
 
 def seed_demo_dataset(
     client: bigquery.Client, dataset: str, *, customers: int = 2000, seed: int = 20241,
-    replace: bool = True,
+    replace: bool = True, data: dict[str, list[dict]] | None = None,
 ) -> SeedReport:
+    """Create ``dataset`` with the demo tables and load the demo rows (or ``data``, rows by
+    table name in the same shape, e.g. a variant of ``generate()``)."""
     dataset_ref = f"{client.project}.{dataset}"
     if replace:
         client.delete_dataset(dataset_ref, delete_contents=True, not_found_ok=True)
     ds = bigquery.Dataset(dataset_ref)
     ds.description = "Wardgate demo shop: synthetic customers, orders and events with PII"
     client.create_dataset(ds, exists_ok=True)
-    data = generate(customers=customers, seed=seed)
+    if data is None:
+        data = generate(customers=customers, seed=seed)
     counts: dict[str, int] = {}
     for spec in TABLES:
         table = bigquery.Table(f"{dataset_ref}.{spec.name}", schema=spec.schema)

@@ -1,0 +1,315 @@
+"""Masking against an adversary, through the real gateway, our MCP server and the emulator.
+
+The analyst role (demo rules) may send any SELECT on the shop tables. The adversarial corpus
+(tests/adversarial_corpus.py: 1,000+ statements, leak class × classified column × SQL context)
+tries to make an answer depend on a classified value. Two independent checks:
+
+* **No dependence at all** — every statement runs against `shop` and against `shop_twin`, a
+  copy whose classified values are all different (every letter and digit shifted) and whose
+  other columns are identical. An answer that is not byte-identical across the twins (request
+  ids and the dataset name aside) depends on a classified value: a leak or an oracle.
+* **No value out** — no raw classified value read straight from the upstream, nor a reversible
+  encoding of it (reversed, base64, hex, digits only, digits as letters, spaced out, code
+  points, upper case), appears in any answer or in any audit record written for the calls,
+  unless the caller wrote it into the statement itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable
+
+import ahocorasick
+import pytest
+from mcp.client import Client
+
+from bigquery_mcp.demo_data import generate
+from bigquery_mcp.seed import seed_demo_dataset
+from proxy.db import run_db
+from tests.adversarial_corpus import CLASSIFIED, adversarial_cases, legit_statements
+from tests.conftest import DATASET, PROJECT, TEST_CUSTOMERS
+from wardgate.mcp_client import gateway_client
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+TWIN = "twin"  # as long as "shop", so truncated texts line up
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _shift(value: str) -> str:
+    """Every letter and digit moved on by one (a→b, z→a, 9→0); punctuation kept."""
+    out = []
+    for ch in value:
+        if ch.isdigit():
+            out.append(str((int(ch) + 1) % 10))
+        elif "a" <= ch <= "z":
+            out.append(chr((ord(ch) - 97 + 1) % 26 + 97))
+        elif "A" <= ch <= "Z":
+            out.append(chr((ord(ch) - 65 + 1) % 26 + 65))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _twin_dob(value: str) -> str:
+    year, month, day = (int(p) for p in value.split("-"))
+    return f"{year + 1:04d}-{month % 12 + 1:02d}-{min(day % 28 + 1, 28):02d}"
+
+
+def twin_rows() -> dict[str, list[dict]]:
+    data = generate(customers=TEST_CUSTOMERS)
+    for row in data["customers"]:
+        for col in CLASSIFIED:
+            if col.table == "customers" and row.get(col.column) is not None:
+                row[col.column] = (_twin_dob(row[col.column]) if col.kind == "DATE"
+                                   else _shift(row[col.column]))
+    for row in data["events"]:
+        payload = json.loads(row["payload"])
+        row["payload"] = json.dumps({k: _shift(str(v)) for k, v in payload.items()},
+                                    sort_keys=True)
+    return data
+
+
+@pytest.fixture(scope="session")
+def twin_dataset(bigquery_client) -> str:  # type: ignore[no-untyped-def]
+    seed_demo_dataset(bigquery_client, TWIN, data=twin_rows())
+    return TWIN
+
+
+@pytest.fixture
+def analyst_token(engineer, demo_connection, demo_policy, twin_dataset) -> str:  # type: ignore[no-untyped-def]
+    """The engineer's token on the demo connection and on a twin connection whose default
+    dataset is the twin, with the same analyst rules (tables renamed) and the same classes."""
+    from portal.models import Connection, Grant, Role
+    from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.demo import DEMO_ANALYST_RULES
+    from portal.services.security import security_revision_bump
+    from portal.services.tokens import token_issue
+
+    twin = Connection.objects.get(pk=demo_connection.pk)
+    twin.pk = None
+    twin.slug, twin.name, twin.default_dataset = "twin-bigquery", "Twin", twin_dataset
+    twin.save()
+    sql = dict(DEMO_ANALYST_RULES["sql"])
+    sql["allowed_tables"] = [t.replace(".shop.", f".{twin_dataset}.")
+                             for t in sql["allowed_tables"]]
+    role = Role.objects.create(name="analyst-twin", rules={**DEMO_ANALYST_RULES, "sql": sql})
+    Grant.objects.create(role=role, connection=twin, group=engineer.groups.get(),
+                         reason="twin of the demo connection")
+    tool_catalog_refresh(connection=twin)
+    tool_catalog_accept(connection=twin, accepted_by=None)
+    security_revision_bump()
+    _, plaintext = token_issue(user=engineer, connections=[demo_connection, twin])
+    return plaintext
+
+
+def _answer(result, dataset: str) -> str:  # type: ignore[no-untyped-def]
+    """What the caller sees, as text, with what legitimately differs between runs removed."""
+    shown = {"isError": result.is_error,
+             "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+             "structured": result.structured_content}
+    text = json.dumps(shown, sort_keys=True, ensure_ascii=False)
+    return REQUEST_ID.sub("<request-id>", text).replace(dataset, "<dataset>")
+
+
+async def _run_all(url: str, token: str, statements: Iterable[str]) -> list:  # type: ignore[type-arg]
+    out = []
+    async with gateway_client(url, token) as client:
+        for sql in statements:
+            out.append(await client.call_tool("execute_sql", {"sql": sql}))
+    return out
+
+
+async def _raw_rows(mcp_server_url: str) -> list[dict]:
+    async with Client(mcp_server_url) as direct:
+        rows: list[dict] = []
+        for table in ("customers", "events"):
+            result = await direct.call_tool(
+                "execute_sql", {"sql": f"SELECT * FROM {DATASET}.{table}", "max_rows": 10000})
+            rows.extend(result.structured_content["rows"])
+    return rows
+
+
+def _encodings(value: str) -> set[str]:
+    forms = {value, value[::-1], value.upper(), base64.b64encode(value.encode()).decode(),
+             value.encode().hex(), value.encode().hex().upper(), " ".join(value),
+             ",".join(str(ord(c)) for c in value),
+             value.translate(str.maketrans("0123456789@.", "abcdefghij#!"))}
+    digits = re.sub(r"\D", "", value)
+    if len(digits) >= 7:
+        forms |= {digits, digits[::-1]}
+    return {f for f in forms if len(f) >= 6}
+
+
+def _needles(rows: list[dict]) -> dict[str, str]:
+    """Encoded form -> the raw value it encodes, for every classified cell read raw."""
+    columns = {c.column for c in CLASSIFIED}
+    needles: dict[str, str] = {}
+    for row in rows:
+        for column in columns & row.keys():
+            if row[column] is None:
+                continue
+            values = {str(row[column])}
+            if column == "payload":
+                values |= {str(v) for v in json.loads(row[column]).values()}
+            for value in values:
+                for form in _encodings(value):
+                    needles[form] = value
+    return needles
+
+
+def _leaks(texts: list[str], statements: list[str], needles: dict[str, str]) -> list[str]:
+    """(statement, needle) pairs where an encoded raw value shows up in what left. A value the
+    caller wrote into the statement (a guess) is theirs already and does not count."""
+    automaton = ahocorasick.Automaton()
+    for needle, value in needles.items():
+        automaton.add_word(needle, (needle, value))
+    automaton.make_automaton()
+    found = []
+    for sql, text in zip(statements, texts, strict=True):
+        for _, (needle, value) in automaton.iter(text):
+            if value not in sql and needle not in sql:
+                found.append(f"{value!r} as {needle!r} in the answer to: {sql}")
+    return found
+
+
+def _audit_texts(since_seq: int) -> list[tuple[str, str]]:
+    from audit.models import AuditRecord
+
+    out = []
+    for rec in AuditRecord.objects.filter(seq__gt=since_seq).order_by("seq"):
+        sql = rec.sql_text or json.dumps(rec.arguments)
+        out.append((sql, json.dumps([rec.reasons, rec.response_body, rec.detail, rec.masking],
+                                    ensure_ascii=False)))
+    return out
+
+
+def _last_seq() -> int:
+    from audit.models import AuditRecord
+
+    last = AuditRecord.objects.order_by("-seq").first()
+    return last.seq if last else 0
+
+
+async def test_adversarial_corpus_leaks_nothing_and_answers_do_not_depend_on_classified_values(
+    gateway, analyst_token, mcp_server_url
+) -> None:  # type: ignore[no-untyped-def]
+    cases = adversarial_cases(DATASET)
+    assert len(cases) >= 300
+    # Every leak class x every classified column x every SQL context is in the corpus.
+    assert {c.leak for c in cases} == {"error_text", "implicit_flow", "partial_computed",
+                                       "encoding"}
+    assert {c.column for c in cases} == {c.column for c in CLASSIFIED}
+    assert {c.context for c in cases} >= {"projection", "expression", "join", "filter",
+                                          "grouping", "ordering", "window", "set_operation",
+                                          "subquery", "cte"}
+    seq_before = await run_db(_last_seq)
+    statements = [c.sql for c in cases]
+    real = await _run_all(gateway.url("demo-bigquery"), analyst_token, statements)
+    twin_statements = [s.replace(f"{DATASET}.", f"{TWIN}.") for s in statements]
+    twin = await _run_all(gateway.url("twin-bigquery"), analyst_token, twin_statements)
+
+    depends = [
+        f"{case.leak}/{case.context}/{case.column}: {case.sql}\n  real: {_answer(a, DATASET)[:300]}"
+        f"\n  twin: {_answer(b, TWIN)[:300]}"
+        for case, a, b in zip(cases, real, twin, strict=True)
+        if _answer(a, DATASET) != _answer(b, TWIN)
+    ]
+    assert not depends, f"{len(depends)} answers depend on classified values:\n" + "\n".join(
+        depends[:10])
+
+    needles = _needles(await _raw_rows(mcp_server_url))
+    assert len(needles) > 1000  # the raw table was really read
+    leaks = _leaks([_answer(r, DATASET) for r in real], statements, needles)
+    assert not leaks, "\n".join(leaks[:10])
+
+    audit = await run_db(_audit_texts, seq_before)
+    assert len(audit) >= 2 * len(cases)  # a decision record per call at least
+    leaks = _leaks([text for _, text in audit], [sql for sql, _ in audit], needles)
+    assert not leaks, "audit trail: " + "\n".join(leaks[:10])
+
+    # Nothing slipped through as "allowed": each statement was refused with its reason.
+    for case, result in zip(cases, real, strict=True):
+        assert result.is_error, case.sql
+        text = result.content[0].text
+        assert "sql.masked_column_use" in text or "sql.unsupported" in text, (case.sql, text)
+
+
+async def test_legitimate_analyst_queries_keep_working_and_tokens_are_stable(
+    gateway, analyst_token, mcp_server_url
+) -> None:  # type: ignore[no-untyped-def]
+    statements = legit_statements(DATASET)
+    first = await _run_all(gateway.url("demo-bigquery"), analyst_token, statements)
+    again = await _run_all(gateway.url("demo-bigquery"), analyst_token, statements)
+    async with Client(mcp_server_url) as direct:
+        raw = [await direct.call_tool("execute_sql", {"sql": sql}) for sql in statements]
+    # Output names that carry a classified column (the legit corpus renames some).
+    masked_columns = {c.column for c in CLASSIFIED} | {"contact", "who", "name"}
+    for sql, got, repeat, orig in zip(statements, first, again, raw, strict=True):
+        assert not got.is_error, (sql, got.content[0].text)
+        rows, raw_rows = got.structured_content["rows"], orig.structured_content["rows"]
+        assert len(rows) == len(raw_rows), sql
+        # Tokens (and every other cell) are the same on a second call: results can be joined.
+        assert repeat.structured_content["rows"] == rows, sql
+        for row, raw_row in zip(rows, raw_rows, strict=True):
+            for column, value in raw_row.items():
+                if column in masked_columns and value is not None and column != "payload":
+                    assert row[column] != value, (sql, column)
+                elif column not in masked_columns:
+                    assert row[column] == value, (sql, column)
+    by_sql = dict(zip(statements, first, strict=True))
+    names = by_sql[statements[0]].structured_content["rows"]
+    assert all(r["full_name"].startswith("tok_") for r in names)
+    assert all(r["ssn"] == "[REDACTED:ssn]" for r in names)
+    counts = by_sql[statements[7]].structured_content["rows"]
+    assert sum(r["n"] for r in counts) == TEST_CUSTOMERS and all(r["emails"] > 0 for r in counts)
+
+
+async def test_error_texts_never_carry_values(gateway, analyst_token) -> None:  # type: ignore[no-untyped-def]
+    """A statement that reads a masked column and fails upstream: its error text is withheld
+    (fixed message, error class, request id). One that reads none: the text is detected."""
+    from audit.models import AuditRecord
+
+    customer = generate(customers=TEST_CUSTOMERS)["customers"][0]
+    async with gateway_client(gateway.url("demo-bigquery"), analyst_token) as client:
+        # Reads email (masked, plain projection: allowed) and fails on an unclassified value.
+        failed = await client.call_tool("execute_sql", {"sql": (
+            f"SELECT email, CAST(country AS INT64) AS c FROM {DATASET}.customers "
+            f"WHERE customer_id = 1")})
+        # Reads nothing masked; the error quotes the caller's own literal, which holds an email.
+        quoted = await client.call_tool("execute_sql", {"sql": (
+            f"SELECT CAST('{customer['email']}' AS INT64) AS c FROM {DATASET}.orders LIMIT 1")})
+    text = failed.content[0].text
+    assert failed.is_error and "withheld" in text and "invalid_value" in text
+    assert customer["email"] not in text and customer["country"] not in text
+    assert quoted.is_error and customer["email"] not in quoted.content[0].text
+
+    def stored() -> list[str]:
+        return [json.dumps([r.reasons, r.response_body, r.detail])
+                for r in AuditRecord.objects.filter(tool="execute_sql")]
+
+    for record in await run_db(stored):
+        assert customer["email"] not in record
+
+
+async def test_metadata_tools_answer_only_for_queryable_tables(
+    gateway, analyst_token, bigquery_client
+) -> None:  # type: ignore[no-untyped-def]
+    from google.cloud import bigquery
+
+    bigquery_client.create_table(bigquery.Table(
+        f"{PROJECT}.{DATASET}.staff_salaries",
+        schema=[bigquery.SchemaField("salary", "NUMERIC")]), exists_ok=True)
+    async with gateway_client(gateway.url("demo-bigquery"), analyst_token) as client:
+        allowed = await client.call_tool("get_table_schema", {"table": f"{DATASET}.customers"})
+        refused = await client.call_tool("get_table_schema",
+                                         {"table": f"{DATASET}.staff_salaries"})
+        listing = await client.call_tool("list_tables", {"dataset": DATASET})
+    assert not allowed.is_error
+    assert refused.is_error and "metadata.table_not_allowed" in refused.content[0].text
+    assert "salary" not in json.dumps(refused.model_dump(mode="json"))
+    tables = listing.structured_content["tables"]
+    assert "customers" in tables and "staff_salaries" not in tables
+    assert "staff_salaries" not in listing.content[0].text
