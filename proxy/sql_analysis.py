@@ -782,11 +782,27 @@ def _use_context(node: exp.Expr, direct: bool) -> str | None:
 
 
 def _snippet(node: exp.Expr) -> str:
-    """The use as SQL, for reasons (the caller's own text, never data), kept short."""
-    around = node.parent if isinstance(node.parent, exp.Func | exp.Binary | exp.Predicate) \
-        else node
-    text = around.sql(dialect=_DIALECT)
-    return text if len(text) <= 120 else text[:117] + "..."
+    """The use, named for a reason: the column (or subquery) and the function or operator
+    around it. Built from names, not by rendering SQL, which would cost more than the rest of
+    the analysis for a statement that is then allowed."""
+    if isinstance(node, exp.Column):
+        name = f"{node.table}.{node.name}" if node.table else node.name
+    elif isinstance(node, exp.TableColumn):
+        name = node.name
+    else:
+        name = "(subquery)"
+    parent = node.parent
+    if isinstance(parent, exp.Func):
+        return f"{parent.sql_name()}(... {name} ...)"
+    if isinstance(parent, exp.Binary | exp.Predicate):
+        op = _OPERATORS.get(type(parent), type(parent).__name__.upper())
+        return f"{name} {op} ..."
+    return name
+
+
+_OPERATORS: Final = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<",
+                     exp.LTE: "<=", exp.Like: "LIKE", exp.In: "IN", exp.DPipe: "||",
+                     exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
 
 
 class _QueryAnalysis:

@@ -376,3 +376,68 @@ def test_direct_construction_is_validated_too() -> None:
         SqlRules(allowed_statement_classes=frozenset({"selects"}))
     with pytest.raises(ValueError, match="allowed_tables"):
         SqlRules(allowed_tables=("a b",))
+
+
+# ------------------------------------------------------------------------------------------
+# Masked columns: selected as they are or counted, never computed on
+# ------------------------------------------------------------------------------------------
+
+MASKING_CLASSES = {"demo.shop.customers.email": "email", "demo.shop.customers.full_name": "name"}
+
+
+def masked_use_rules(sql: str, **masking: Any) -> list[str]:
+    from proxy.masking import MaskingPolicy
+    from proxy.sql_policy import check_masked_uses
+
+    policy = MaskingPolicy.from_config(
+        {"actions": {"email": "partial", "name": "redact"}, **masking}, token_key=b"k")
+
+    def classes_of(ref: ColumnRef) -> frozenset[str]:
+        cls = MASKING_CLASSES.get(f"{ref.table}.{ref.column}")
+        return frozenset({cls}) if cls else frozenset()
+
+    return [f"{r.rule}:{r.column}" for r in check_masked_uses(analyze(sql), classes_of, policy)]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT email, full_name AS who FROM customers WHERE customer_id > 3 ORDER BY customer_id",
+    "SELECT COUNT(email), COUNT(DISTINCT full_name), APPROX_COUNT_DISTINCT(email) FROM customers",
+    "SELECT x.e FROM (SELECT email AS e FROM customers) AS x",
+    "SELECT email FROM customers UNION ALL SELECT email FROM customers",
+    "SELECT email FROM customers WHERE email IS NOT NULL",
+    "SELECT DISTINCT email FROM customers",
+])
+def test_plain_projections_and_counts_of_masked_columns_pass(sql: str) -> None:
+    assert masked_use_rules(sql) == []
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT UPPER(email) FROM customers",
+    "SELECT customer_id FROM customers WHERE email LIKE 'a%'",
+    "SELECT customer_id FROM customers ORDER BY full_name",
+    "SELECT email, COUNT(*) FROM customers GROUP BY 1",
+    "SELECT c.customer_id FROM customers AS c JOIN customers AS d ON c.email = d.email",
+    "SELECT e FROM (SELECT email AS e FROM customers UNION ALL SELECT 'x@y.z')",
+    "SELECT email FROM customers EXCEPT DISTINCT SELECT 'x@y.z'",
+    "SELECT customer_id, RANK() OVER (PARTITION BY full_name ORDER BY customer_id) AS r FROM customers",
+    "SELECT customer_id FROM customers WHERE email = 'a@b.c'",
+])
+def test_every_computation_over_a_masked_column_is_refused(sql: str) -> None:
+    found = masked_use_rules(sql)
+    assert found and all(r.startswith("sql.masked_column_use:") for r in found)
+
+
+def test_equality_lookups_are_an_explicit_opt_in_per_class() -> None:
+    lookup = "SELECT customer_id FROM customers WHERE email = 'a@b.c' OR email IN ('d@e.f', @p)"
+    assert masked_use_rules(lookup)
+    assert masked_use_rules(lookup, equality_lookups=["email"]) == []
+    # The opt-in covers equality with a literal only: anything else stays refused.
+    assert masked_use_rules("SELECT customer_id FROM customers WHERE email LIKE 'a%'",
+                            equality_lookups=["email"])
+    assert masked_use_rules("SELECT customer_id FROM customers WHERE full_name = 'x'",
+                            equality_lookups=["email"])
+
+
+def test_an_allowed_class_may_be_computed_on() -> None:
+    assert masked_use_rules("SELECT UPPER(email) FROM customers WHERE email LIKE 'a%'",
+                            actions={"email": "allow", "name": "redact"}) == []
