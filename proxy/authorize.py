@@ -27,6 +27,7 @@ from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError, analyze
 from proxy.sql_policy import (
     Reason,
     check_bytes,
+    check_masked_tables,
     check_masked_uses,
     check_sql,
     reason_for_error,
@@ -135,8 +136,9 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
         return ctx.classifier.classes_of(ref.table, ref.column, policy_tags)
 
     for role in roles:
-        found = check_sql(analysis, role.sql) or check_masked_uses(analysis, classes_of,
-                                                                   role.masking)
+        found = (check_sql(analysis, role.sql)
+                 or check_masked_uses(analysis, classes_of, role.masking)
+                 or check_masked_tables(analysis, schema, classes_of, role.masking))
         if not found:
             chosen = role
             break

@@ -40,6 +40,7 @@ __all__ = [
     "Reason",
     "SqlRules",
     "check_bytes",
+    "check_masked_tables",
     "check_masked_uses",
     "check_sql",
     "reason_for_error",
@@ -392,6 +393,29 @@ def check_masked_uses(
             f"APPROX_COUNT_DISTINCT{hint}",
             table=ref.table, column=ref.column,
         ))
+    return tuple(reasons)
+
+
+def check_masked_tables(
+    analysis: SqlAnalysis,
+    schema: Mapping[str, Mapping[str, str]],
+    classes_of: Callable[[ColumnRef], frozenset[str]],
+    masking: MaskingPolicy,
+) -> tuple[Reason, ...]:
+    """Statements other than SELECT (DML, DDL, scripts) are analysed by class and tables only,
+    so they may not touch a table that holds a column this role sees masked: an
+    ``INSERT ... SELECT REVERSE(ssn)`` would copy it out unmasked."""
+    if all(cls == "select" for cls in analysis.statement_classes):
+        return ()
+    reasons = []
+    for table in sorted(analysis.tables):
+        masked = sorted({cls for col in schema.get(table, {})
+                         for cls in classes_of(ColumnRef(table, col)) if masking.is_masked(cls)})
+        if masked:
+            reasons.append(Reason(
+                "sql.masked_table_statement",
+                f"table {table} holds columns masked for your role ({', '.join(masked)}); "
+                "only SELECT statements may read it", table=table))
     return tuple(reasons)
 
 

@@ -441,3 +441,21 @@ def test_equality_lookups_are_an_explicit_opt_in_per_class() -> None:
 def test_an_allowed_class_may_be_computed_on() -> None:
     assert masked_use_rules("SELECT UPPER(email) FROM customers WHERE email LIKE 'a%'",
                             actions={"email": "allow", "name": "redact"}) == []
+
+
+def test_non_select_statements_may_not_touch_tables_with_masked_columns() -> None:
+    from proxy.masking import MaskingPolicy
+    from proxy.sql_policy import check_masked_tables
+
+    policy = MaskingPolicy.from_config({"actions": {"email": "partial"}}, token_key=b"k")
+
+    def classes_of(ref: ColumnRef) -> frozenset[str]:
+        return frozenset({"email"}) if ref.column == "email" else frozenset()
+
+    copy = analyze("INSERT INTO shop.orders (order_id) SELECT LENGTH(email) FROM customers")
+    assert [r.rule for r in check_masked_tables(copy, SCHEMA, classes_of, policy)] == [
+        "sql.masked_table_statement"]
+    assert check_masked_tables(analyze("SELECT UPPER(email) FROM customers"), SCHEMA,
+                               classes_of, policy) == ()
+    assert check_masked_tables(analyze("DELETE FROM shop.orders WHERE TRUE"), SCHEMA,
+                               classes_of, policy) == ()
