@@ -185,6 +185,7 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
     from proxy.bigquery_facts import BigQueryFacts
     from proxy.classify import ColumnClassifier
     from proxy.mask import UnmaskableResult, column_classes_for, mask_call_result
+    from proxy.metadata_tools import MetadataTool
 
     try:
         compiled = compile_role_rules(role.name, role.rules,
@@ -205,8 +206,12 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
         sql_ctx = SqlToolContext(sql_argument=argument, project=connection.bigquery_project,
                                  dataset=connection.default_dataset or None, facts=facts,
                                  classifier=classifier)
+    metadata_spec = (connection.metadata_tools or {}).get(tool)
+    metadata = MetadataTool.from_spec(metadata_spec, connection.bigquery_project,
+                                      connection.default_dataset) if metadata_spec else None
     decision = async_to_sync(authorize_tool_call)(plan=plan, tool=tool, arguments=arguments,
-                                                  tool_is_accepted=accepted, sql_tool=sql_ctx)
+                                                  tool_is_accepted=accepted, sql_tool=sql_ctx,
+                                                  metadata_tool=metadata)
     out = TryResult(allowed=decision.allowed, role=role.name,
                     reasons=[{k: v for k, v in r.as_dict().items() if v is not None}
                              for r in decision.reasons])
