@@ -26,6 +26,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "embedded_only: run only against the embedded SQLite default")
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """On SQLite, the test database is a file in WAL mode with the settings' busy timeout, not
+    Django's shared-cache in-memory database: shared-cache connections ignore busy timeouts and
+    fail at once with "database table is locked" when the gateway (in a uvicorn thread) and the
+    test write at the same moment. A file per session keeps parallel runs apart."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        name = tmp_path_factory.mktemp("sqlite-test-db") / "wardgate_test.sqlite3"
+        db.setdefault("TEST", {})["NAME"] = str(name)
+
+
 def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
     from wardgate.demo_stack import wait_http as wait
 
