@@ -51,6 +51,7 @@ from proxy.mask import UnmaskableResult, mask_call_result
 from proxy.masking import MaskingPolicy
 from proxy.record import Recorder, RecordFailed
 from proxy.sql_policy import Reason
+from proxy.sql_worker import default_sql_workers
 from proxy.sse import SseEvent
 from proxy.tool_catalog import ToolCatalog
 from proxy.transports.http import HttpUpstream, UpstreamError, UpstreamResponse
@@ -161,6 +162,7 @@ class Pipeline:
         self.directory.invalidate()
 
     async def start(self) -> None:
+        default_sql_workers().warm()
         await self.recorder.writer.start()
         await self.watcher.start()
 

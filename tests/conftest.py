@@ -108,6 +108,69 @@ class RunningGateway:
         self.thread.join(timeout=10)
 
 
+def database_url_for_children() -> str:
+    """The test database as a DATABASE_URL other processes can open (SQLite: the file)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class GatewayProcess:
+    """A real gateway + portal process (uvicorn) on the test database."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, slug: str) -> str:
+        return f"{self.base_url}/mcp/{slug}"
+
+    def start(self) -> GatewayProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
+             str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_http(f"{self.base_url}/healthz", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def gateway_process(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
+    """Start real gateway processes on the test database: `gateway_process(VAR=value, ...)`."""
+    started: list[GatewayProcess] = []
+
+    def start(**env: str) -> GatewayProcess:
+        full = {**os.environ, "DATABASE_URL": database_url_for_children(),
+                "WARDGATE_VAR_DIR": str(tmp_path), **env}
+        running = GatewayProcess(full, tmp_path / f"gateway-{len(started)}.log")
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()
+
+
 @pytest.fixture
 def oidc_issuer() -> Iterator:  # type: ignore[type-arg]
     from tests.oidc_issuer import LocalIssuer

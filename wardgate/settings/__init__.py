@@ -204,6 +204,15 @@ WARDGATE_GATEWAY_UPSTREAM_TIMEOUT = float(env_int("WARDGATE_GATEWAY_UPSTREAM_TIM
 WARDGATE_GATEWAY_ALLOWED_ORIGINS = env_list("WARDGATE_GATEWAY_ALLOWED_ORIGINS", [])
 WARDGATE_AUDIT_RESPONSE_CAP_BYTES = env_int("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", 65_536)
 
+# SQL analysis bounds (proxy/sql_limits.py): statements over a bound are refused before any
+# parsing; analysis runs in worker processes and a statement that takes longer than the budget
+# is refused as too complex.
+WARDGATE_SQL_MAX_CHARS = env_int("WARDGATE_SQL_MAX_CHARS", 100_000)
+WARDGATE_SQL_MAX_TOKENS = env_int("WARDGATE_SQL_MAX_TOKENS", 10_000)
+WARDGATE_SQL_MAX_DEPTH = env_int("WARDGATE_SQL_MAX_DEPTH", 32)
+WARDGATE_SQL_ANALYSIS_BUDGET_MS = env_int("WARDGATE_SQL_ANALYSIS_BUDGET_MS", 2000)
+WARDGATE_SQL_ANALYSIS_WORKERS = env_int("WARDGATE_SQL_ANALYSIS_WORKERS", 2)
+
 # OIDC bearer tokens at the gateway (JWTs verified against the issuer's JWKS). Off when unset.
 WARDGATE_OIDC_ISSUER = env_str("WARDGATE_OIDC_ISSUER", "")
 WARDGATE_OIDC_AUDIENCE = env_list("WARDGATE_OIDC_AUDIENCE", ["wardgate"])
