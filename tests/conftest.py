@@ -138,7 +138,8 @@ class GatewayProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
-             str(self.port), "--log-level", "warning"],
+             str(self.port), "--log-level", "warning",
+             "--http", "proxy.http_protocol:GuardedH11Protocol"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_http(f"{self.base_url}/healthz", self.proc)
