@@ -3,6 +3,7 @@ that can drop every connection and refuse new ones for a while (a dependency res
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -58,11 +59,9 @@ class Relay:
             pairs, self._pairs = self._pairs, []
         for a, b in pairs:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     s.close()
-                except OSError:
-                    pass
 
     @property
     def down(self) -> bool:
@@ -96,10 +95,8 @@ class Relay:
         except OSError:
             pass
         for s in (a, b):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.sock.close()
