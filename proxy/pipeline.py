@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from django.db import DatabaseError
 from mcp.shared.inbound import decode_header_value
 
 from audit.writer import AuditWriter
@@ -155,7 +156,13 @@ class Pipeline:
         # Access may have been taken away: re-check what is open in this process.
         task = asyncio.get_running_loop().create_task(self.live.sweep())
         self._sweeps.add(task)
-        task.add_done_callback(self._sweeps.discard)
+        task.add_done_callback(self._sweep_done)
+
+    def _sweep_done(self, task: asyncio.Task[Any]) -> None:
+        self._sweeps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The next revision change sweeps again (e.g. once the database is back).
+            log.warning("live-call sweep failed: %r", task.exception())
 
     def invalidate_caches(self) -> None:
         """Forget every cached identity, plan, catalogue and connection (revision moved)."""
@@ -184,26 +191,28 @@ class Pipeline:
         status: int, reason: str, message: str, response_headers: dict[str, str] | None = None,
     ) -> None:
         ctx = self._context(scope, headers, slug)
-        await self._refuse(ctx, send, status, reason, message, response_headers)
+        await self._failing_closed(ctx, send, self._refuse(ctx, send, status, reason, message,
+                                                           response_headers))
 
     async def handle(
         self, scope: Scope, headers: dict[str, str], slug: str, method: str, body: bytes,
         receive: Receive, send: Send,
     ) -> None:
         ctx = self._context(scope, headers, slug)
-        try:
-            if method != "POST":  # GET relays watch the client themselves
-                await self._handle(ctx, headers, method, body, send, receive)
-                return
-            # The body is read: the next message can only be the client leaving. If it goes,
-            # the call is cancelled (upstream too) and recorded as cancelled, as it saw it.
-            sent: list[bool] = []
+        if method != "POST":  # GET relays watch the client themselves
+            await self._failing_closed(ctx, send, self._handle(ctx, headers, method, body, send,
+                                                               receive))
+            return
+        # The body is read: the next message can only be the client leaving. If it goes, the
+        # call is cancelled (upstream too) and recorded as cancelled, as the client saw it.
+        sent: list[bool] = []
 
-            async def send_noting_the_end(message: dict[str, Any]) -> None:
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get("more_body"):
-                    sent.append(True)
+        async def send_noting_the_end(message: dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                sent.append(True)
 
+        async def watched() -> None:
             try:
                 client_left = await _until_client_leaves(
                     receive, self._handle(ctx, headers, method, body, send_noting_the_end,
@@ -220,6 +229,19 @@ class Pipeline:
             if client_left:
                 await self._cancelled(ctx, "client.gone",
                                       "The client went away before the answer was sent")
+
+        await self._failing_closed(ctx, send, watched())
+
+    async def _failing_closed(self, ctx: CallContext, send: Send, work: Awaitable[None]) -> None:
+        """Run `work`; any failure inside ends in a clear error to the client, never in data."""
+        try:
+            await work
+        except DatabaseError:
+            log.warning("database unavailable; failing closed", exc_info=True)
+            await self._send_quietly(send, 503, rpc_error(
+                ctx.jsonrpc_id, GATEWAY_ERROR, "The gateway's database is unavailable; nothing "
+                "was done", {"reason": "database.unavailable", "request_id": ctx.request_id}),
+                {"retry-after": str(self.config.admission.retry_after_seconds)})
         except RecordFailed:
             log.exception("audit write failed; failing closed")
             await self._send_quietly(send, 503, rpc_error(
@@ -888,9 +910,10 @@ class Pipeline:
         await send_bytes(send, 200, out, {"content-type": "application/json"})
 
     @staticmethod
-    async def _send_quietly(send: Send, status: int, payload: dict[str, Any]) -> None:
+    async def _send_quietly(send: Send, status: int, payload: dict[str, Any],
+                            headers: dict[str, str] | None = None) -> None:
         try:
-            await send_json(send, status, payload)
+            await send_json(send, status, payload, headers)
         except Exception:  # the response had already started; nothing more can be said
             log.debug("could not send the error response", exc_info=True)
 
