@@ -432,7 +432,9 @@ def leaked_cells(answer: Any, raw: set[str]) -> int:
 
 
 class Soak:
-    def __init__(self, stack: Stack, calls: int, adversarial: int, fuzz: int, seed: int) -> None:
+    def __init__(self, stack: Stack, calls: int, adversarial: int, fuzz: int, seed: int,
+                 faults: bool = True) -> None:
+        self.inject = faults
         self.stack, self.target, self.adversarial, self.fuzz = stack, calls, adversarial, fuzz
         self.rng = random.Random(seed)
         self.issued = 0
@@ -524,7 +526,7 @@ class Soak:
                 (0.6, "Redis restarted", self.stack.redis.kill, self.stack.redis.start),
                 (0.8, "gateway process killed", self.stack.gateways[0].kill,
                  self.stack.gateways[0].start)]
-        for at, name, down, up in plan:
+        for at, name, down, up in plan if self.inject else []:
             while self.issued < self.target * at:
                 await asyncio.sleep(0.05)
             fault = {"name": name, "at": time.monotonic()}
@@ -678,6 +680,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, help="tool calls (default 100,000; quick 10,000)")
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument("--no-faults", action="store_true", help="load and fuzzing only")
     parser.add_argument("--balance", nargs="+", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.balance:
@@ -697,7 +700,7 @@ def main() -> int:
         stack = build_stack(workdir, say, running)
         say(f"stack up in {time.monotonic() - started:.0f} s (work dir {workdir}); "
             f"{calls} calls, {adversarial} adversarial, {fuzz} fuzzed ...")
-        soak = Soak(stack, calls, adversarial, fuzz, args.seed)
+        soak = Soak(stack, calls, adversarial, fuzz, args.seed, faults=not args.no_faults)
         pids = {g.name: g.proc.pid for g in stack.gateways if g.proc}
         start_rss = {name: rss_mb(pid) for name, pid in pids.items()}
         run_started = time.monotonic()

@@ -132,7 +132,10 @@ class SqlWorkers:
     async def analyze(self, sql: str, *, project: str, dataset: str | None,
                       schema: Mapping[str, Mapping[str, str]], schema_version: Hashable,
                       ) -> SqlAnalysis:
-        return await self._ask("analyze", (sql, project, dataset), schema_version, schema)
+        # One facts version serves several merged schemas (one per set of datasets), each a
+        # distinct object kept while the version lives: identity tells them apart.
+        return await self._ask("analyze", (sql, project, dataset), (schema_version, id(schema)),
+                               schema)
 
     def warm(self) -> None:
         """Start every worker now (in the background), so no call waits for one to start."""
