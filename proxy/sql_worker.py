@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import queue
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 import anyio
 
 from proxy.sql_analysis import SqlAnalysis, SqlAnalysisError
-from proxy.sql_limits import SqlLimits, check_sql_length, check_sql_limits
+from proxy.sql_limits import SqlLimits, check_sql_limits
 
 log = logging.getLogger("wardgate.sql")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,12 +38,10 @@ def _main() -> None:
     stray print cannot corrupt the channel."""
     out = os.dup(1)
     os.dup2(2, 1)
-    reader, writer = Connection(0, writable=False), Connection(out, readable=False)
-    limits = pickle.loads(reader.recv_bytes())
-    _serve(reader, writer, limits)
+    _serve(Connection(0, writable=False), Connection(out, readable=False))
 
 
-def _serve(conn: Connection, reply_to: Connection, limits: SqlLimits) -> None:
+def _serve(conn: Connection, reply_to: Connection) -> None:
     """Answer ("datasets" | "analyze", args, schema_version, schema) requests."""
     from proxy.bigquery_facts import referenced_datasets
     from proxy.sql_analysis import analyze_sql_cached
@@ -58,7 +55,6 @@ def _serve(conn: Connection, reply_to: Connection, limits: SqlLimits) -> None:
         except (EOFError, OSError):
             return
         try:
-            check_sql_limits(args[0], limits)
             if op == "datasets":
                 result: Any = referenced_datasets(*args)
             else:
@@ -77,7 +73,7 @@ def _serve(conn: Connection, reply_to: Connection, limits: SqlLimits) -> None:
 
 
 class _Worker:
-    def __init__(self, limits: SqlLimits) -> None:
+    def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
         self.process = subprocess.Popen(
@@ -88,7 +84,6 @@ class _Worker:
         self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
-        self.to_worker.send_bytes(pickle.dumps(limits))
         self.schema_version: Hashable = object()  # what this worker holds
         self.ready = False
 
@@ -110,7 +105,7 @@ class SqlWorkers:
 
     # A call waits this long for a free worker (one killed for overrunning is replaced at
     # once, which takes a fresh interpreter's start-up) before it is refused as busy.
-    WAIT_FOR_WORKER_SECONDS = 10.0
+    WAIT_FOR_WORKER_SECONDS = 30.0
     START_SECONDS = 60.0  # a new worker's imports, on a loaded machine
 
     def __init__(self, limits: SqlLimits, *, cache_entries: int = 4096,
@@ -165,9 +160,16 @@ class SqlWorkers:
             if hit is not None:
                 self._cache.move_to_end(key)
         if hit is None:
-            check_sql_length(args[0], self.limits)  # before the text is shipped anywhere
-            answer = await anyio.to_thread.run_sync(self._run, op, args, version, schema,
-                                                    limiter=self._threads)
+            # The bounds first, here (lexing is linear and cheap; in a thread, off the loop), so
+            # an oversized text is refused at once whatever the workers are doing.
+            try:
+                await anyio.to_thread.run_sync(check_sql_limits, args[0], self.limits,
+                                               limiter=self._threads)
+            except SqlAnalysisError as exc:
+                answer: tuple[str, Any] = ("err", (exc.code, exc.detail))
+            else:
+                answer = await anyio.to_thread.run_sync(self._run, op, args, version, schema,
+                                                        limiter=self._threads)
             if answer[0] != "retry":  # refusals are cached: a hostile text costs work once
                 self._remember(key, answer, len(args[0]))
         else:
@@ -206,7 +208,7 @@ class SqlWorkers:
             if self._started >= self.limits.workers:
                 return None
             self._started += 1
-        return _Worker(self.limits)
+        return _Worker()
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()

@@ -142,7 +142,7 @@ class GatewayProcess:
              "--http", "proxy.http_protocol:GuardedH11Protocol"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_http(f"{self.base_url}/healthz", self.proc)
+        wait_http(f"{self.base_url}/healthz", self.proc, timeout=120)  # a loaded machine
         return self
 
     def stop(self) -> None:
