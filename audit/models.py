@@ -25,6 +25,7 @@ class Decision(models.TextChoices):
     HOLD = "hold"
     WITHHELD = "withheld"  # allowed, but the result was held back (e.g. could not be masked)
     INFO = "info"
+    CANCELLED = "cancelled"  # the client went away or access was revoked before the answer
     NONE = "", "none"
 
 

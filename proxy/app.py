@@ -6,11 +6,10 @@ This module only speaks HTTP; what happens to each MCP message is decided by the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from proxy.asgi_io import (
     BodyTooLarge,
@@ -24,7 +23,6 @@ from proxy.asgi_io import (
 )
 from proxy.config import GatewayConfig
 from proxy.pipeline import Pipeline
-from proxy.transports.http import new_session
 
 log = logging.getLogger("wardgate.gateway")
 PATH = re.compile(r"^/mcp/(?P<slug>[a-z0-9][a-z0-9_-]{0,49})/?$")
@@ -40,21 +38,17 @@ def jsonrpc_error(code: int, message: str, data: dict | None = None, id_: object
 class GatewayApp:
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = config or GatewayConfig.from_settings()
-        self.http: aiohttp.ClientSession | None = None
         self.pipeline: Pipeline | None = None
 
     async def startup(self) -> None:
-        if self.http is None:
-            self.http = new_session()
-            self.pipeline = Pipeline(self.config, self.http)
+        if self.pipeline is None:
+            self.pipeline = Pipeline(self.config)
             await self.pipeline.start()
 
     async def shutdown(self) -> None:
         if self.pipeline is not None:
             await self.pipeline.stop()
-        if self.http is not None:
-            await self.http.close()
-        self.http = self.pipeline = None
+        self.pipeline = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -83,7 +77,16 @@ class GatewayApp:
         body = b""
         if method == "POST":
             try:
-                body = await read_body(receive, self.config.max_body_bytes)
+                async with asyncio.timeout(self.config.admission.body_timeout_seconds):
+                    body = await read_body(receive, self.config.max_body_bytes)
+            except TimeoutError:  # a slow or stalled client: its body never came
+                await self.pipeline.reject_bad_request(
+                    scope, headers, match["slug"], send, status=408,
+                    reason="request.body_timeout",
+                    message=f"The request body did not arrive within "
+                            f"{self.config.admission.body_timeout_seconds:g} s",
+                    response_headers={"connection": "close"})
+                return
             except BodyTooLarge:
                 await self.pipeline.reject_bad_request(
                     scope, headers, match["slug"], send, status=413,

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.access import AccessPlan, RolePolicy
-from proxy.bigquery_facts import BigQueryFacts, BigQueryFactsError, referenced_datasets
+from proxy.bigquery_facts import BigQueryFacts, BigQueryFactsError
 from proxy.classify import ColumnClassifier
 from proxy.context import SqlFacts
 from proxy.error_texts import ErrorTextPolicy
 from proxy.mask import ColumnPlan
 from proxy.masking import COMPUTED_CLASS
 from proxy.metadata_tools import MetadataTool, metadata_role
-from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError, analyze_sql_cached
+from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError
 from proxy.sql_policy import (
     Reason,
     check_bytes,
@@ -32,8 +32,7 @@ from proxy.sql_policy import (
     check_sql,
     reason_for_error,
 )
-
-MAX_SQL_CHARS = 100_000
+from proxy.sql_worker import default_sql_workers
 
 
 @dataclass(slots=True)
@@ -110,20 +109,17 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
     sql = arguments.get(ctx.sql_argument)
     if not isinstance(sql, str) or not sql.strip():
         return deny("sql.missing", f"The {ctx.sql_argument!r} argument must be a SQL string")
-    if len(sql) > MAX_SQL_CHARS:
-        return deny("sql.too_long", f"SQL longer than {MAX_SQL_CHARS} characters is refused")
     facts = SqlFacts(text=sql)
-    datasets = referenced_datasets(sql, ctx.project, ctx.dataset)
+    # Parsing happens in worker processes, bounded and under a time budget (proxy.sql_worker).
+    workers = default_sql_workers()
     try:
+        datasets = await workers.datasets(sql, ctx.project, ctx.dataset)
         schema, policy_tags = await ctx.facts.schemas(datasets)
+        analysis = await workers.analyze(sql, project=ctx.project,
+                                         dataset=ctx.dataset or None, schema=schema,
+                                         schema_version=ctx.facts.version)
     except BigQueryFactsError as exc:
-        decision = deny(exc.reason, exc.message)
-        decision.sql = facts
-        return decision
-    try:
-        analysis = analyze_sql_cached(sql, default_project=ctx.project,
-                                      default_dataset=ctx.dataset or None, schema=schema,
-                                      schema_version=ctx.facts.version)
+        return Decision(False, (Reason(exc.reason, exc.message),), sql=facts)
     except SqlAnalysisError as exc:
         return Decision(False, (reason_for_error(exc),), sql=facts)
     facts.fingerprint = analysis.fingerprint

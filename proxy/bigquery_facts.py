@@ -4,6 +4,7 @@ dataset for a few minutes, dry-run figures per statement."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 import sqlglot
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
 from google.cloud import bigquery
 from sqlglot import exp
 
@@ -79,6 +81,8 @@ class BigQueryFacts:
     credentials: dict[str, Any] | None = None
     schema_ttl_seconds: float = 300.0
     dry_run_ttl_seconds: float = 300.0
+    # Every call to BigQuery (schema lookups, dry runs) ends within this, retries included.
+    timeout_seconds: float = 15.0
     _client: bigquery.Client | None = field(default=None, init=False, repr=False)
     _datasets: dict[str, _DatasetSchema] = field(default_factory=dict, init=False)
     _dry_runs: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict, init=False)
@@ -98,16 +102,31 @@ class BigQueryFacts:
                 self._client = make_bigquery_client(self.project, self.endpoint or None)
         return self._client
 
+    def _limits(self) -> dict[str, Any]:
+        """Per-request timeout and an overall retry deadline for one BigQuery API call."""
+        return {"timeout": self.timeout_seconds,
+                "retry": Retry(deadline=self.timeout_seconds, timeout=self.timeout_seconds)}
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking BigQuery call off the loop; give up on it after the timeout."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+        except TimeoutError:
+            raise BigQueryFactsError(
+                "bigquery.timeout",
+                f"BigQuery did not answer within {self.timeout_seconds:g} s") from None
+
     def _load_dataset(self, dataset: str) -> _DatasetSchema:
         client = self._bq()
         tables: dict[str, dict[str, str]] = {}
         tags: dict[str, tuple[str, ...]] = {}
         try:
-            listed = list(client.list_tables(dataset))
+            listed = list(client.list_tables(dataset, **self._limits()))
         except gexc.NotFound:
             return _DatasetSchema(time.monotonic(), {}, {})
         for item in listed:
-            table = client.get_table(item.reference)
+            table = client.get_table(item.reference, **self._limits())
             fq = f"{table.project}.{table.dataset_id}.{table.table_id}".lower()
             tables[fq] = {f.name.lower(): f.field_type for f in table.schema}
             for f in table.schema:
@@ -122,10 +141,10 @@ class BigQueryFacts:
             cached = self._datasets.get(ds)
             if cached is None or now - cached.loaded_at > self.schema_ttl_seconds:
                 try:
-                    self._datasets[ds] = await anyio.to_thread.run_sync(self._load_dataset, ds)
-                except gexc.GoogleAPICallError as exc:
+                    self._datasets[ds] = await self._in_thread(self._load_dataset, ds)
+                except (gexc.GoogleAPIError, OSError) as exc:
                     raise BigQueryFactsError("bigquery.schema_unavailable",
-                                             f"Could not read the schema of {ds}: {exc.message}") from exc
+                                             f"Could not read the schema of {ds}: {getattr(exc, 'message', None) or type(exc).__name__}") from exc
                 self.version = next(_SCHEMA_VERSIONS)
         # The same merged objects for the same datasets and version, so the SQL analyzer's
         # per-schema preparation is reused rather than rebuilt on every call.
@@ -162,14 +181,14 @@ class BigQueryFacts:
         def run() -> int:
             config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False,
                                              query_parameters=_query_parameters(parameters))
-            job = self._bq().query(sql, job_config=config)
+            job = self._bq().query(sql, job_config=config, **self._limits())
             return int(job.total_bytes_processed or 0)
 
         try:
-            figure = await anyio.to_thread.run_sync(run)
-        except gexc.GoogleAPICallError as exc:
+            figure = await self._in_thread(run)
+        except (gexc.GoogleAPIError, OSError) as exc:
             raise BigQueryFactsError("sql.dry_run_failed", "The BigQuery dry run failed",
-                                     str(exc.message)) from exc
+                                     str(getattr(exc, "message", None) or type(exc).__name__)) from exc
         except (ValueError, TypeError) as exc:
             raise BigQueryFactsError("sql.dry_run_failed", "The BigQuery dry run failed",
                                      str(exc)) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from proxy.admission import AdmissionLimits
 from proxy.hold import HoldSettings
 from proxy.oidc import OidcConfig
 
@@ -15,10 +16,12 @@ class GatewayConfig:
     oidc: OidcConfig | None = None
     max_body_bytes: int = 1_000_000
     upstream_timeout_seconds: float = 60.0
+    bigquery_timeout_seconds: float = 15.0
     connection_cache_seconds: float = 30.0
     revision_poll_seconds: float = 0.2
     audit_response_cap_bytes: int = 65_536
     hold: HoldSettings = HoldSettings()
+    admission: AdmissionLimits = AdmissionLimits()
     # Host names the gateway answers to, and the host names an Origin header may carry (MCP
     # transport spec: validate Origin against DNS rebinding). Django patterns (".example.com").
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
@@ -36,16 +39,19 @@ class GatewayConfig:
                 jwks_url=settings.WARDGATE_OIDC_JWKS_URL,
                 groups_claim=settings.WARDGATE_OIDC_GROUPS_CLAIM,
                 username_claim=settings.WARDGATE_OIDC_USERNAME_CLAIM,
+                http_timeout_seconds=float(settings.WARDGATE_OIDC_HTTP_TIMEOUT),
             )
         return cls(
             token_key=settings.WARDGATE_TOKEN_HMAC_KEY.encode(),
             oidc=oidc,
             max_body_bytes=settings.WARDGATE_GATEWAY_MAX_BODY_BYTES,
             upstream_timeout_seconds=settings.WARDGATE_GATEWAY_UPSTREAM_TIMEOUT,
+            bigquery_timeout_seconds=float(settings.WARDGATE_BIGQUERY_TIMEOUT),
             audit_response_cap_bytes=settings.WARDGATE_AUDIT_RESPONSE_CAP_BYTES,
             allowed_hosts=tuple(settings.ALLOWED_HOSTS),
             allowed_origins=tuple(getattr(settings, "WARDGATE_GATEWAY_ALLOWED_ORIGINS", None)
                                   or settings.ALLOWED_HOSTS),
+            admission=AdmissionLimits.from_settings(),
             hold=HoldSettings(
                 timeout_seconds=float(settings.WARDGATE_HOLD_TIMEOUT_SECONDS),
                 approval_ttl=dt.timedelta(hours=settings.WARDGATE_APPROVAL_TTL_HOURS),

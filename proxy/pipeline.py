@@ -27,10 +27,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from django.db import DatabaseError
 from mcp.shared.inbound import decode_header_value
 
 from audit.writer import AuditWriter
 from proxy.access import NO_ACCESS, AccessCache, AccessPlan
+from proxy.admission import Admission, Refusal
 from proxy.asgi_io import Receive, Scope, Send, send_bytes, send_json, start_stream, stream_chunk
 from proxy.authenticate import Authenticator, AuthFailure
 from proxy.authorize import Decision, SqlToolContext, authorize_tool_call
@@ -53,9 +55,10 @@ from proxy.masking import MaskingPolicy
 from proxy.metadata_tools import MetadataTool, filter_table_listing
 from proxy.record import Recorder, RecordFailed
 from proxy.sql_policy import Reason
+from proxy.sql_worker import default_sql_workers
 from proxy.sse import SseEvent
 from proxy.tool_catalog import ToolCatalog
-from proxy.transports.http import HttpUpstream, UpstreamError, UpstreamResponse
+from proxy.transports.http import HttpUpstream, UpstreamError, UpstreamResponse, new_session
 from proxy.transports.stdio import StdioCommand, StdioSessionPool
 
 log = logging.getLogger("wardgate.gateway")
@@ -133,9 +136,11 @@ def denial_text(reasons: list[dict[str, str]]) -> str:
 
 
 class Pipeline:
-    def __init__(self, config: GatewayConfig, http: aiohttp.ClientSession) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.http = http
+        # One upstream pool per connection, so a connection's load never starves another's.
+        self.pools: dict[str, aiohttp.ClientSession] = {}
+        self.admission = Admission(config.admission)
         self.directory = ConnectionDirectory(config.connection_cache_seconds)
         self.authenticator = Authenticator(config.oidc)
         self.access = AccessCache(config.token_key)
@@ -153,7 +158,13 @@ class Pipeline:
         # Access may have been taken away: re-check what is open in this process.
         task = asyncio.get_running_loop().create_task(self.live.sweep())
         self._sweeps.add(task)
-        task.add_done_callback(self._sweeps.discard)
+        task.add_done_callback(self._sweep_done)
+
+    def _sweep_done(self, task: asyncio.Task[Any]) -> None:
+        self._sweeps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The next revision change sweeps again (e.g. once the database is back).
+            log.warning("live-call sweep failed: %r", task.exception())
 
     def invalidate_caches(self) -> None:
         """Forget every cached identity, plan, catalogue and connection (revision moved)."""
@@ -163,30 +174,76 @@ class Pipeline:
         self.directory.invalidate()
 
     async def start(self) -> None:
+        default_sql_workers().warm()
         await self.recorder.writer.start()
         await self.watcher.start()
 
     async def stop(self) -> None:
         await self.watcher.stop()
         await self.stdio.close_all()
+        for pool in self.pools.values():
+            await pool.close()
+        self.pools.clear()
         await self.recorder.writer.stop()
 
     # ------------------------------------------------------------------ entry points
 
     async def reject_bad_request(
         self, scope: Scope, headers: dict[str, str], slug: str, send: Send, *,
-        status: int, reason: str, message: str,
+        status: int, reason: str, message: str, response_headers: dict[str, str] | None = None,
     ) -> None:
         ctx = self._context(scope, headers, slug)
-        await self._refuse(ctx, send, status, reason, message)
+        await self._failing_closed(ctx, send, self._refuse(ctx, send, status, reason, message,
+                                                           response_headers))
 
     async def handle(
         self, scope: Scope, headers: dict[str, str], slug: str, method: str, body: bytes,
         receive: Receive, send: Send,
     ) -> None:
         ctx = self._context(scope, headers, slug)
+        if method != "POST":  # GET relays watch the client themselves
+            await self._failing_closed(ctx, send, self._handle(ctx, headers, method, body, send,
+                                                               receive))
+            return
+        # The body is read: the next message can only be the client leaving. If it goes, the
+        # call is cancelled (upstream too) and recorded as cancelled, as the client saw it.
+        sent: list[bool] = []
+
+        async def send_noting_the_end(message: dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                sent.append(True)
+
+        async def watched() -> None:
+            try:
+                client_left = await _until_client_leaves(
+                    receive, self._handle(ctx, headers, method, body, send_noting_the_end,
+                                          receive), answered=lambda: bool(sent))
+            except asyncio.CancelledError:
+                if _cancelling():
+                    raise  # the server itself is stopping this request
+                # Cut off from here (access revoked): say so, and record what was said.
+                await self._cancelled(ctx, "access.revoked", "Access was revoked during the call")
+                await self._send_quietly(send, 403, rpc_error(
+                    ctx.jsonrpc_id, POLICY_DENIED, "Access was revoked during the call",
+                    {"reason": "access.revoked", "request_id": ctx.request_id}))
+                return
+            if client_left:
+                await self._cancelled(ctx, "client.gone",
+                                      "The client went away before the answer was sent")
+
+        await self._failing_closed(ctx, send, watched())
+
+    async def _failing_closed(self, ctx: CallContext, send: Send, work: Awaitable[None]) -> None:
+        """Run `work`; any failure inside ends in a clear error to the client, never in data."""
         try:
-            await self._handle(ctx, headers, method, body, send, receive)
+            await work
+        except DatabaseError:
+            log.warning("database unavailable; failing closed", exc_info=True)
+            await self._send_quietly(send, 503, rpc_error(
+                ctx.jsonrpc_id, GATEWAY_ERROR, "The gateway's database is unavailable; nothing "
+                "was done", {"reason": "database.unavailable", "request_id": ctx.request_id}),
+                {"retry-after": str(self.config.admission.retry_after_seconds)})
         except RecordFailed:
             log.exception("audit write failed; failing closed")
             await self._send_quietly(send, 503, rpc_error(
@@ -237,9 +294,20 @@ class Pipeline:
             await self._refuse(ctx, send, 404, "session.killed",
                                "This MCP session was closed by an administrator")
             return
-        # Tracked while it runs, so a revocation anywhere cuts this call or stream off.
-        with self.live.track(ctx.identity, spec.connection_id, ctx.mcp_session_id):
-            await self._dispatch(ctx, spec, plan, headers, method, body, send, receive)
+        # Within this identity's share of the gateway, or refused at once (429).
+        kind = "stream" if method == "GET" else "request"
+        user = ctx.identity.user_id
+        refusal = self.admission.enter(user, spec.connection_id, kind)
+        if refusal is not None:
+            await self._refuse_limited(ctx, send, refusal)
+            return
+        self.admission.session_seen(ctx.mcp_session_id, user)
+        try:
+            # Tracked while it runs, so a revocation anywhere cuts this call or stream off.
+            with self.live.track(ctx.identity, spec.connection_id, ctx.mcp_session_id):
+                await self._dispatch(ctx, spec, plan, headers, method, body, send, receive)
+        finally:
+            self.admission.leave(user, spec.connection_id, kind)
 
     async def _dispatch(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
                         headers: dict[str, str], method: str, body: bytes, send: Send,
@@ -417,6 +485,11 @@ class Pipeline:
                              send: Send) -> None:
         """Protocol requests (initialize, discover, ping, lists, ...): relayed; listings are
         filtered to what the caller may use and what the catalogue has accepted."""
+        if ctx.jsonrpc_method == "initialize" and ctx.identity is not None:
+            refusal = self.admission.session_refusal(ctx.identity.user_id)
+            if refusal is not None:
+                await self._refuse_limited(ctx, send, refusal)
+                return
         ctx.decision = "allow"
         transform: Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]] | None
         transform = None
@@ -459,7 +532,33 @@ class Pipeline:
                         event: str = "mcp.outcome", in_stream: bool = False) -> None:
         """Forward one request; relay what comes back, transforming (masking/filtering) the
         response to this request and recording the outcome before it is released.
-        `in_stream`: an SSE response to the client is already open (a held call)."""
+        `in_stream`: an SSE response to the client is already open (a held call).
+        Cancelled (the client left, access revoked): the upstream is told to cancel too."""
+        try:
+            await self._forward(ctx, upstream, headers, body, send, transform, event, in_stream)
+        except asyncio.CancelledError:
+            if ctx.jsonrpc_id is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self._cancel_upstream(ctx, upstream, headers))
+                self._sweeps.add(task)  # type: ignore[arg-type]
+                task.add_done_callback(self._sweeps.discard)  # type: ignore[arg-type]
+            raise
+
+    async def _cancel_upstream(self, ctx: CallContext, upstream: Any,
+                               headers: dict[str, str]) -> None:
+        note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": ctx.jsonrpc_id, "reason": "client went away"}}
+        out_headers = {k: v for k, v in headers.items() if k not in ("mcp-method", "mcp-name")}
+        try:
+            reply = await upstream.send("POST", out_headers, json.dumps(note).encode(),
+                                        timeout=5.0)
+            await reply.aclose()
+        except (UpstreamError, TimeoutError, OSError):
+            log.info("could not tell the upstream that request %s was cancelled", ctx.request_id)
+
+    async def _forward(self, ctx: CallContext, upstream: Any, headers: dict[str, str],
+                       body: bytes, send: Send, transform: Any, event: str,
+                       in_stream: bool) -> None:
         started = time.perf_counter()
         try:
             response = await upstream.send("POST", headers, body,
@@ -472,6 +571,7 @@ class Pipeline:
         if ctx.jsonrpc_method == "initialize" and session_key and ctx.identity is not None:
             spec = await self.directory.get(ctx.connection_slug)
             if spec is not None:
+                self.admission.session_opened(session_key, ctx.identity.user_id)
                 await self.live.session_opened(session_key, ctx.identity, spec.connection_id,
                                                ctx.source_ip, ctx.user_agent)
         if not response.is_stream:
@@ -680,11 +780,16 @@ class Pipeline:
                     await self._relay_server_message(ctx, sse, _json_or_none(sse.data), upstream,
                                                      headers, send)
 
+            lifetime = self.config.admission.stream_max_seconds
             try:
-                client_left = await _until_client_leaves(receive, relay())
+                async with asyncio.timeout(lifetime):
+                    client_left = await _until_client_leaves(receive, relay())
             except UpstreamError as exc:  # the upstream broke the stream off
                 ctx.decision = "error"
                 ctx.reasons = [{"rule": exc.reason, "message": exc.message}]
+                client_left = False
+            except TimeoutError:  # streams do not live forever; the client may reopen one
+                ctx.detail["closed_after_max_lifetime_s"] = lifetime
                 client_left = False
             ctx.detail["client_left"] = client_left
             await self.recorder.record(ctx, "mcp.stream_closed")
@@ -703,6 +808,7 @@ class Pipeline:
             return
         await self.recorder.record(ctx, "mcp.session_closed")
         if ctx.mcp_session_id:
+            self.admission.session_closed(ctx.mcp_session_id)
             await self.live.session_closed(ctx.mcp_session_id, "closed by the client")
         await send_bytes(send, response.status, response.body, response.headers)
 
@@ -722,7 +828,11 @@ class Pipeline:
         if spec.transport == "stdio":
             return self.stdio.upstream(spec.slug, StdioCommand(
                 argv=spec.command, env=dict(spec.credentials.get("env") or {})))
-        return HttpUpstream(self.http, spec.url, spec.credentials.get("headers"))
+        pool = self.pools.get(spec.slug)
+        if pool is None:
+            pool = self.pools[spec.slug] = new_session(
+                max_connections=self.config.admission.upstream_pool_size)
+        return HttpUpstream(pool, spec.url, spec.credentials.get("headers"))
 
     def _sql_tool(self, spec: UpstreamSpec, tool: str) -> SqlToolContext | None:
         argument = spec.sql_tools.get(tool)
@@ -731,7 +841,8 @@ class Pipeline:
         cached = self.facts.get(spec.slug)
         if cached is None or cached[0] != spec:
             facts = BigQueryFacts(project=spec.bigquery_project, endpoint=spec.bigquery_endpoint,
-                                  credentials=spec.credentials)
+                                  credentials=spec.credentials,
+                                  timeout_seconds=self.config.bigquery_timeout_seconds)
             self.facts[spec.slug] = (spec, facts)
         else:
             facts = cached[1]
@@ -776,6 +887,19 @@ class Pipeline:
         await self.recorder.record(ctx, "mcp.rejected")
         await send_bytes(send, status, out, {"content-type": "application/json", **(headers or {})})
 
+    async def _cancelled(self, ctx: CallContext, rule: str, message: str) -> None:
+        # Only reached while the call was still running: whatever was recorded before (even
+        # an outcome about to be released) never reached the client, and this record says so.
+        ctx.decision = "cancelled"
+        ctx.reasons = [{"rule": rule, "message": message}]
+        ctx.response_body = ctx.response_sha256 = ""
+        await self.recorder.record(ctx, "mcp.outcome")
+
+    async def _refuse_limited(self, ctx: CallContext, send: Send, refusal: Refusal) -> None:
+        ctx.detail["retry_after"] = refusal.retry_after
+        await self._refuse(ctx, send, 429, refusal.reason, refusal.message,
+                           {"retry-after": str(refusal.retry_after)})
+
     async def _upstream_failed(self, ctx: CallContext, send: Send, exc: UpstreamError,
                                event: str, in_stream: bool = False) -> None:
         ctx.decision = "error"
@@ -803,30 +927,45 @@ class Pipeline:
         await send_bytes(send, 200, out, {"content-type": "application/json"})
 
     @staticmethod
-    async def _send_quietly(send: Send, status: int, payload: dict[str, Any]) -> None:
+    async def _send_quietly(send: Send, status: int, payload: dict[str, Any],
+                            headers: dict[str, str] | None = None) -> None:
         try:
-            await send_json(send, status, payload)
+            await send_json(send, status, payload, headers)
         except Exception:  # the response had already started; nothing more can be said
             log.debug("could not send the error response", exc_info=True)
 
 
-async def _until_client_leaves(receive: Receive, work: Awaitable[None]) -> bool:
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _until_client_leaves(receive: Receive, work: Awaitable[None],
+                               answered: Callable[[], bool] | None = None) -> bool:
     """Run `work` until it ends or the client disconnects, whichever comes first; True if the
-    client left (`work` is then cancelled). Exceptions from `work` propagate."""
+    client left (`work` is then cancelled). Exceptions from `work` propagate, and so does a
+    cancellation of `work` from elsewhere (the live registry cutting a call off).
+    `answered`: once it is true the response is complete (the server then reports a
+    disconnect too), and only `work` ending counts."""
     async def client_left() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        if answered is not None and answered():
+            await asyncio.Event().wait()
 
     job = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(client_left())
     try:
         await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        left = watcher.done() and not watcher.cancelled() and watcher.exception() is None
     finally:
         for task in (job, watcher):
             task.cancel()
         await asyncio.gather(job, watcher, return_exceptions=True)
     if job.cancelled():
-        return True
+        if left:
+            return True
+        raise asyncio.CancelledError()
     job.result()  # re-raise what the relay raised
     return False
 

@@ -26,6 +26,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "embedded_only: run only against the embedded SQLite default")
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """On SQLite, the test database is a file in WAL mode with the settings' busy timeout, not
+    Django's shared-cache in-memory database: shared-cache connections ignore busy timeouts and
+    fail at once with "database table is locked" when the gateway (in a uvicorn thread) and the
+    test write at the same moment. A file per session keeps parallel runs apart."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        name = tmp_path_factory.mktemp("sqlite-test-db") / "wardgate_test.sqlite3"
+        db.setdefault("TEST", {})["NAME"] = str(name)
+
+
 def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
     from wardgate.demo_stack import wait_http as wait
 
@@ -92,6 +106,70 @@ class RunningGateway:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def database_url_for_children() -> str:
+    """The test database as a DATABASE_URL other processes can open (SQLite: the file)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class GatewayProcess:
+    """A real gateway + portal process (uvicorn) on the test database."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, slug: str) -> str:
+        return f"{self.base_url}/mcp/{slug}"
+
+    def start(self) -> GatewayProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
+             str(self.port), "--log-level", "warning",
+             "--http", "proxy.http_protocol:GuardedH11Protocol"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_http(f"{self.base_url}/healthz", self.proc, timeout=120)  # a loaded machine
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def gateway_process(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
+    """Start real gateway processes on the test database: `gateway_process(VAR=value, ...)`."""
+    started: list[GatewayProcess] = []
+
+    def start(**env: str) -> GatewayProcess:
+        full = {**os.environ, "DATABASE_URL": database_url_for_children(),
+                "WARDGATE_VAR_DIR": str(tmp_path), **env}
+        running = GatewayProcess(full, tmp_path / f"gateway-{len(started)}.log")
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()
 
 
 @pytest.fixture

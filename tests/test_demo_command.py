@@ -61,3 +61,65 @@ def test_demo_refuses_production_mode(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "does not run in production mode" in done.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_demo_stops_its_children_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.conftest import wait_http
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_"))}
+    env |= {"WARDGATE_DEMO_CUSTOMERS": "50", "WARDGATE_VAR_DIR": str(tmp_path / "var")}
+    port = free_port()
+    log = (tmp_path / "demo.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=180)
+        deadline = time.monotonic() + 30  # the Celery worker starts before the web server
+        children = _descendants(proc.pid)
+        while len(children) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            children = _descendants(proc.pid)
+        assert len(children) >= 3, children  # emulator, MCP server, Celery worker (+ helpers)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, (tmp_path / "demo.log").read_text()[-2000:]
+    assert "stopped the BigQuery emulator" in (tmp_path / "demo.log").read_text()

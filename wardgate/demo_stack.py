@@ -106,7 +106,8 @@ class DemoStack:
     def start_web(self) -> None:
         self.progress(f"Starting the gateway and portal on {self.base_url} ...")
         config = uvicorn.Config("wardgate.asgi:application", host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="on")
+                                log_level="warning", lifespan="on",
+                                http="proxy.http_protocol:GuardedH11Protocol")
         self.server = uvicorn.Server(config)
         self.server_thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.server_thread.start()

@@ -202,7 +202,8 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
     if argument:
         facts = BigQueryFacts(project=connection.bigquery_project,
                               endpoint=connection.bigquery_endpoint or None,
-                              credentials=connection.credentials_for_upstream())
+                              credentials=connection.credentials_for_upstream(),
+                              timeout_seconds=float(settings.WARDGATE_BIGQUERY_TIMEOUT))
         sql_ctx = SqlToolContext(sql_argument=argument, project=connection.bigquery_project,
                                  dataset=connection.default_dataset or None, facts=facts,
                                  classifier=classifier)

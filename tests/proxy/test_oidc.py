@@ -570,12 +570,13 @@ async def test_jwks_is_fetched_lazily_and_cached(
 
 @aio
 async def test_jwks_cache_expires(server: JwksServer, keys: dict[str, TestKey]) -> None:
-    verifier = JwksVerifier(config(server, jwks_cache_seconds=0, min_refresh_interval_seconds=0.2))
+    # A refresh interval long enough that the two first calls fall within it on a busy machine.
+    verifier = JwksVerifier(config(server, jwks_cache_seconds=0, min_refresh_interval_seconds=2))
     token = keys["rsa"].sign(claims())
     await verifier.verify(token)
     await verifier.verify(keys["rsa"].sign(claims(sub="other")))  # stale but rate limited
     assert server.requests == 1
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(2.05)
     await verifier.verify(keys["rsa"].sign(claims(sub="third")))
     assert server.requests == 2
 

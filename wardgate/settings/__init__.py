@@ -199,10 +199,34 @@ LOGGING = {
 # The gateway data path.
 WARDGATE_GATEWAY_MAX_BODY_BYTES = env_int("WARDGATE_GATEWAY_MAX_BODY_BYTES", 1_000_000)
 WARDGATE_GATEWAY_UPSTREAM_TIMEOUT = float(env_int("WARDGATE_GATEWAY_UPSTREAM_TIMEOUT", 60))
+# Every call the gateway makes to BigQuery itself (schema lookups, dry runs), retries included.
+WARDGATE_BIGQUERY_TIMEOUT = env_int("WARDGATE_BIGQUERY_TIMEOUT", 15)
 # Host names an Origin header may carry at /mcp/ (DNS-rebinding protection, as the MCP transport
 # spec asks); default: WARDGATE_ALLOWED_HOSTS.
 WARDGATE_GATEWAY_ALLOWED_ORIGINS = env_list("WARDGATE_GATEWAY_ALLOWED_ORIGINS", [])
 WARDGATE_AUDIT_RESPONSE_CAP_BYTES = env_int("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", 65_536)
+
+# Admission (proxy/admission.py): per identity, per process, what may be open at once;
+# over a limit the gateway answers 429 with Retry-After at once. Slow clients: headers
+# (proxy/http_protocol.py) and bodies must arrive within these many seconds.
+WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY = env_int("WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY", 16)
+WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY = env_int("WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY", 4)
+WARDGATE_GATEWAY_MAX_SESSIONS_PER_IDENTITY = env_int("WARDGATE_GATEWAY_MAX_SESSIONS_PER_IDENTITY", 16)
+WARDGATE_GATEWAY_SESSION_IDLE_SECONDS = env_int("WARDGATE_GATEWAY_SESSION_IDLE_SECONDS", 900)
+WARDGATE_GATEWAY_STREAM_MAX_SECONDS = env_int("WARDGATE_GATEWAY_STREAM_MAX_SECONDS", 3600)
+WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE = env_int("WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE", 64)
+WARDGATE_GATEWAY_RETRY_AFTER_SECONDS = env_int("WARDGATE_GATEWAY_RETRY_AFTER_SECONDS", 2)
+WARDGATE_GATEWAY_HEADER_TIMEOUT = env_int("WARDGATE_GATEWAY_HEADER_TIMEOUT", 10)
+WARDGATE_GATEWAY_BODY_TIMEOUT = env_int("WARDGATE_GATEWAY_BODY_TIMEOUT", 30)
+
+# SQL analysis bounds (proxy/sql_limits.py): statements over a bound are refused before any
+# parsing; analysis runs in worker processes and a statement that takes longer than the budget
+# is refused as too complex.
+WARDGATE_SQL_MAX_CHARS = env_int("WARDGATE_SQL_MAX_CHARS", 100_000)
+WARDGATE_SQL_MAX_TOKENS = env_int("WARDGATE_SQL_MAX_TOKENS", 10_000)
+WARDGATE_SQL_MAX_DEPTH = env_int("WARDGATE_SQL_MAX_DEPTH", 32)
+WARDGATE_SQL_ANALYSIS_BUDGET_MS = env_int("WARDGATE_SQL_ANALYSIS_BUDGET_MS", 2000)
+WARDGATE_SQL_ANALYSIS_WORKERS = env_int("WARDGATE_SQL_ANALYSIS_WORKERS", 2)
 
 # OIDC bearer tokens at the gateway (JWTs verified against the issuer's JWKS). Off when unset.
 WARDGATE_OIDC_ISSUER = env_str("WARDGATE_OIDC_ISSUER", "")
@@ -210,6 +234,7 @@ WARDGATE_OIDC_AUDIENCE = env_list("WARDGATE_OIDC_AUDIENCE", ["wardgate"])
 WARDGATE_OIDC_JWKS_URL = env_str("WARDGATE_OIDC_JWKS_URL", "")
 WARDGATE_OIDC_GROUPS_CLAIM = env_str("WARDGATE_OIDC_GROUPS_CLAIM", "groups")
 WARDGATE_OIDC_USERNAME_CLAIM = env_str("WARDGATE_OIDC_USERNAME_CLAIM", "preferred_username")
+WARDGATE_OIDC_HTTP_TIMEOUT = env_int("WARDGATE_OIDC_HTTP_TIMEOUT", 3)
 if WARDGATE_OIDC_ISSUER and not WARDGATE_OIDC_JWKS_URL:
     raise ValueError("WARDGATE_OIDC_JWKS_URL is required when WARDGATE_OIDC_ISSUER is set")
 

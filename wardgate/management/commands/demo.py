@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -26,6 +27,11 @@ from wardgate.demo_stack import DemoError, DemoStack, running
 from wardgate.mcp_client import SNIPPET, call_tool
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run the Wardgate demo: BigQuery emulator with seed data, MCP server, gateway, portal."
 
@@ -39,6 +45,8 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("The demo does not run in production mode (WARDGATE_MODE=production).")
         started = time.monotonic()
+        # SIGTERM (a service manager, `kill`) stops everything the demo started, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
         workdir = Path(settings.VAR_DIR) / "demo"
         workdir.mkdir(parents=True, exist_ok=True)
         say = self.stdout.write
@@ -79,6 +87,8 @@ class Command(BaseCommand):
                     stack.watch()
                 except KeyboardInterrupt:
                     say("\nStopping ...")
+        except KeyboardInterrupt:
+            say("\nStopped while starting.")
         except DemoError as exc:
             raise CommandError(str(exc)) from exc
 

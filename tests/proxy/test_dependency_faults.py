@@ -1,0 +1,186 @@
+"""Dependency faults, through a real gateway process: every outbound call has a timeout; a call
+whose client went away is cancelled upstream and recorded as cancelled; a database outage
+fails closed and recovers, losing no audit record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from django.db import connection
+
+from bigquery_mcp.emulator import free_port
+from proxy.db import run_db
+from tests.conftest import RunningGateway
+from tests.proxy.faults import Blackhole, Relay
+from tests.proxy.mcp_http import call_headers, call_sql, decision_rules, sql_call
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+QUICK = "SELECT customer_id FROM shop.customers LIMIT 1"
+
+
+def outcomes(**filters: object) -> list:
+    from audit.models import AuditRecord
+
+    return list(AuditRecord.objects.filter(**filters).order_by("seq"))
+
+
+async def test_a_hung_bigquery_is_timed_out_and_the_denial_recorded(
+        gateway_process, engineer_token, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
+    hung = Blackhole()
+    try:
+        demo_connection.bigquery_endpoint = f"http://127.0.0.1:{hung.port}"
+        await run_db(demo_connection.save)
+        gw = gateway_process(WARDGATE_BIGQUERY_TIMEOUT="2")
+        async with httpx.AsyncClient() as http:
+            started = time.monotonic()
+            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                            QUICK, timeout=60)
+            took = time.monotonic() - started
+    finally:
+        hung.close()
+    assert status == 200 and answer["result"]["isError"]
+    assert decision_rules(answer) in (["bigquery.timeout"], ["bigquery.schema_unavailable"])
+    assert took < 8, f"the denial took {took:.1f}s"
+    decisions = await run_db(outcomes, event="mcp.decision", decision="deny")
+    assert [r.reasons[0]["rule"] for r in decisions] == decision_rules(answer)
+
+
+async def test_a_hung_jwks_is_timed_out(gateway_process, oidc_issuer, demo_policy) -> None:  # type: ignore[no-untyped-def]
+    hung = Blackhole()
+    try:
+        gw = gateway_process(WARDGATE_OIDC_ISSUER=oidc_issuer.issuer,
+                             WARDGATE_OIDC_JWKS_URL=f"http://127.0.0.1:{hung.port}/jwks.json",
+                             WARDGATE_OIDC_AUDIENCE="wardgate", WARDGATE_OIDC_HTTP_TIMEOUT="1")
+        token = oidc_issuer.token("engineer", ["engineer"])
+        async with httpx.AsyncClient() as http:
+            started = time.monotonic()
+            status, _ = await call_sql(http, gw.url("demo-bigquery"), token, QUICK)
+            took = time.monotonic() - started
+    finally:
+        hung.close()
+    assert status == 401 and took < 5, (status, took)
+    assert len(await run_db(outcomes, event="mcp.rejected")) == 1
+
+
+class SlowUpstream:
+    """An MCP upstream that answers tools/call only after `delay` seconds, and notes what it
+    was told (cancellations) and whether the caller hung up on it."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.received: list[dict] = []
+        self.hung_up = threading.Event()
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body)
+        self.received.append(request)
+        if "id" not in request:
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            async with asyncio.timeout(self.delay):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            self.hung_up.set()
+            return
+        except TimeoutError:
+            pass
+        out = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {
+            "content": [{"type": "text", "text": "late"}], "isError": False}}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": out})
+
+
+async def test_a_client_that_gives_up_gets_its_call_cancelled_upstream_and_recorded(
+        gateway_process, engineer_token, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
+    upstream = SlowUpstream(delay=20)
+    server = RunningGateway(upstream, free_port()).start()
+    try:
+        demo_connection.upstream_url = f"{server.base_url}/mcp"
+        await run_db(demo_connection.save)
+        gw = gateway_process()
+        call = sql_call(QUICK)
+        async with httpx.AsyncClient() as http:
+            client = asyncio.create_task(http.post(
+                gw.url("demo-bigquery"), json=call, timeout=60,
+                headers={**call_headers(engineer_token, "tools/call"), "mcp-name": "execute_sql"}))
+            deadline = time.monotonic() + 60
+            while not any(r.get("method") == "tools/call" for r in upstream.received):
+                assert time.monotonic() < deadline and not client.done()
+                await asyncio.sleep(0.05)
+            client.cancel()  # the client gives up while the upstream works on it
+            await asyncio.gather(client, return_exceptions=True)
+        assert await asyncio.to_thread(upstream.hung_up.wait, 10), "the upstream call went on"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                r.get("method") == "notifications/cancelled" for r in upstream.received):
+            await asyncio.sleep(0.1)
+    finally:
+        server.stop()
+    cancel = [r for r in upstream.received if r.get("method") == "notifications/cancelled"]
+    assert [c["params"]["requestId"] for c in cancel] == [call["id"]]
+    await asyncio.sleep(0.5)
+    records = await run_db(outcomes, tool="execute_sql")
+    assert [(r.event, r.decision) for r in records] == [
+        ("mcp.decision", "allow"), ("mcp.outcome", "cancelled")]
+    assert records[1].reasons[0]["rule"] == "client.gone"
+
+
+async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
+        gateway_process, engineer_token, demo_policy) -> None:  # type: ignore[no-untyped-def]
+    from audit.verify import verify_chain
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a database server to lose: PostgreSQL")
+    s = connection.settings_dict
+    relay = Relay(int(s["PORT"] or 5432))
+    url = f"postgres://{s['USER']}@127.0.0.1:{relay.port}/{s['NAME']}"
+    gw = gateway_process(DATABASE_URL=url)
+    served, refused, after_outage = 0, 0, []
+    async with httpx.AsyncClient() as http:
+        async def one() -> int:
+            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                            QUICK, timeout=30)
+            ok = status == 200 and not answer["result"].get("isError")
+            return 1 if ok else 0
+
+        for _ in range(5):
+            served += await one()
+        relay.outage(3)
+        back_at = relay.down_until
+        while time.monotonic() < back_at:
+            got = await one()
+            served += got
+            refused += 1 - got
+            await asyncio.sleep(0.1)
+        while True:
+            got = await one()
+            served += got
+            if got:
+                after_outage.append(time.monotonic() - back_at)
+                break
+            assert time.monotonic() - back_at < 5, "not recovered within 5 s"
+            await asyncio.sleep(0.1)
+        for _ in range(5):
+            served += await one()
+    relay.close()
+    assert refused > 0  # it failed closed while the database was away
+    allowed = await run_db(outcomes, event="mcp.outcome", decision="allow", tool="execute_sql")
+    assert len(allowed) == served  # every answer the client got has its record
+    result = await run_db(verify_chain)
+    assert result.ok
