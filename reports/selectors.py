@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def evidence_pack_progress(pack: EvidencePack) -> dict[str, Any]:
         "manifest_sha256": pack.manifest_sha256 or None,
         "period_start": pack.period_start.isoformat(),
         "period_end": pack.period_end.isoformat(),
+        "last_day": (pack.period_end - dt.timedelta(microseconds=1)).date().isoformat(),
         "controls": pack.controls,
         "trigger": pack.trigger,
         "created_by": pack.created_by.get_username() if pack.created_by else None,
