@@ -58,7 +58,8 @@ def system_state(db: None) -> dict[str, Any]:
     a quarantine: enough state for the EXAMINE evidence."""
     from django.contrib.auth.models import Group
 
-    from portal.models import Connection, Grant, Quarantine, Role
+    from portal.models import Connection, Quarantine, Role
+    from portal.services.grants import grant_create
     from portal.services.tokens import token_issue
     from tests.conftest import make_user
 
@@ -73,7 +74,8 @@ def system_state(db: None) -> dict[str, Any]:
         "tools": ["execute_sql"],
         "sql": {"allowed_statement_classes": ["select"], "allowed_tables": ["*.shop.customers"]},
         "masking": {"actions": {"email": "partial"}, "default_action": "redact"}})
-    Grant.objects.create(role=role, connection=conn, group=Group.objects.get(name="engineer"))
+    grant_create(role=role, connection=conn, group=Group.objects.get(name="engineer"),
+                 by=auditor, reason="analysts of the data team")
     token_issue(user=engineer, connections=[conn])
     Quarantine.objects.create(user=gone, reason="contract ended")
     return {"auditor": auditor, "engineer": engineer, "connection": conn}
