@@ -108,7 +108,7 @@ def test_pack_of_100k_records_through_celery_and_redis(redis_url: str, tmp_path:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         done = run(env, "evidence_pack", "--from", "2026-03-01", "--to", "2026-03-31",
-                   "--timeout", "300")
+                   "--requested-by", "auditor", "--timeout", "300")
     finally:
         worker.terminate()
         worker.wait(timeout=30)
