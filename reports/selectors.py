@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from portal.roles import Role
 from reports.catalog import BY_LABEL, CONTROLS
 from reports.keys import key_id, load_private_key, public_pem
 from reports.models import EvidencePack
@@ -18,14 +19,8 @@ from reports.pack.provenance import SCHEDULE_TASK
 
 log = logging.getLogger(__name__)
 
-PACK_ROLES = ("auditor", "admin")
-
-
-def pack_viewer(user: Any) -> bool:
-    """Auditors and admins (portal roles) see, request and download packs."""
-    from portal.permissions import has_role
-
-    return has_role(user, *PACK_ROLES)
+# Who sees, requests and downloads packs (the Evidence pages and the packs API).
+PACK_ROLES = (Role.AUDITOR, Role.ADMIN)
 
 
 def evidence_pack_list(*, limit: int = 50) -> QuerySet[EvidencePack]:

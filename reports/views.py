@@ -4,6 +4,8 @@ or selector, render. The API twin is portal/api/packs.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,10 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from portal.roles import Role
+from portal.services.events import RequestMeta
 from portal.views._base import meta_from_request, role_required
 from reports.forms import PackRequestForm, period_presets
+from reports.models import EvidencePack
 from reports.selectors import (
+    PACK_ROLES,
     evidence_pack_controls,
     evidence_pack_get,
     evidence_pack_list,
@@ -27,8 +31,6 @@ from reports.services import (
     evidence_pack_record_download,
     evidence_pack_request,
 )
-
-PACK_ROLES = (Role.AUDITOR, Role.ADMIN)
 
 
 def _history() -> dict[str, object]:
@@ -77,25 +79,42 @@ def evidence_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "downloadable": evidence_pack_path(pack) is not None})
 
 
-@role_required(*PACK_ROLES)
-@require_GET
-def evidence_download(request: HttpRequest, pk: int) -> HttpResponse:
-    pack = evidence_pack_get(pk=pk)
-    path = evidence_pack_path(pack) if pack is not None else None
-    if pack is None or path is None:
-        raise Http404("No such evidence pack, or it is not ready")
-    # Recorded before the first byte leaves; if the record cannot be written, nothing is sent.
-    evidence_pack_record_download(pack=pack, user=request.user, origin=meta_from_request(request))
+def pack_download_response(pack: EvidencePack, *, user: Any,
+                           origin: RequestMeta) -> FileResponse | None:
+    """The pack's zip as an attachment (X-Pack-SHA256), or None when it is not ready. The
+    download is recorded before the first byte leaves; if that fails, nothing is sent."""
+    path = evidence_pack_path(pack)
+    if path is None:
+        return None
+    evidence_pack_record_download(pack=pack, user=user, origin=origin)
     response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name,
                             content_type="application/zip")
     response["X-Pack-SHA256"] = pack.sha256
     return response
 
 
-@role_required(*PACK_ROLES)
-@require_GET
-def evidence_public_key(request: HttpRequest) -> HttpResponse:
+def public_key_response() -> HttpResponse:
+    """The PEM public key that verifies this system's packs (X-Key-Id: its key id)."""
     pem, key = pack_public_key()
     response = HttpResponse(pem, content_type="application/x-pem-file")
     response["Content-Disposition"] = f'attachment; filename="wardgate-pack-key-{key}.pem"'
+    response["X-Key-Id"] = key
     return response
+
+
+@role_required(*PACK_ROLES)
+@require_GET
+def evidence_download(request: HttpRequest, pk: int) -> HttpResponse:
+    pack = evidence_pack_get(pk=pk)
+    response = (pack_download_response(pack, user=request.user,
+                                       origin=meta_from_request(request))
+                if pack is not None else None)
+    if response is None:
+        raise Http404("No such evidence pack, or it is not ready")
+    return response
+
+
+@role_required(*PACK_ROLES)
+@require_GET
+def evidence_public_key(request: HttpRequest) -> HttpResponse:
+    return public_key_response()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -17,24 +17,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api.permissions import PortalRoles
-from portal.roles import Role
 from portal.services.events import meta_from_request
 from reports.catalog import ALL_LABELS
 from reports.selectors import (
+    PACK_ROLES,
     evidence_pack_get,
     evidence_pack_list,
-    evidence_pack_path,
     evidence_pack_progress,
-    pack_public_key,
 )
-from reports.services import (
-    PackRequestError,
-    evidence_pack_record_download,
-    evidence_pack_request,
-    period_from_dates,
-)
+from reports.services import PackRequestError, evidence_pack_request, period_from_dates
+from reports.views import pack_download_response, public_key_response
 
-PACK_ROLES = (Role.ADMIN, Role.AUDITOR)
 PACK_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="the pack's id")
 
 
@@ -127,22 +120,14 @@ class EvidencePackViewSet(viewsets.ViewSet):
         OpenApiTypes.BINARY, description="the signed pack; X-Pack-SHA256 carries its SHA-256")})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str) -> HttpResponse:
-        pack = self._pack(pk)
-        path = evidence_pack_path(pack)
-        if path is None:
+        response = pack_download_response(self._pack(pk), user=request.user,
+                                          origin=meta_from_request(request))
+        if response is None:
             raise NotFound("the pack is not ready (or its file is gone)")
-        evidence_pack_record_download(pack=pack, user=request.user,
-                                      origin=meta_from_request(request))
-        response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name,
-                                content_type="application/zip")
-        response["X-Pack-SHA256"] = pack.sha256
         return response
 
     @extend_schema(responses={(200, "application/x-pem-file"): OpenApiResponse(
         OpenApiTypes.STR, description="the Ed25519 public key (PEM); X-Key-Id its key id")})
     @action(detail=False, methods=["get"], url_path="public-key")
     def public_key(self, request: Request) -> HttpResponse:
-        pem, key = pack_public_key()
-        response = HttpResponse(pem, content_type="application/x-pem-file")
-        response["X-Key-Id"] = key
-        return response
+        return public_key_response()
