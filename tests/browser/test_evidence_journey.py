@@ -39,7 +39,7 @@ def celery_worker() -> Iterator[Any]:
 
     import reports.tasks  # noqa: F401  (registers the shared tasks)
 
-    previous = _state.default_app
+    previous, previous_current = _state.default_app, getattr(_state._tls, "current_app", None)
     app = Celery("wardgate-browser-test", set_as_current=True)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(broker_url="memory://", result_backend="cache+memory://",
@@ -50,8 +50,7 @@ def celery_worker() -> Iterator[Any]:
             yield app
     finally:
         _state.default_app = previous
-        if previous is not None:
-            previous.set_current()
+        _state._tls.current_app = previous_current
 
 
 def _last_month() -> tuple[dt.date, dt.date]:

@@ -440,3 +440,26 @@ def test_cli_needs_requested_by(small_log, pack_dir, capsys) -> None:
     requested = AuditRecord.objects.get(event="reports.pack_requested")
     assert (requested.actor, requested.auth_method) == ("cli-auditor", "cli")
     assert (pack.period_start, pack.period_end) == MARCH
+
+
+def test_a_download_that_cannot_be_recorded_sends_nothing(small_log, pack_dir,
+                                                          monkeypatch) -> None:
+    """AU-9/AU-6: no unrecorded export. If the audit write fails, the zip does not leave."""
+    import reports.services
+
+    pack = build_pack(controls=["AU-2"])
+    client = client_for(portal_user("aud", "auditor"))
+
+    def refuse(entries: Any) -> Any:
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(reports.services, "append_records", refuse)
+    with pytest.raises(RuntimeError, match="audit store unavailable"):
+        client.get(f"/evidence/{pack.pk}/download/")
+    client.raise_request_exception = False
+    response = client.get(f"/evidence/{pack.pk}/download/")
+    assert response.status_code == 500 and b"PK" not in response.content
+    api = _bearer(portal_user("grc", "auditor"))
+    api.raise_request_exception = False
+    response = api.get(f"/api/v1/evidence-packs/{pack.pk}/download/")
+    assert response.status_code == 500 and not response.content.startswith(b"PK")
