@@ -306,7 +306,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wardgate portal API",
-    "DESCRIPTION": "Access requests, approvals, grants, accounts, incidents and the audit trail. "
+    "DESCRIPTION": "Access requests, approvals, grants, accounts, incidents, the audit trail and "
+                   "evidence packs. "
                    "Authenticate with a portal API token (`Authorization: Bearer wga_...`) or a "
                    "signed-in session (plus CSRF token).",
     "VERSION": "1",
