@@ -463,3 +463,23 @@ def test_a_download_that_cannot_be_recorded_sends_nothing(small_log, pack_dir,
     api.raise_request_exception = False
     response = api.get(f"/api/v1/evidence-packs/{pack.pk}/download/")
     assert response.status_code == 500 and not response.content.startswith(b"PK")
+
+
+def test_progress_comes_from_the_celery_task_while_it_runs(db) -> None:
+    """The bar shows the task's own PROGRESS report (result backend) while the build runs; the
+    pack row, written by the same callback, is the fallback."""
+    from reports.selectors import evidence_pack_progress
+    from wardgate.celery import app
+
+    pack = EvidencePack.objects.create(period_start=MARCH[0], period_end=MARCH[1],
+                                       status="running", progress=10, stage="row stage",
+                                       records_processed=5, task_id="t-" + "a" * 30)
+    assert evidence_pack_progress(pack)["progress"] == 10  # no task report yet
+    app.backend.store_result(pack.task_id, {"percent": 42, "stage": "reading the audit records",
+                                            "records": 1234}, "PROGRESS")
+    shown = evidence_pack_progress(pack)
+    assert (shown["progress"], shown["stage"], shown["records_processed"]) == (
+        42, "reading the audit records", 1234)
+    EvidencePack.objects.filter(pk=pack.pk).update(status="exported", progress=100)
+    pack.refresh_from_db()
+    assert evidence_pack_progress(pack)["progress"] == 100  # finished: the row is the truth
