@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -473,7 +474,7 @@ def test_progress_comes_from_the_celery_task_while_it_runs(db) -> None:
 
     pack = EvidencePack.objects.create(period_start=MARCH[0], period_end=MARCH[1],
                                        status="running", progress=10, stage="row stage",
-                                       records_processed=5, task_id="t-" + "a" * 30)
+                                       records_processed=5, task_id=uuid.uuid4().hex)
     assert evidence_pack_progress(pack)["progress"] == 10  # no task report yet
     app.backend.store_result(pack.task_id, {"percent": 42, "stage": "reading the audit records",
                                             "records": 1234}, "PROGRESS")
