@@ -72,7 +72,7 @@ def evidence_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pack = evidence_pack_get(pk=pk)
     if pack is None:
         raise Http404("No such evidence pack")
-    pem, key = pack_public_key()
+    _, key = pack_public_key()
     return render(request, "reports/evidence_detail.html", {
         "pack": pack, "progress": evidence_pack_progress(pack),
         "controls": evidence_pack_controls(pack), "key_id": key,
