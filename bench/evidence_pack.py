@@ -52,12 +52,15 @@ def _child_build() -> None:
 
     first = dt.date.fromisoformat(START)
     start = dt.datetime.combine(first, dt.time.min, tzinfo=dt.UTC)
+    from django.contrib.auth import get_user_model
+
+    bench_user = get_user_model().objects.get_or_create(username="bench-auditor")[0]
     pack = evidence_pack_request(period_start=start, period_end=start + dt.timedelta(days=DAYS),
-                                 enqueue=False)
+                                 created_by=bench_user, enqueue=False)
     stages: dict[str, float] = {}
     last = [time.perf_counter(), ""]
 
-    def progress(percent: int, stage: str) -> None:
+    def progress(percent: int, stage: str, records: int) -> None:
         now = time.perf_counter()
         if last[1]:
             stages[str(last[1])] = stages.get(str(last[1]), 0.0) + now - float(last[0])

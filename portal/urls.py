@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from portal.views import accounts, approvals, audit, home, incidents, policy, requests, tokens
+from reports import views as evidence
 
 app_name = "portal"
 urlpatterns = [
@@ -52,6 +53,12 @@ urlpatterns = [
     path("audit/", audit.audit_page, name="audit"),
     path("audit/export/", audit.audit_export, name="audit_export"),
     path("audit/<int:seq>/", audit.audit_record_page, name="audit_record"),
+    # auditors and admins: evidence packs (reports/)
+    path("evidence/", evidence.evidence_page, name="evidence"),
+    path("evidence/history/", evidence.evidence_history_fragment, name="evidence_history"),
+    path("evidence/public-key.pem", evidence.evidence_public_key, name="evidence_public_key"),
+    path("evidence/<int:pk>/", evidence.evidence_detail, name="evidence_detail"),
+    path("evidence/<int:pk>/download/", evidence.evidence_download, name="evidence_download"),
     # API
     path("api/", include("portal.api.urls")),
 ]

@@ -42,9 +42,18 @@ class ControlSpec:
     approach: str  # how Wardgate's evidence answers the control
     check: Check
     oscal_method: str = "TEST"
+    # The parts of the control that are the organisation's (policy, frequency, people): a pack
+    # evidences the technical objective only, and says so.
+    organisational: str = ""
+    # Where the records behind the control are in the audit browser (its filter fields).
+    records: tuple[tuple[str, str], ...] = ()
 
-    def assess(self, evidence: Mapping[str, Evidence]) -> Assessment:
+    def assess(self, evidence: Mapping[str, Evidence],
+               pack_gaps: tuple[str, ...] = ()) -> Assessment:
+        """The technical objective's status. `pack_gaps` hold for every control (e.g. a period
+        that had not ended when the pack was built)."""
         counts, gaps, notes = self.check(evidence)
+        gaps.extend(pack_gaps)
         for name in self.evidence:
             ev = evidence.get(name)
             if ev is None:
@@ -75,6 +84,7 @@ def _ac2(ev: Mapping[str, Evidence]) -> tuple[list[tuple[str, Any]], list[str], 
                     "recorded in the period")
     late = _stat(ev, "account-disables", "late", []) or []
     gaps.extend(f"disable not effective in time: {item}" for item in late)
+    gaps.extend(_grant_gaps(ev))
     if _n(ev, "account-disables") == 0:
         notes.append("no account was disabled in the period")
     counts = [("accounts", _n(ev, "accounts")),
@@ -82,8 +92,21 @@ def _ac2(ev: Mapping[str, Evidence]) -> tuple[list[tuple[str, Any]], list[str], 
               ("lifecycle events", _n(ev, "account-events")),
               ("disables in period", _n(ev, "account-disables")),
               ("slowest disable (s)", _stat(ev, "account-disables", "worst_seconds", 0)),
-              ("personal tokens", _n(ev, "personal-tokens"))]
+              ("personal tokens", _n(ev, "personal-tokens")),
+              ("access review rows (AC-2(j))", _n(ev, "access-review"))]
     return counts, gaps, notes
+
+
+def _grant_gaps(ev: Mapping[str, Evidence]) -> list[str]:
+    """Grants nobody is recorded as having decided: no created_by, or no creation event."""
+    gaps = []
+    if no_creator := _stat(ev, "access-review", "without_creator", []) or []:
+        gaps.append(f"{len(no_creator)} grant(s) record no created_by (ids "
+                    f"{', '.join(map(str, no_creator[:20]))}): nobody is recorded as granting them")
+    if no_event := _stat(ev, "access-review", "without_creation_event", []) or []:
+        gaps.append(f"{len(no_event)} grant(s) have no portal.grant_created audit record (ids "
+                    f"{', '.join(map(str, no_event[:20]))})")
+    return gaps
 
 
 def _calls_by_decision(ev: Mapping[str, Evidence]) -> dict[str, int]:
@@ -127,8 +150,21 @@ def _ia2(ev: Mapping[str, Evidence]) -> tuple[list[tuple[str, Any]], list[str], 
     anonymous = _stat(ev, "calls", "allowed_without_identity", 0)
     if anonymous:
         gaps.append(f"{anonymous} allowed calls have no authenticated identity")
+    refused = _stat(ev, "calls", "rejected_without_actor", 0)
+    if refused:
+        gaps.append(f"{refused} refused requests name no actor: who made them is unknown (only "
+                    "their source address is recorded)")
+    without_mfa = _stat(ev, "privileged-mfa", "without_mfa", []) or []
+    if without_mfa:
+        gaps.append(f"IA-2(1): {len(without_mfa)} active privileged account(s) have no second "
+                    f"factor enrolled: {', '.join(without_mfa[:20])}")
     methods = _stat(ev, "calls", "auth_methods", {}) or {}
-    counts: list[tuple[str, Any]] = [("access decisions", _n(ev, "calls"))]
+    counts: list[tuple[str, Any]] = [("access decisions", _n(ev, "calls")),
+                                     ("refused requests without an actor", refused),
+                                     ("privileged accounts", _stat(ev, "privileged-mfa",
+                                                                   "privileged", 0)),
+                                     ("privileged accounts with MFA",
+                                      _stat(ev, "privileged-mfa", "enrolled", 0))]
     counts += [(f"via {m or 'none'}", n) for m, n in sorted(methods.items())]
     return counts, gaps, []
 
@@ -295,58 +331,102 @@ def _ir4(ev: Mapping[str, Evidence]) -> tuple[list[tuple[str, Any]], list[str], 
 
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("AC-2", ("accounts", "account-events", "account-disables", "personal-tokens",
-                         "api-tokens", "access-requests"),
+                         "api-tokens", "access-requests", "access-review"),
                 "Accounts and their state; every lifecycle event the portal recorded; for each "
-                "disable, whether the account's calls stopped and how fast.", _ac2),
+                "disable, whether the account's calls stopped and how fast; the access review "
+                "population (who holds what, granted by whom, last used).", _ac2,
+                organisational="Account types (a), account managers (b), membership criteria "
+                "(c), approval of account creation (e), notification periods (h), the review "
+                "frequency and the review itself (j), shared authenticators (k) and alignment "
+                "with personnel processes (l) are the organisation's.",
+                records=(("event", "portal.account_"),)),
     ControlSpec("AC-3", ("grants", "calls", "denied", "denials-by-rule", "calls-per-day",
                          "access-changes"),
                 "Deny by default: every access decision of the period with its outcome and the "
-                "role that allowed it; every denial with machine-readable reasons.", _ac3),
+                "role that allowed it; every denial with machine-readable reasons.", _ac3,
+                organisational="The access control policy and who approves authorizations are "
+                "the organisation's.", records=(("event", "mcp.decision"),)),
     ControlSpec("AC-6", ("roles", "grants", "denied", "denials-by-rule", "access-changes",
-                         "access-requests"),
+                         "access-requests", "access-review"),
                 "Roles name exactly the tools, statement classes, tables and columns allowed; "
                 "grants are scoped to a connection and may expire; denials show enforcement.",
-                _ac6),
-    ControlSpec("IA-2", ("calls", "who-did-what", "personal-tokens"),
+                _ac6, organisational="Deciding what least privilege is for each duty, and "
+                "reviewing it, are the organisation's.",
+                records=(("event", "mcp."), ("decision", "deny"))),
+    ControlSpec("IA-2", ("calls", "who-did-what", "personal-tokens", "privileged-mfa"),
                 "Every allowed call carries an authenticated identity (OIDC or personal token); "
-                "refused requests show the reason.", _ia2),
+                "refused requests show the reason; privileged accounts have a second factor "
+                "enrolled (IA-2(1)).", _ia2,
+                organisational="Identity proofing, the identity provider's configuration and "
+                "MFA for non-privileged access are outside the tool.",
+                records=(("event", "mcp."),)),
     ControlSpec("AU-2", ("event-types", "audit-records"),
                 "The event types the gateway and portal record, with counts per type and "
-                "decision.", _au2),
+                "decision.", _au2,
+                organisational="Coordinating the event selection with other entities (b), its "
+                "rationale (d) and its periodic review (e) are the organisation's."),
     ControlSpec("AU-3", ("field-completeness", "audit-records"),
                 "Each record says what happened, when, where, from where, the outcome and who: "
-                "required fields checked on every record.", _au3),
+                "required fields checked on every record.", _au3,
+                organisational="Whether the recorded content suffices for the organisation's "
+                "investigations is the organisation's judgement."),
     ControlSpec("AU-3(3)", ("masking", "masking-by-class"),
                 "Audit records hold results only as released (masked), secrets in arguments "
-                "redacted.", _au3_3),
+                "redacted.", _au3_3,
+                organisational="Which PII elements audit records must not hold is the "
+                "organisation's decision.", records=(("event", "mcp.outcome"),)),
     ControlSpec("AU-6", ("review-events", "evidence-packs", "export-cursors"),
-                "Audit reviews, evidence packs and SIEM exports performed.", _au6),
+                "Audit reviews, evidence packs and SIEM exports performed.", _au6,
+                organisational="The review frequency, who reviews, reporting findings and "
+                "adjusting the level of review are the organisation's.",
+                records=(("event", "reports."),)),
     ControlSpec("AU-9", ("chain-verification", "checkpoints", "audit-events"),
                 "Append-only, hash-chained records verified end to end against signed "
-                "checkpoints when the pack was built.", _au9),
+                "checkpoints when the pack was built.", _au9,
+                organisational="Authorizing who may manage audit logging and alerting on "
+                "unauthorized access are the organisation's."),
     ControlSpec("AU-9(3)", ("chain-verification", "checkpoints"),
-                "Cryptographic protection: SHA-256 chain, Ed25519-signed checkpoints.", _au9_3),
+                "Cryptographic protection: SHA-256 chain, Ed25519-signed checkpoints.", _au9_3,
+                organisational="Key management (generation, custody, rotation of the signing "
+                "keys) is the organisation's."),
     ControlSpec("AU-10", ("chain-verification", "who-did-what", "checkpoints"),
                 "Who did what: every action bound to an identity in a tamper-evident chain.",
-                _au10),
+                _au10, organisational="Deciding which actions need non-repudiation is the "
+                "organisation's."),
     ControlSpec("AU-11", ("settings", "audit-events", "legal-holds"),
                 "The retention period, purges performed (each recorded with its range) and "
-                "legal holds.", _au11),
+                "legal holds.", _au11,
+                organisational="The retention period that records policy and regulation "
+                "require is the organisation's.", records=(("event", "audit."),)),
     ControlSpec("AU-12", ("event-types", "calls-per-day", "audit-records"),
-                "Records generated for every request, every day of the period.", _au12),
+                "Records generated for every request, every day of the period.", _au12,
+                organisational="Who may select the audited events, and the organisation-wide "
+                "set of components that audit, are the organisation's."),
     ControlSpec("SI-12(1)", ("masking", "masking-by-class", "roles"),
                 "PII elements limited in results: masking actions by class per role policy.",
-                _deidentification),
+                _deidentification, organisational="Which PII elements each purpose needs is "
+                "the organisation's decision.", records=(("event", "mcp.outcome"),)),
     ControlSpec("SI-19", ("masking", "masking-by-class", "roles"),
                 "De-identification of results: redaction, partial masking, keyed tokenization "
-                "and nulling by PII class.", _deidentification),
+                "and nulling by PII class.", _deidentification,
+                organisational="The de-identification policy, re-identification risk and "
+                "release decisions are the organisation's.",
+                records=(("event", "mcp.outcome"),)),
     ControlSpec("SC-13", ("masking-by-class", "settings"),
-                "Keyed tokenization (HMAC-SHA256) where masking is cryptographic.", _sc13),
+                "Keyed tokenization (HMAC-SHA256) where masking is cryptographic.", _sc13,
+                organisational="Which cryptography law and policy require (and FIPS "
+                "validation) is the organisation's determination.",
+                records=(("event", "mcp.outcome"),)),
     ControlSpec("SC-28", ("connections", "personal-tokens", "api-tokens", "settings"),
                 "Upstream credentials encrypted at rest (Fernet); tokens stored as hashes.",
-                _sc28, oscal_method="EXAMINE"),
+                _sc28, oscal_method="EXAMINE",
+                organisational="Which information needs protection at rest, and key custody, "
+                "are the organisation's.", records=(("event", "portal.connection_"),)),
     ControlSpec("IR-4", ("incident-events", "quarantines", "incidents", "query-approvals"),
-                "Quarantines, incidents, calls held for approval and their decisions.", _ir4),
+                "Quarantines, incidents, calls held for approval and their decisions.", _ir4,
+                organisational="The incident response plan, coordination with contingency "
+                "planning and lessons learned are the organisation's.",
+                records=(("event", "portal.quarantine_"),)),
 )
 BY_LABEL = {c.label: c for c in CONTROLS}
 ALL_LABELS = tuple(c.label for c in CONTROLS)

@@ -35,6 +35,10 @@ class EvidencePack(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)  # percent
     stage = models.CharField(max_length=200, blank=True, default="")
+    records_processed = models.BigIntegerField(default=0)  # audit records read so far
+    # A period that had not ended when the pack was requested: built only when asked for, and
+    # then marked PARTIAL on the cover, in the manifest and in OSCAL.
+    partial = models.BooleanField(default=False)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
     task_id = models.CharField(max_length=64, blank=True, default="")
     parameters = models.JSONField(default=dict, blank=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,17 @@ from typing import Any
 
 BUNDLED = Path(__file__).resolve().parent / "nist_controls.json"
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "nist" / "controls.json"
+
+
+_MARKDOWN_LINK = re.compile(r"\[([^\[\]]*)\]\((?:#|https?://)[^)\s]*\)")
+
+
+def plain_text(text: str) -> str:
+    """NIST's prose as text: markdown links (`[AU-2a.](#au-2_smt.a)`) become their label."""
+    previous = None
+    while previous != text:
+        previous, text = text, _MARKDOWN_LINK.sub(r"\1", text)
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import AuditEntry, append_records
+from portal.services.events import SYSTEM, RequestMeta
 from reports.catalog import controls_resolve
 from reports.models import EvidencePack
 from reports.pack.builder import PackBuilder
+from reports.pack.provenance import Requester
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, str], None]
+# progress(percent, stage, audit records read so far)
+Progress = Callable[[int, str, int], None]
 
 
 class PackRequestError(ValueError):
@@ -49,6 +52,11 @@ def _actor(user: Any) -> str:
     return user.get_username() if user is not None else "system"
 
 
+def pack_requester(pack: EvidencePack) -> Requester:
+    return Requester.of(user=pack.created_by,
+                        scheduled=pack.trigger == EvidencePack.Trigger.SCHEDULE)
+
+
 @transaction.atomic
 def evidence_pack_request(
     *,
@@ -57,15 +65,29 @@ def evidence_pack_request(
     controls: list[str] | tuple[str, ...] | None = None,
     created_by: Any = None,
     trigger: str = EvidencePack.Trigger.MANUAL,
+    partial: bool = False,
+    origin: RequestMeta = SYSTEM,
     enqueue: bool = True,
 ) -> EvidencePack:
-    """Create a queued pack and (after commit) send it to a Celery worker."""
+    """Create a queued pack, record the request (who, from where) and, after commit, send it to
+    a Celery worker. A period that has not ended is refused unless `partial` is asked for; the
+    pack is then marked PARTIAL. A pack not built by the schedule must name its requester."""
     if period_start.tzinfo is None or period_end.tzinfo is None:
         raise PackRequestError("the period must be given in UTC (timezone-aware)")
     if period_end <= period_start:
         raise PackRequestError("the period must end after it starts")
-    if period_start >= timezone.now():
+    now = timezone.now()
+    if period_start >= now:
         raise PackRequestError("the period starts in the future: there is nothing to report")
+    ongoing = period_end > now
+    if ongoing and not partial:
+        last_day = (period_end - dt.timedelta(microseconds=1)).date()
+        raise PackRequestError(
+            f"the period has not ended yet (it runs to {last_day} inclusive): choose a period "
+            "that has ended, or ask for a partial period and the pack will be marked PARTIAL")
+    if trigger != EvidencePack.Trigger.SCHEDULE and created_by is None:
+        raise PackRequestError("say who is requesting the pack (a portal account): it is "
+                               "printed on the pack and recorded in the audit log")
     try:
         specs = controls_resolve(list(controls) if controls else None)
     except ValueError as exc:
@@ -73,8 +95,16 @@ def evidence_pack_request(
     pack = EvidencePack.objects.create(
         period_start=period_start, period_end=period_end, controls=[s.label for s in specs],
         trigger=trigger, created_by=created_by, task_id=uuid.uuid4().hex,
-        stage="waiting for a worker",
+        stage="waiting for a worker", partial=ongoing,
     )
+    append_records([AuditEntry(
+        event="reports.pack_requested", actor=pack_requester(pack).name,
+        auth_method=origin.auth_method, source_ip=origin.source_ip[:64],
+        user_agent=origin.user_agent[:512], decision="info",
+        detail={"pack": str(pack.uuid), "pack_id": pack.pk,
+                "period_start": period_start.isoformat(), "period_end": period_end.isoformat(),
+                "controls": pack.controls, "partial": ongoing, "trigger": trigger},
+    )])
     if enqueue:
         from reports.tasks import evidence_pack_build_task
 
@@ -106,19 +136,20 @@ def evidence_pack_build(*, pack: EvidencePack, progress: Progress | None = None)
         return pack
     last_write = [0.0, ""]
 
-    def report(percent: int, stage: str) -> None:
+    def report(percent: int, stage: str, records: int) -> None:
         now = time.monotonic()
         if stage != last_write[1] or now - last_write[0] >= 0.5 or percent >= 100:
-            EvidencePack.objects.filter(pk=pack.pk).update(progress=min(percent, 99), stage=stage)
+            EvidencePack.objects.filter(pk=pack.pk).update(
+                progress=min(percent, 99), stage=stage, records_processed=records)
             last_write[0], last_write[1] = now, stage
         if progress is not None:
-            progress(percent, stage)
+            progress(percent, stage, records)
 
     try:
         built = PackBuilder(
             pack_uuid=pack.uuid, period_start=pack.period_start, period_end=pack.period_end,
             controls=controls_resolve(pack.controls), out_dir=Path(settings.WARDGATE_PACK_DIR),
-            progress=report,
+            requester=pack_requester(pack), progress=report,
         ).build()
     except Exception as exc:
         log.exception("evidence pack %s failed", pack.uuid)
@@ -134,13 +165,16 @@ def evidence_pack_build(*, pack: EvidencePack, progress: Progress | None = None)
             manifest_sha256=built.manifest_sha256, signature=built.signature,
             key_id=built.key_id, summary=built.summary, finished_at=timezone.now(),
             includes_records=built.summary.get("includes_records", False),
+            partial=built.summary.get("partial", False),
+            records_processed=built.summary.get("records", 0),
             parameters={"sample_size": settings.WARDGATE_PACK_SAMPLE_SIZE,
                         "head_seq": built.summary.get("head_seq")})
         append_records([AuditEntry(
-            event="reports.pack_built", actor=_actor(pack.created_by), decision="info",
+            event="reports.pack_built", actor=pack_requester(pack).name, decision="info",
             detail={"pack": str(pack.uuid), "period_start": pack.period_start.isoformat(),
                     "period_end": pack.period_end.isoformat(), "controls": pack.controls,
                     "sha256": built.sha256, "key_id": built.key_id, "trigger": pack.trigger,
+                    "partial": built.summary.get("partial", False),
                     "gaps": sum(len(c["gaps"]) for c in built.summary["controls"])},
         )])
     pack.refresh_from_db()
@@ -161,13 +195,14 @@ def evidence_pack_schedule_monthly(*, now: dt.datetime | None = None) -> Evidenc
                                  trigger=EvidencePack.Trigger.SCHEDULE, enqueue=False)
 
 
-def evidence_pack_record_download(*, pack: EvidencePack, user: Any, source_ip: str = "",
-                                  user_agent: str = "") -> None:
-    """Downloading a pack is an audit export (AU-6): record who took which pack."""
+def evidence_pack_record_download(*, pack: EvidencePack, user: Any,
+                                  origin: RequestMeta = SYSTEM) -> None:
+    """Downloading a pack is an audit export (AU-6): record who took which pack, from where.
+    Called before the first byte leaves; if the record cannot be written, nothing is sent."""
     append_records([AuditEntry(
-        event="reports.pack_downloaded", actor=_actor(user), auth_method="session",
-        source_ip=source_ip[:64], user_agent=user_agent[:512], decision="info",
-        detail={"pack": str(pack.uuid), "sha256": pack.sha256,
+        event="reports.pack_downloaded", actor=_actor(user), auth_method=origin.auth_method,
+        source_ip=origin.source_ip[:64], user_agent=origin.user_agent[:512], decision="info",
+        detail={"pack": str(pack.uuid), "pack_id": pack.pk, "sha256": pack.sha256,
                 "period_start": pack.period_start.isoformat(),
                 "period_end": pack.period_end.isoformat()},
     )])

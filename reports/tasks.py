@@ -11,10 +11,10 @@ from reports.services import evidence_pack_build, evidence_pack_schedule_monthly
 
 
 def _build(task: Task, pack: EvidencePack) -> dict[str, Any]:
-    def progress(percent: int, stage: str) -> None:
+    def progress(percent: int, stage: str, records: int) -> None:
         if task.request.id:  # not when called directly (tests, --sync)
             task.update_state(state="PROGRESS", meta={"pack": pack.pk, "percent": percent,
-                                                      "stage": stage})
+                                                      "stage": stage, "records": records})
 
     built = evidence_pack_build(pack=pack, progress=progress)
     return {"pack": built.pk, "uuid": str(built.uuid), "status": built.status,
@@ -32,4 +32,7 @@ def evidence_pack_monthly_task(self: Task) -> dict[str, Any] | None:
     pack = evidence_pack_schedule_monthly()
     if pack is None:
         return None
+    if self.request.id:  # the progress a poller reads is this task's
+        EvidencePack.objects.filter(pk=pack.pk).update(task_id=self.request.id)
+        pack.task_id = self.request.id
     return _build(self, pack)

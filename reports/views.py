@@ -1,107 +1,120 @@
-"""JSON endpoints for evidence packs; the portal's pages (list, progress, download buttons) call
-them. Auditors and admins only. Thin: parse, call a service or selector, answer."""
+"""The Evidence pages (auditors and admins): build a pack, watch it build, see the history, open
+a pack's summary, download it and the public key that verifies it. Thin: parse, call a service
+or selector, render. The API twin is portal/api/packs.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Any
 
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
 
+from portal.services.events import RequestMeta
+from portal.views._base import meta_from_request, role_required
+from reports.forms import PackRequestForm, period_presets
+from reports.models import EvidencePack
 from reports.selectors import (
-    control_choices,
+    PACK_ROLES,
+    evidence_pack_controls,
     evidence_pack_get,
     evidence_pack_list,
     evidence_pack_path,
     evidence_pack_progress,
-    pack_viewer,
+    pack_public_key,
 )
 from reports.services import (
     PackRequestError,
     evidence_pack_record_download,
     evidence_pack_request,
-    period_from_dates,
 )
 
 
-def _denied(request: HttpRequest) -> JsonResponse | None:
-    if not request.user.is_authenticated:
-        return JsonResponse({"error": "sign in first"}, status=401)
-    if not pack_viewer(request.user):
-        return JsonResponse({"error": "evidence packs are for auditors and admins"}, status=403)
-    return None
+def _history() -> dict[str, object]:
+    packs = [(p, evidence_pack_progress(p)) for p in evidence_pack_list()]
+    return {"packs": packs, "building": any(not progress["finished"] for _, progress in packs)}
 
 
+@role_required(*PACK_ROLES)
+def evidence_page(request: HttpRequest) -> HttpResponse:
+    form = PackRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        start, end = form.cleaned_data["period"]
+        try:
+            pack = evidence_pack_request(
+                period_start=start, period_end=end, controls=form.cleaned_data["controls"],
+                partial=form.cleaned_data["partial"], created_by=request.user,
+                origin=meta_from_request(request))
+        except PackRequestError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Pack #{pack.pk} requested"
+                             + (" (PARTIAL period)" if pack.partial else "")
+                             + ": its progress is shown below.")
+            return redirect(reverse("portal:evidence") + f"#pack-{pack.pk}")
+    return render(request, "reports/evidence.html", {
+        "form": form, "presets": period_presets(timezone.now().date()), **_history()})
+
+
+@role_required(*PACK_ROLES)
 @require_GET
-def pack_list(request: HttpRequest) -> JsonResponse:
-    if (refused := _denied(request)) is not None:
-        return refused
-    return JsonResponse({"packs": [evidence_pack_progress(p) for p in evidence_pack_list()],
-                         "controls": [{"id": c, "title": t} for c, t in control_choices()]})
+def evidence_history_fragment(request: HttpRequest) -> HttpResponse:
+    """The history table alone: polled in place while a pack builds."""
+    return render(request, "reports/_history.html", _history())
 
 
+@role_required(*PACK_ROLES)
 @require_GET
-def pack_progress(request: HttpRequest, pk: int) -> JsonResponse:
-    if (refused := _denied(request)) is not None:
-        return refused
+def evidence_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pack = evidence_pack_get(pk=pk)
     if pack is None:
-        return JsonResponse({"error": "no such pack"}, status=404)
-    data = evidence_pack_progress(pack)
-    if evidence_pack_path(pack) is not None:
-        data["download_url"] = request.build_absolute_uri("download")  # beside this URL
-    return JsonResponse(data)
+        raise Http404("No such evidence pack")
+    _, key = pack_public_key()
+    return render(request, "reports/evidence_detail.html", {
+        "pack": pack, "progress": evidence_pack_progress(pack),
+        "controls": evidence_pack_controls(pack), "key_id": key,
+        "downloadable": evidence_pack_path(pack) is not None})
 
 
-def _body(request: HttpRequest) -> dict[str, Any]:
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError:
-            raise PackRequestError("the body is not JSON") from None
-        if not isinstance(data, dict):
-            raise PackRequestError("the body must be a JSON object")
-        return data
-    return {"from": request.POST.get("from", ""), "to": request.POST.get("to", ""),
-            "controls": request.POST.getlist("controls")}
-
-
-@require_POST
-def pack_create(request: HttpRequest) -> JsonResponse:
-    """POST {"from": "YYYY-MM-DD", "to": "YYYY-MM-DD", "controls": ["AC-2", ...]} (JSON or form;
-    no controls = all): queues the pack and answers 202 with its progress."""
-    if (refused := _denied(request)) is not None:
-        return refused
-    try:
-        data = _body(request)
-        first, last = dt.date.fromisoformat(str(data.get("from"))), dt.date.fromisoformat(
-            str(data.get("to")))
-        controls = data.get("controls") or []
-        if isinstance(controls, str):
-            controls = controls.split(",")
-        start, end = period_from_dates(first, last)
-        pack = evidence_pack_request(period_start=start, period_end=end,
-                                     controls=[str(c) for c in controls],
-                                     created_by=request.user)
-    except (PackRequestError, ValueError) as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse(evidence_pack_progress(pack), status=202)
-
-
-@require_GET
-def pack_download(request: HttpRequest, pk: int) -> HttpResponse:
-    if (refused := _denied(request)) is not None:
-        return refused
-    pack = evidence_pack_get(pk=pk)
-    path = evidence_pack_path(pack) if pack is not None else None
-    if pack is None or path is None:
-        return JsonResponse({"error": "no such pack, or it is not ready"}, status=404)
-    evidence_pack_record_download(pack=pack, user=request.user,
-                                  source_ip=str(request.META.get("REMOTE_ADDR", "")),
-                                  user_agent=str(request.META.get("HTTP_USER_AGENT", "")))
+def pack_download_response(pack: EvidencePack, *, user: Any,
+                           origin: RequestMeta) -> FileResponse | None:
+    """The pack's zip as an attachment (X-Pack-SHA256), or None when it is not ready. The
+    download is recorded before the first byte leaves; if that fails, nothing is sent."""
+    path = evidence_pack_path(pack)
+    if path is None:
+        return None
+    evidence_pack_record_download(pack=pack, user=user, origin=origin)
     response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name,
                             content_type="application/zip")
     response["X-Pack-SHA256"] = pack.sha256
     return response
+
+
+def public_key_response() -> HttpResponse:
+    """The PEM public key that verifies this system's packs (X-Key-Id: its key id)."""
+    pem, key = pack_public_key()
+    response = HttpResponse(pem, content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="wardgate-pack-key-{key}.pem"'
+    response["X-Key-Id"] = key
+    return response
+
+
+@role_required(*PACK_ROLES)
+@require_GET
+def evidence_download(request: HttpRequest, pk: int) -> HttpResponse:
+    pack = evidence_pack_get(pk=pk)
+    response = (pack_download_response(pack, user=request.user,
+                                       origin=meta_from_request(request))
+                if pack is not None else None)
+    if response is None:
+        raise Http404("No such evidence pack, or it is not ready")
+    return response
+
+
+@role_required(*PACK_ROLES)
+@require_GET
+def evidence_public_key(request: HttpRequest) -> HttpResponse:
+    return public_key_response()

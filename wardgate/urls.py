@@ -17,6 +17,5 @@ urlpatterns = [
     # The portal's few static files (vendored htmx, admin CSS) are served by the app itself, so
     # one process (demo or production) needs no separate web server; a CDN may sit in front.
     re_path(rf"^{settings.STATIC_URL.lstrip('/')}(?P<path>.*)$", serve_static, {"insecure": True}),
-    path("reports/", include("reports.urls")),
     path("", include("portal.urls")),
 ]

@@ -120,7 +120,7 @@ def write_event_group(scope: PackScope, archive: PackArchive, group: EventGroup,
                                  if isinstance(x, dict))
                 subject = _subject(detail)
                 sample.offer({"seq": seq, "at": at, "event": event, "actor": actor,
-                              "decision": decision, "subject": subject})
+                              "decision": decision, "subject": subject, "hash": h})
                 yield (seq, at.isoformat(), event, rid, actor, auth, ip, conn, tool, decision,
                        rules, subject, json.dumps(detail, sort_keys=True, separators=(",", ":")), h)
 

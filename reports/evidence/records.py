@@ -167,6 +167,7 @@ class StreamStats:
     auth_methods: Counter[tuple[str, str]] = field(default_factory=Counter)  # (method, decision)
     allowed_without_role: int = 0
     allowed_without_identity: int = 0
+    rejected_without_actor: int = 0  # refused requests that name nobody (IA-2 gap)
     held: int = 0
     group_seqs: dict[str, list[int]] = field(default_factory=dict)
 
@@ -286,7 +287,9 @@ def stream_records(
                 call_sample.offer({"seq": seq, "at": iso, "event": event, "actor": actor,
                                    "auth_method": auth, "connection": conn,
                                    "call": tool or method, "decision": decision,
-                                   "detail": role or rules})
+                                   "detail": role or rules, "hash": record_hash})
+                if event == "mcp.rejected" and not actor:
+                    stats.rejected_without_actor += 1
                 if decision == "allow" and event != "mcp.rejected":
                     if not actor:
                         stats.allowed_without_identity += 1
@@ -308,7 +311,8 @@ def stream_records(
                              if isinstance(r, dict) and r.get("column")),
                     row[FINGERPRINT], record_hash))
                 denied_sample.offer({"seq": seq, "at": iso, "event": event, "actor": actor,
-                                     "connection": conn, "call": tool or method, "rules": rules})
+                                     "connection": conn, "call": tool or method, "rules": rules,
+                                     "hash": record_hash})
             cells: Any = ""
             if mask:
                 cells = 0
@@ -328,7 +332,8 @@ def stream_records(
                                    column, cls, action, count, record_hash))
                     masking_sample.offer({"seq": seq, "at": iso, "actor": actor,
                                           "call": tool or method, "column": column,
-                                          "class": cls, "action": action, "cells": count})
+                                          "class": cls, "action": action, "cells": count,
+                                          "hash": record_hash})
             yield (seq, iso, event, row[REQUEST_ID], actor, auth, row[IP], conn,
                    row[SESSION], method, tool, decision, rules, role, row[FINGERPRINT],
                    row[ROWS], row[BYTES], cells, row[RESPONSE_SHA], row[PREV_HASH],

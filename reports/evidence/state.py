@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -301,3 +302,131 @@ SNAPSHOTS = (
              "Evidence packs requested, built and exported (this one included, as running).",
              ("AU-6",), "reports.EvidencePack", count_by="status"),
 )
+
+
+# Portal roles that hold privileges over others' access or over the system (IA-2(1)).
+PRIVILEGED_ROLES = ("admin", "approver")
+SECOND_FACTORS = ("totp", "webauthn")
+
+
+def write_privileged_mfa(archive: PackArchive) -> Evidence:
+    """IA-2(1): every privileged account (portal admin or approver, superuser, staff) and whether
+    a second factor (TOTP or WebAuthn) is enrolled; an active one without is a gap."""
+    from allauth.mfa.models import Authenticator
+    from django.db.models import Q
+
+    user_model = get_user_model()
+    privileged = (user_model._default_manager
+                  .filter(Q(groups__name__in=PRIVILEGED_ROLES) | Q(is_superuser=True)
+                          | Q(is_staff=True))
+                  .distinct().order_by("pk").prefetch_related("groups"))
+    factors: dict[int, dict[str, Any]] = {}
+    for user_id, kind, created, used in Authenticator.objects.filter(
+            type__in=SECOND_FACTORS).values_list("user_id", "type", "created_at", "last_used_at"):
+        entry = factors.setdefault(user_id, {"types": set(), "since": created, "used": used})
+        entry["types"].add(kind)
+        entry["since"] = min(entry["since"], created)
+        if used and (entry["used"] is None or used > entry["used"]):
+            entry["used"] = used
+    required = {str(r) for r in getattr(settings, "WARDGATE_MFA_REQUIRED_ROLES", PRIVILEGED_ROLES)}
+    without: list[str] = []
+    rows = []
+    for u in privileged:
+        roles = sorted(g.name for g in u.groups.all() if g.name in {"admin", "approver",
+                                                                   "engineer", "auditor"})
+        if u.is_superuser:
+            roles.append("superuser")
+        f = factors.get(u.pk)
+        enrolled = f is not None
+        if u.is_active and not enrolled:
+            without.append(u.get_username())
+        rows.append((u.pk, u.get_username(), ";".join(roles), u.is_active,
+                     bool(required & set(roles)) or u.is_superuser, enrolled,
+                     ";".join(sorted(f["types"])) if f else "",
+                     _cell(f["since"]) if f else "", _cell(f["used"]) if f else "",
+                     _cell(u.last_login)))
+    columns = ("id", "username", "roles", "is_active", "mfa_required_by_policy", "mfa_enrolled",
+               "factors", "enrolled_at", "factor_last_used_at", "last_login")
+    entry = archive.write_csv("csv/state/privileged-accounts-mfa.csv", columns, rows)
+    return Evidence(
+        "privileged-mfa", entry.path, "Privileged accounts and their MFA (IA-2(1))",
+        "Every privileged account (portal admin or approver, Django superuser or staff) with "
+        "its roles, state and enrolled second factors (TOTP, WebAuthn; recovery codes do not "
+        "count). An active privileged account without one is a gap.",
+        selection="SELECT DISTINCT u.* FROM auth_user u JOIN groups WHERE group IN "
+                  f"{PRIVILEGED_ROLES} OR is_superuser OR is_staff; mfa_authenticator WHERE "
+                  f"type IN {SECOND_FACTORS}",
+        method=EXAMINE, controls=("IA-2",), rows=entry.rows, expected_rows=privileged.count(),
+        sha256=entry.sha256, bytes=entry.bytes,
+        stats={"privileged": len(rows), "without_mfa": without,
+               "enrolled": sum(1 for r in rows if r[5])})
+
+
+def write_access_review(archive: PackArchive, *, head_seq: int) -> Evidence:
+    """AC-2(j): who holds what (one row per grant and holder; group grants expanded to their
+    members), granted by whom and when (with the audit record of the grant's creation), until
+    when, and when the holder last used it. A grant with no `created_by` or no creation event is
+    a gap: nothing shows who decided it."""
+    from django.db.models import Max
+
+    from audit.models import AuditRecord
+    from portal.models import Grant
+
+    created_event: dict[int, int] = {}
+    for seq, detail in (AuditRecord.objects.filter(event="portal.grant_created", seq__lte=head_seq)
+                        .values_list("seq", "detail").iterator(chunk_size=2000)):
+        grant_id = (detail or {}).get("grant_id") if isinstance(detail, dict) else None
+        if isinstance(grant_id, int):
+            created_event.setdefault(grant_id, seq)
+    last_used = {(actor, conn): at for actor, conn, at in (
+        AuditRecord.objects.filter(event="mcp.decision", decision="allow", seq__lte=head_seq)
+        .order_by().values("actor", "connection").annotate(last=Max("at"))
+        .values_list("actor", "connection", "last"))}
+    now = dt.datetime.now(dt.UTC)
+    without_creator: list[int] = []
+    without_event: list[int] = []
+    grants = (Grant.objects.select_related("role", "connection", "user", "group", "created_by")
+              .prefetch_related("group__user_set").order_by("pk"))
+
+    def status(g: Grant) -> str:
+        if g.revoked_at:
+            return "revoked"
+        if g.expires_at and g.expires_at <= now:
+            return "expired"
+        return "active"
+
+    def rows() -> Iterable[tuple[Any, ...]]:
+        for g in grants:
+            if g.created_by_id is None:
+                without_creator.append(g.pk)
+            if g.pk not in created_event:
+                without_event.append(g.pk)
+            holders = ([g.user] if g.user_id else sorted(g.group.user_set.all(),
+                                                          key=lambda u: u.get_username()))
+            via = "user" if g.user_id else f"group:{g.group.name}"
+            for holder in holders or [None]:
+                name = holder.get_username() if holder is not None else ""
+                used = last_used.get((name, g.connection.slug)) if name else None
+                yield (g.pk, name, holder.is_active if holder is not None else "", via,
+                       g.role.name, g.connection.slug, status(g), _cell(g.created_at),
+                       g.created_by.get_username() if g.created_by else "",
+                       created_event.get(g.pk, ""), _cell(g.expires_at), _cell(g.revoked_at),
+                       _cell(used) if used else "never")
+
+    columns = ("grant_id", "holder", "holder_active", "via", "role", "connection", "status",
+               "granted_at", "granted_by", "creation_event_seq", "expires_at", "revoked_at",
+               "last_used_at")
+    entry = archive.write_csv("csv/state/access-review.csv", columns, rows())
+    return Evidence(
+        "access-review", entry.path, "Access review (AC-2(j)): who holds what",
+        "One row per grant and holder (group grants expanded to the group's members): role, "
+        "connection, status, when and by whom it was granted with the seq of its "
+        "portal.grant_created audit record, expiry or revocation, and when the holder last made "
+        "an allowed call on the connection.",
+        selection="SELECT * FROM portal_grant JOIN members; audit_record WHERE event = "
+                  "'portal.grant_created' (creation), MAX(at) WHERE event = 'mcp.decision' AND "
+                  f"decision = 'allow' GROUP BY actor, connection (last use); seq <= {head_seq}",
+        method=EXAMINE, controls=("AC-2", "AC-6"), rows=entry.rows, sha256=entry.sha256,
+        bytes=entry.bytes,
+        stats={"grants": Grant.objects.count(), "without_creator": without_creator,
+               "without_creation_event": without_event})

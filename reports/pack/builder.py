@@ -37,9 +37,11 @@ from .archive import PackArchive
 from .manifest import FORMAT, MANIFEST, SIGNATURE, manifest_bytes
 from .oscal import assessment_results
 from .pdf import ReportContext, SampleTable, render_pdf
+from .provenance import Requester, SystemIdentity
 
 GENERATOR = "wardgate-reports"
-Progress = Callable[[int, str], None]
+# progress(percent, stage, audit records read so far)
+Progress = Callable[[int, str, int], None]
 
 
 def generator_version() -> str:
@@ -75,21 +77,28 @@ def pack_scope(period_start: dt.datetime, period_end: dt.datetime, *, sample_siz
 
 
 class PackBuilder:
-    """Builds one pack file. `progress(percent, stage)` is called as it goes."""
+    """Builds one pack file. `progress(percent, stage, records)` is called as it goes."""
 
     def __init__(self, *, pack_uuid: uuid.UUID, period_start: dt.datetime,
                  period_end: dt.datetime, controls: tuple[ControlSpec, ...], out_dir: Path,
+                 requester: Requester, identity: SystemIdentity | None = None,
                  progress: Progress | None = None) -> None:
         self.pack_uuid = pack_uuid
         self.period_start = period_start
         self.period_end = period_end
         self.controls = controls
         self.out_dir = out_dir
-        self.progress = progress or (lambda percent, stage: None)
+        self.requester = requester
+        self.identity = identity or SystemIdentity.from_settings()
+        self.records_done = 0
+        self._progress = progress or (lambda percent, stage, records: None)
         self.needed = catalog.evidence_needed(controls)
         self.evidence: dict[str, Evidence] = {}
         self.private_key = load_private_key(settings.WARDGATE_PACK_SIGNING_KEY)
         self.key_id = key_id(self.private_key.public_key())
+
+    def progress(self, percent: int, stage: str) -> None:
+        self._progress(percent, stage, self.records_done)
 
     def _keep(self, ev: Evidence) -> None:
         ev.controls = catalog.controls_of(ev.name, self.controls)
@@ -122,10 +131,16 @@ class PackBuilder:
         scope = pack_scope(self.period_start, self.period_end, sample_size=sample_size,
                            seed=seed)
         archive = PackArchive(path)
+        # A period that had not ended when the build started: every control's evidence is
+        # incomplete, and the pack says PARTIAL everywhere.
+        partial = scope.generated_at < scope.period_end
+        pack_gaps = (f"the period had not ended when the pack was built (PARTIAL: it covers "
+                     f"records up to {scope.generated_at.isoformat(timespec='seconds')}, not to "
+                     f"{scope.period_end.isoformat()})",) if partial else ()
         try:
             stream = self._audit_log(scope, archive, spool)
-            self._state(archive)
-            assessments = [spec.assess(self.evidence) for spec in self.controls]
+            self._state(archive, scope)
+            assessments = [spec.assess(self.evidence, pack_gaps) for spec in self.controls]
             nist = nist_catalog_load()
             version_ = generator_version()
             parameters = {
@@ -138,24 +153,26 @@ class PackBuilder:
                 "sample_size": sample_size,
                 "sampling": f"reservoir sampling (Algorithm R), seed {seed}",
                 "nist_catalog": nist.source, "nist_catalog_sha256": nist.sha256,
+                "requested_by": self.requester.as_dict(),
+                "partial": partial,
             }
             evidence = sorted(self.evidence.values(), key=lambda e: e.path)
             self.progress(90, "rendering the PDF report")
             pdf = spool / "report.pdf"
             render_pdf(pdf, self._report(scope, assessments, nist, evidence, stream, parameters,
-                                         version_))
+                                         version_, partial))
             archive.add_file("report.pdf", pdf, "application/pdf")
             self.progress(95, "writing OSCAL assessment results")
             archive.write_bytes("oscal/assessment-results.json", assessment_results(
-                pack_uuid=self.pack_uuid, system=settings.WARDGATE_PACK_SYSTEM_NAME,
-                period_start=scope.period_start, period_end=scope.period_end,
+                pack_uuid=self.pack_uuid, identity=self.identity, requester=self.requester,
+                partial=partial, period_start=scope.period_start, period_end=scope.period_end,
                 generated_at=scope.generated_at, generator_version=version_,
                 controls=self.controls, assessments=assessments, evidence=evidence, nist=nist,
                 parameters=parameters), "application/json")
             public = public_pem(self.private_key.public_key())
             archive.write_bytes("pack-public-key.pem", public.encode(), "application/x-pem-file")
-            archive.write_bytes("README.txt", _readme(self.file_name(), self.key_id).encode(),
-                                "text/plain")
+            archive.write_bytes("README.txt", _readme(self.file_name(), self.key_id,
+                                                      partial).encode(), "text/plain")
             summary = {
                 "controls": [{"control": a.label, "status": a.status, "gaps": a.gaps,
                               "counts": [[k, v] for k, v in a.counts]} for a in assessments],
@@ -165,12 +182,18 @@ class PackBuilder:
                 "includes_records": "audit-records" in self.evidence,
                 "first_seq": scope.first_seq, "last_seq": scope.last_seq,
                 "head_seq": scope.head_seq,
+                "partial": partial,
+                "requested_by": self.requester.as_dict(),
             }
             manifest = {
                 "format": FORMAT,
-                "pack": {"uuid": str(self.pack_uuid), "system": settings.WARDGATE_PACK_SYSTEM_NAME,
+                "pack": {"uuid": str(self.pack_uuid), "system": self.identity.system,
+                         "system_identification": self.identity.as_dict(),
+                         "requested_by": self.requester.as_dict(),
+                         "completeness": "PARTIAL" if partial else "COMPLETE",
                          "period": {"start": scope.period_start.isoformat(),
-                                    "end_exclusive": scope.period_end.isoformat()},
+                                    "end_exclusive": scope.period_end.isoformat(),
+                                    "ended": not partial},
                          "controls": [c.label for c in self.controls],
                          "generated_at": scope.generated_at.isoformat(),
                          "generator": {"name": GENERATOR, "version": version_},
@@ -244,9 +267,13 @@ class PackBuilder:
             counts = records.record_counts(scope)
         if self.needed & stream_names:
             assert counts is not None
-            stream = records.stream_records(
-                scope, archive, spool,
-                progress=lambda f: self.progress(20 + int(f * 55), "reading the audit records"))
+
+            def read(fraction: float) -> None:
+                self.records_done = int(fraction * counts.records)
+                self.progress(20 + int(fraction * 55), "reading the audit records")
+
+            stream = records.stream_records(scope, archive, spool, progress=read)
+            self.records_done = counts.records
             self._after_stream(scope, archive, stream, counts)
         self.progress(78, "collecting administrative events")
         for group in events.GROUPS:
@@ -269,7 +296,8 @@ class PackBuilder:
             methods[method] += n
         stream.calls.stats.update(allowed_without_role=s.allowed_without_role,
                                   allowed_without_identity=s.allowed_without_identity,
-                                  held=s.held, auth_methods=dict(methods))
+                                  held=s.held, auth_methods=dict(methods),
+                                  rejected_without_actor=s.rejected_without_actor)
         first_day = scope.period_start.date()
         last_day = min(scope.period_end - dt.timedelta(microseconds=1), scope.generated_at).date()
         silent = [(first_day + dt.timedelta(days=i)).isoformat()
@@ -359,10 +387,14 @@ class PackBuilder:
 
     # -- state ------------------------------------------------------------------------------
 
-    def _state(self, archive: PackArchive) -> None:
+    def _state(self, archive: PackArchive, scope: PackScope) -> None:
         self.progress(82, "taking the system's state")
         if "accounts" in self.needed:
             self._keep(state.write_accounts(archive))
+        if "privileged-mfa" in self.needed:
+            self._keep(state.write_privileged_mfa(archive))
+        if "access-review" in self.needed:
+            self._keep(state.write_access_review(archive, head_seq=scope.head_seq))
         if "connections" in self.needed:
             self._keep(state.write_connections(archive))
         if "settings" in self.needed:
@@ -378,28 +410,28 @@ class PackBuilder:
 
     def _report(self, scope: PackScope, assessments: list[Assessment], nist: Any,
                 evidence: list[Evidence], stream: records.StreamResult | None,
-                parameters: dict[str, Any], version_: str) -> ReportContext:
+                parameters: dict[str, Any], version_: str, partial: bool) -> ReportContext:
         samples: list[SampleTable] = []
         method = f"Uniform random sample (reservoir sampling, seed {scope.seed}) of "
         if stream is not None:
             samples.append(SampleTable(
                 "Access decisions", method + f"{stream.calls.rows} records in csv/calls.csv.",
-                ("seq", "at", "actor", "auth_method", "call", "decision", "detail"),
+                ("seq", "at", "actor", "auth_method", "call", "decision", "detail", "hash"),
                 stream.calls.samples))
             samples.append(SampleTable(
                 "Denied calls", method + f"{stream.denied.rows} records in csv/denied-calls.csv.",
-                ("seq", "at", "actor", "event", "call", "rules"), stream.denied.samples))
+                ("seq", "at", "actor", "event", "call", "rules", "hash"), stream.denied.samples))
             samples.append(SampleTable(
                 "Masking actions", method + f"{stream.masking.rows} rows in "
                                             "csv/masking-actions.csv.",
-                ("seq", "at", "actor", "call", "column", "class", "action", "cells"),
+                ("seq", "at", "actor", "call", "column", "class", "action", "cells", "hash"),
                 stream.masking.samples))
         for name in ("account-events", "incident-events", "review-events"):
             ev = self.evidence.get(name)
             if ev is not None:
                 samples.append(SampleTable(
                     ev.title, method + f"{ev.rows} records in {ev.path}.",
-                    ("seq", "at", "event", "actor", "decision", "subject"), ev.samples))
+                    ("seq", "at", "event", "actor", "decision", "subject", "hash"), ev.samples))
         chain = self.evidence["chain-verification"].stats if (
             "chain-verification" in self.evidence) else {"ok": False,
                                                          "problem": "not verified"}
@@ -410,7 +442,8 @@ class PackBuilder:
                  ("Database", scope.database), ("Sampling", parameters["sampling"]),
                  ("NIST text", f"{nist.source}, catalog {nist.version}")]
         return ReportContext(
-            system=settings.WARDGATE_PACK_SYSTEM_NAME, pack_uuid=str(self.pack_uuid),
+            identity=self.identity, requester=self.requester, partial=partial,
+            pack_uuid=str(self.pack_uuid),
             period_start=scope.period_start, period_end=scope.period_end,
             generated_at=scope.generated_at, generator_version=version_, key_id=self.key_id,
             parameters=shown, controls=self.controls, assessments=assessments, nist=nist,
@@ -429,8 +462,10 @@ def _file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _readme(file_name: str, key: str) -> str:
-    return f"""Wardgate evidence pack {file_name}
+def _readme(file_name: str, key: str, partial: bool) -> str:
+    warning = ("PARTIAL PACK: the period had not ended when this pack was built; it does not "
+               "cover the whole period.\n\n" if partial else "")
+    return f"""{warning}Wardgate evidence pack {file_name}
 
 report.pdf                        the report: summary per control, figures, samples
 csv/*.csv                         full populations behind every figure (query in manifest.json)

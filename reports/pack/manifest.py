@@ -46,7 +46,8 @@ class PackCheck:
 
 def verify_pack_file(path: Path, public_key: Ed25519PublicKey) -> PackCheck:
     """Check a pack: the signature over manifest.json, then every listed file's size and SHA-256,
-    and that the zip holds nothing else (no extra, missing or duplicated member)."""
+    and that the zip holds nothing else (no extra, missing or duplicated member; empty directory
+    entries are ignored, so a pack unzipped and re-zipped unchanged still verifies)."""
     check = PackCheck(key_id=key_id(public_key))
     try:
         archive = zipfile.ZipFile(path)
@@ -54,7 +55,10 @@ def verify_pack_file(path: Path, public_key: Ed25519PublicKey) -> PackCheck:
         check.fail(f"not a readable zip file: {exc}")
         return check
     with archive:
-        names = [info.filename for info in archive.infolist()]
+        # Directory entries (what `zip -r` adds when a pack is unzipped and zipped again) are not
+        # files of the pack; one that carries bytes is not a directory and is checked as a file.
+        names = [info.filename for info in archive.infolist()
+                 if not (info.is_dir() and info.file_size == 0)]
         duplicated = sorted(n for n, c in Counter(names).items() if c > 1)
         if duplicated:
             check.fail(f"the zip holds more than one member named {', '.join(duplicated)}")

@@ -35,7 +35,9 @@ from reportlab.platypus import (
 
 from reports.catalog import Assessment, ControlSpec
 from reports.evidence.base import Evidence
-from reports.nist import NistCatalog
+from reports.nist import NistCatalog, plain_text
+
+from .provenance import Requester, SystemIdentity
 
 PAGE_W, PAGE_H = A4
 MARGIN = 16 * mm
@@ -61,7 +63,9 @@ class SampleTable:
 
 @dataclass(slots=True)
 class ReportContext:
-    system: str
+    identity: SystemIdentity
+    requester: Requester
+    partial: bool
     pack_uuid: str
     period_start: dt.datetime
     period_end: dt.datetime
@@ -244,9 +248,20 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
     story: list[Any] = []
 
     # Cover
-    story += [Spacer(1, 30 * mm), _p("Evidence pack", st["title"]),
-              _p(f"{ctx.system} — NIST SP 800-53 Rev. 5", st["subtitle"])]
-    cover = [["System", ctx.system], ["Period", _period_text(ctx)],
+    system = ctx.identity.system
+    story += [Spacer(1, 30 * mm),
+              _p("Evidence pack — PARTIAL" if ctx.partial else "Evidence pack", st["title"]),
+              _p(f"{system} — NIST SP 800-53 Rev. 5", st["subtitle"])]
+    if ctx.partial:
+        story += [Paragraph(
+            '<font color="#b42318"><b>PARTIAL:</b></font> the period had not ended when this '
+            f"pack was generated ({escape(_when(ctx.generated_at))}); it does not cover the whole "
+            "period, and every control reports that as a gap.", st["body"]), Spacer(1, 4 * mm)]
+    cover = [["Organisation", ctx.identity.organisation], ["System", system],
+             ["Environment", ctx.identity.environment],
+             ["Authorization boundary", ctx.identity.boundary],
+             ["Requested by", ctx.requester.text],
+             ["Period", _period_text(ctx) + (" — PARTIAL (not ended)" if ctx.partial else "")],
              ["Generated at", _when(ctx.generated_at)],
              ["Generator", f"wardgate-reports {ctx.generator_version}"],
              ["Pack", ctx.pack_uuid], ["Signed by", f"Ed25519 key {ctx.key_id} (manifest.sig)"],
@@ -275,6 +290,9 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
                      _status_cell(a, st), _p(_counts_text(a), st["cell"]),
                      _p(len(a.gaps), st["cell"])])
     story.append(_table(rows, [17 * mm, 40 * mm, 27 * mm, WIDTH - 96 * mm, 12 * mm]))
+    story.append(_p("Status is that of each control's technical objective, the part Wardgate "
+                    "evidences; each control's section names the parts that are the "
+                    "organisation's and outside the tool.", st["small"]))
 
     # Chain verification
     chain = ctx.chain
@@ -312,16 +330,20 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
     for spec in ctx.controls:
         a = by_label[spec.label]
         text = ctx.nist.get(spec.label)
-        statement = text.statement if len(text.statement) <= 900 else (
-            text.statement[:900].rsplit(" ", 1)[0] + " … (abridged)")
+        plain = plain_text(text.statement)
+        statement = plain if len(plain) <= 900 else (
+            plain[:900].rsplit(" ", 1)[0] + " … (abridged)")
         block: list[Any] = [
             Paragraph(f"{escape(spec.label)} {escape(text.title)} — "
                       f'<font color="{"#1b7f3b" if a.satisfied else "#b42318"}">'
                       f"{escape(a.status)}</font>", st["h2"]),
             _p(statement.replace("\n", " "), st["small"]),
             Spacer(1, 1.5 * mm),
-            _p(f"Evidence: {spec.approach}", st["body"]),
+            _p(f"Evidence (technical objective): {spec.approach}", st["body"]),
         ]
+        if spec.organisational:
+            block.append(_p(f"Organisational parts, outside the tool: {spec.organisational}",
+                            st["small"]))
         counts = [[_p(k, st["cell"]), _p(v, st["cell"])] for k, v in a.counts]
         if counts:
             block.append(_table(counts, [70 * mm, 40 * mm], header=False))
@@ -343,7 +365,8 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
             story.append(_p("No records in the population.", st["body"]))
             continue
         head = [_p(c, st["cellb"]) for c in sample.columns]
-        body = [[_p(_fmt(r.get(c)), st["cell"]) for c in sample.columns] for r in sample.rows]
+        body = [[_p(_fmt(r.get(c)), st["mono"] if c == "hash" else st["cell"])
+                 for c in sample.columns] for r in sample.rows]
         story.append(_table([head, *body], _widths(sample.columns)))
 
     # Evidence index
@@ -358,9 +381,14 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
                       _p(e.sha256[:16] + "…", st["mono"])])
     story.append(_table(index, [72 * mm, 18 * mm, 20 * mm, 20 * mm, WIDTH - 130 * mm]))
 
-    footer = f"{ctx.system} evidence pack {ctx.pack_uuid} · {_period_text(ctx, exact=False)}"
+    footer = (f"{system} evidence pack {ctx.pack_uuid} · {_period_text(ctx, exact=False)}"
+              + (" · PARTIAL" if ctx.partial else ""))
+    created = ctx.generated_at.astimezone(dt.UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
 
     def on_page(canvas: Any, doc: Any) -> None:
+        # The document info's CreationDate/ModDate: when the pack was generated (the rest of
+        # the file stays invariant, so equal inputs give equal bytes).
+        canvas.setDateFormatter(lambda *_: created)
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
         canvas.setFillColor(GREY)
@@ -370,15 +398,15 @@ def render_pdf(path: Path, ctx: ReportContext) -> None:
 
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN,
                             topMargin=MARGIN, bottomMargin=16 * mm,
-                            title=f"{ctx.system} evidence pack {ctx.pack_uuid}",
+                            title=f"{system} evidence pack {ctx.pack_uuid}",
                             author="wardgate-reports", subject=_period_text(ctx, exact=False),
                             creator=f"wardgate-reports {ctx.generator_version}",
                             invariant=1)
     doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
 
 
-_FIXED_WIDTHS = {"seq": 15 * mm, "at": 31 * mm, "cells": 12 * mm, "decision": 17 * mm,
-                 "auth_method": 24 * mm, "action": 17 * mm, "class": 15 * mm}
+_FIXED_WIDTHS = {"seq": 13 * mm, "at": 29 * mm, "cells": 11 * mm, "decision": 15 * mm,
+                 "auth_method": 21 * mm, "action": 15 * mm, "class": 14 * mm, "hash": 34 * mm}
 
 
 def _widths(columns: Sequence[str]) -> list[float]:

@@ -71,6 +71,12 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | str]] = [
     ("audit", "get", "", {ADMIN, AUDITOR}),
     ("audit_export", "get", "", {ADMIN, AUDITOR}),
     ("audit_record", "get", "seq", {ADMIN, AUDITOR}),
+    ("evidence", "get", "", {ADMIN, AUDITOR}),
+    ("evidence", "post", "", {ADMIN, AUDITOR}),
+    ("evidence_history", "get", "", {ADMIN, AUDITOR}),
+    ("evidence_public_key", "get", "", {ADMIN, AUDITOR}),
+    ("evidence_detail", "get", "pack", {ADMIN, AUDITOR}),
+    ("evidence_download", "get", "pack", {ADMIN, AUDITOR}),
     # API
     ("api-root", "get", "", EVERYONE),
     ("api_schema", "get", "", EVERYONE),
@@ -99,6 +105,11 @@ MATRIX: list[tuple[str, str, str, frozenset[str] | str]] = [
     ("quarantine-detail", "get", "quarantine", {ADMIN, AUDITOR}),
     ("quarantine-lift", "post", "quarantine", {ADMIN}),
     ("audit-list", "get", "", {ADMIN, AUDITOR}),
+    ("evidence-pack-list", "get", "", {ADMIN, AUDITOR}),
+    ("evidence-pack-list", "post", "", {ADMIN, AUDITOR}),
+    ("evidence-pack-progress", "get", "pack", {ADMIN, AUDITOR}),
+    ("evidence-pack-download", "get", "pack", {ADMIN, AUDITOR}),
+    ("evidence-pack-public-key", "get", "", {ADMIN, AUDITOR}),
 ]
 
 ROLES = [ADMIN, ENGINEER, APPROVER, AUDITOR, "anonymous"]
@@ -120,6 +131,7 @@ def _world() -> dict[str, Any]:
         QueryApproval,
         Role,
     )
+    from reports.models import EvidencePack
 
     owner = portal_user("owen-owner", ENGINEER)
     target = portal_user("tess-target", ENGINEER)
@@ -143,12 +155,16 @@ def _world() -> dict[str, Any]:
     api_token = ApiToken.objects.create(user=owner, name="t", prefix="wga_x",
                                         token_hash="2" * 64, expires_at=later)
     record = write_sync(AuditEntry(event="test.seed", actor="owen-owner", decision="info"))
+    pack = EvidencePack.objects.create(period_start=timezone.now() - dt.timedelta(days=2),
+                                       period_end=timezone.now() - dt.timedelta(days=1),
+                                       created_by=owner)
     return {"access_request": {"pk": req.pk}, "query_approval": {"pk": qa.pk},
             "grant": {"pk": grant.pk}, "quarantine": {"pk": q.pk},
             "incident": {"pk": incident.pk}, "session": {"pk": session.pk},
             "token": {"pk": token.pk}, "api_token": {"pk": api_token.pk},
             "account": {"pk": target.pk}, "slug": {"slug": conn.slug},
-            "role": {"pk": role.pk}, "seq": {"seq": record.seq}, "": {}}
+            "role": {"pk": role.pk}, "seq": {"seq": record.seq}, "pack": {"pk": pack.pk},
+            "": {}}
 
 
 def _id(case: tuple[str, str, str, Any]) -> str:

@@ -58,7 +58,8 @@ def system_state(db: None) -> dict[str, Any]:
     a quarantine: enough state for the EXAMINE evidence."""
     from django.contrib.auth.models import Group
 
-    from portal.models import Connection, Grant, Quarantine, Role
+    from portal.models import Connection, Quarantine, Role
+    from portal.services.grants import grant_create
     from portal.services.tokens import token_issue
     from tests.conftest import make_user
 
@@ -73,16 +74,29 @@ def system_state(db: None) -> dict[str, Any]:
         "tools": ["execute_sql"],
         "sql": {"allowed_statement_classes": ["select"], "allowed_tables": ["*.shop.customers"]},
         "masking": {"actions": {"email": "partial"}, "default_action": "redact"}})
-    Grant.objects.create(role=role, connection=conn, group=Group.objects.get(name="engineer"))
+    grant_create(role=role, connection=conn, group=Group.objects.get(name="engineer"),
+                 by=auditor, reason="analysts of the data team")
     token_issue(user=engineer, connections=[conn])
     Quarantine.objects.create(user=gone, reason="contract ended")
     return {"auditor": auditor, "engineer": engineer, "connection": conn}
+
+
+def pack_requester() -> Any:
+    """The auditor who asks for the packs the tests build."""
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import make_user
+
+    return (get_user_model().objects.filter(username="pack-auditor").first()
+            or make_user("pack-auditor", "auditor"))
 
 
 def build_pack(**kwargs: Any) -> Any:
     from reports.services import evidence_pack_build, evidence_pack_request
 
     start, end = kwargs.pop("period", MARCH)
+    if kwargs.get("trigger") != "schedule":
+        kwargs.setdefault("created_by", pack_requester())
     pack = evidence_pack_request(period_start=start, period_end=end, enqueue=False, **kwargs)
     return evidence_pack_build(pack=pack)
 

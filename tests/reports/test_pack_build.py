@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.db.models import Q
 
 from audit.models import AuditRecord
-from tests.reports.conftest import MARCH, PackFile, build_pack, rewrite_zip
+from tests.reports.conftest import MARCH, PackFile, build_pack, pack_requester, rewrite_zip
 
 pytestmark = pytest.mark.django_db
 
@@ -88,10 +88,13 @@ def test_assessments_per_control(small_log, system_state, pack_dir, open_pack) -
     from reports.catalog import ALL_LABELS
 
     assert list(status) == list(ALL_LABELS)
-    for control in ("AC-2", "AC-3", "AC-6", "IA-2", "AU-2", "AU-3", "AU-12", "SI-19", "SI-12(1)",
+    for control in ("AC-2", "AC-3", "AC-6", "AU-2", "AU-3", "AU-12", "SI-19", "SI-12(1)",
                     "AU-3(3)", "IR-4", "AU-11", "AU-6"):
         assert status[control] == "evidence present", (control, pack.summary)
     gaps = {c["control"]: c["gaps"] for c in pack.summary["controls"]}
+    # The synthetic log refuses some requests that name nobody: IA-2 reports them.
+    assert status["IA-2"] == "gaps found"
+    assert [g for g in gaps["IA-2"] if "refused requests name no actor" in g] == gaps["IA-2"]
     # No checkpoint was signed in this test: the chain verifies, but AU-9 says what is missing.
     assert status["AU-9"] == "gaps found"
     assert any("no signed checkpoints" in g for g in gaps["AU-9"])
@@ -194,7 +197,7 @@ def test_formula_cells_are_neutralised(db, pack_dir, open_pack) -> None:
     from reports.services import period_from_dates
 
     pack = build_pack(period=period_from_dates(today - dt.timedelta(days=1), today),
-                      controls=["AC-2"])
+                      controls=["AC-2"], partial=True)
     row = open_pack(pack).csv_rows("csv/account-events.csv")[0]
     assert row["actor"] == "'=HYPERLINK(\"x\")"
     assert row["subject"] == "account=+cmd"  # not at the start of the cell: left as is
@@ -229,7 +232,7 @@ def test_disable_that_did_not_take_effect_is_a_gap(db, settings, pack_dir) -> No
     ])
     today = timezone.now().date()
     pack = build_pack(period=period_from_dates(today - dt.timedelta(days=1), today),
-                      controls=["AC-2"])
+                      controls=["AC-2"], partial=True)
     (ac2,) = pack.summary["controls"]
     assert not pack.includes_records  # an AC-2 pack does not hold every record
     assert ac2["status"] == "gaps found"
@@ -239,20 +242,27 @@ def test_disable_that_did_not_take_effect_is_a_gap(db, settings, pack_dir) -> No
 def test_unknown_control_and_bad_period_are_refused(db, pack_dir) -> None:
     with pytest.raises(CommandError, match="unknown control"):
         call_command("evidence_pack", "--from", "2026-03-01", "--to", "2026-03-31",
-                     "--controls", "AC-2,XX-9", "--sync")
+                     "--requested-by", pack_requester().username, "--controls", "AC-2,XX-9",
+                     "--sync")
     with pytest.raises(CommandError, match="ends .* before it starts"):
-        call_command("evidence_pack", "--from", "2026-03-31", "--to", "2026-03-01", "--sync")
+        call_command("evidence_pack", "--from", "2026-03-31", "--to", "2026-03-01",
+                     "--requested-by", pack_requester().username, "--sync")
 
 
 def test_evidence_pack_command_sync(small_log, pack_dir, tmp_path, capsys) -> None:
     out = tmp_path / "copy.zip"
     call_command("evidence_pack", "--from", "2026-03-01", "--to", "2026-03-31", "--controls",
-                 "AU-2,AU-3", "--out", str(out), "--sync")
+                 "AU-2,AU-3", "--out", str(out), "--requested-by", pack_requester().username,
+                 "--sync")
     assert "pack ready" in capsys.readouterr().out
     zipped = PackFile(out)
     assert zipped.manifest["pack"]["controls"] == ["AU-2", "AU-3"]
     assert zipped.manifest["pack"]["period"] == {"start": "2026-03-01T00:00:00+00:00",
-                                                 "end_exclusive": "2026-04-01T00:00:00+00:00"}
+                                                 "end_exclusive": "2026-04-01T00:00:00+00:00",
+                                                 "ended": True}
+    assert zipped.manifest["pack"]["requested_by"] == {"kind": "person",
+                                                       "name": pack_requester().username}
+    assert zipped.manifest["pack"]["completeness"] == "COMPLETE"
     call_command("verify_pack", str(out))
 
 

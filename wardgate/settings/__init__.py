@@ -331,7 +331,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wardgate portal API",
-    "DESCRIPTION": "Access requests, approvals, grants, accounts, incidents and the audit trail. "
+    "DESCRIPTION": "Access requests, approvals, grants, accounts, incidents, the audit trail and "
+                   "evidence packs. "
                    "Authenticate with a portal API token (`Authorization: Bearer wga_...`) or a "
                    "signed-in session (plus CSRF token).",
     "VERSION": "1",
@@ -446,8 +447,23 @@ if PRODUCTION and not WARDGATE_PACK_SIGNING_KEY.strip():
                             "(Ed25519 private key: PEM, or base64 of 32 raw bytes)")
 elif _pack_problem := _pack_key_problem(WARDGATE_PACK_SIGNING_KEY):
     STARTUP_PROBLEMS.append(_pack_problem)
-# The system named on each pack's cover and in its OSCAL metadata.
+# System identification on each pack's cover and in its OSCAL metadata: the organisation that
+# owns the system, the system's name, its environment and its authorization boundary.
+WARDGATE_PACK_ORGANISATION = env_str("WARDGATE_PACK_ORGANISATION", "Wardgate demo organisation")
 WARDGATE_PACK_SYSTEM_NAME = env_str("WARDGATE_PACK_SYSTEM_NAME", "Wardgate")
+WARDGATE_PACK_ENVIRONMENT = env_str("WARDGATE_PACK_ENVIRONMENT",
+                                    "production" if PRODUCTION else "demo")
+WARDGATE_PACK_BOUNDARY = env_str(
+    "WARDGATE_PACK_BOUNDARY",
+    "The Wardgate gateway (MCP data path to BigQuery), its compliance portal, audit log and "
+    "Celery workers; the upstream MCP servers, BigQuery and the identity provider are outside "
+    "the boundary.")
+# The organisation's OSCAL assessment plan (SAP) these results answer; empty: the pack carries a
+# placeholder resource the organisation replaces (see reports/README.md).
+WARDGATE_PACK_ASSESSMENT_PLAN_URL = env_str("WARDGATE_PACK_ASSESSMENT_PLAN_URL", "")
+if PRODUCTION and WARDGATE_PACK_ORGANISATION == "Wardgate demo organisation":
+    STARTUP_PROBLEMS.append("WARDGATE_PACK_ORGANISATION must name the organisation that owns "
+                            "the system (it is printed on every evidence pack)")
 # Records sampled per population for the PDF (full populations are always in the CSVs).
 WARDGATE_PACK_SAMPLE_SIZE = env_int("WARDGATE_PACK_SAMPLE_SIZE", 25)
 # A disable must stop an account's calls within this many seconds (AC-2 evidence).

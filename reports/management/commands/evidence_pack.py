@@ -1,7 +1,10 @@
-"""`manage.py evidence_pack --from DATE --to DATE [--controls AC-2,AU-9] [--out PATH] [--sync]`
+"""`manage.py evidence_pack --from DATE --to DATE --requested-by USER [--controls AC-2,AU-9]
+[--partial] [--out PATH] [--sync]`
 
-Requests an evidence pack for whole UTC days FROM..TO (both included) and waits for it: by
-default a Celery worker builds it (the command follows its progress); --sync builds it here.
+Requests an evidence pack for whole UTC days FROM..TO (both included) on behalf of USER (a
+portal account, printed on the pack and recorded in the audit log) and waits for it: by default
+a Celery worker builds it (the command follows its progress); --sync builds it here. A period
+that has not ended is refused unless --partial is given (the pack is then marked PARTIAL).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from portal.services.events import RequestMeta
 from reports.models import EvidencePack
 from reports.selectors import evidence_pack_path
 from reports.services import (
@@ -37,6 +42,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--from", dest="first", required=True, help="first day, YYYY-MM-DD")
         parser.add_argument("--to", dest="last", required=True, help="last day, YYYY-MM-DD")
+        parser.add_argument("--requested-by", dest="requested_by", required=True,
+                            metavar="USER", help="the portal account this pack is built for "
+                                                 "(printed on it, recorded in the audit log)")
+        parser.add_argument("--partial", action="store_true",
+                            help="allow a period that has not ended (the pack is marked PARTIAL)")
         parser.add_argument("--controls", default="",
                             help="comma-separated control ids (default: every control)")
         parser.add_argument("--out", default="", help="also copy the pack to this path")
@@ -45,19 +55,25 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=3600.0,
                             help="seconds to wait for the worker (default 3600)")
 
-    def handle(self, *args: Any, first: str, last: str, controls: str, out: str, sync: bool,
-               timeout: float, **options: Any) -> None:
+    def handle(self, *args: Any, first: str, last: str, requested_by: str, partial: bool,
+               controls: str, out: str, sync: bool, timeout: float, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
+        user = get_user_model()._default_manager.filter(
+            **{get_user_model().USERNAME_FIELD: requested_by}).first()
+        if user is None or not user.is_active:
+            raise CommandError(f"--requested-by {requested_by!r}: no such active account")
         try:
             start, end = period_from_dates(_date(first), _date(last))
             pack = evidence_pack_request(
                 period_start=start, period_end=end,
                 controls=[c for c in controls.split(",") if c.strip()] or None,
+                created_by=user, partial=partial, origin=RequestMeta(auth_method="cli"),
                 enqueue=not sync)
         except PackRequestError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"pack {pack.uuid} requested: {start:%Y-%m-%d} to {last}, "
-                          f"{len(pack.controls)} controls")
+        self.stdout.write(f"pack {pack.uuid} requested by {requested_by}: {start:%Y-%m-%d} to "
+                          f"{last}, {len(pack.controls)} controls"
+                          + (" (PARTIAL: the period has not ended)" if pack.partial else ""))
         if sync:
             pack = evidence_pack_build(pack=pack, progress=self._progress)
         else:
@@ -77,9 +93,9 @@ class Command(BaseCommand):
         self.stdout.write(f"pack ready: {path}\n  sha256 {pack.sha256}\n  signed by key "
                           f"{pack.key_id}; {gaps} gaps found")
 
-    def _progress(self, percent: int, stage: str) -> None:
+    def _progress(self, percent: int, stage: str, records: int = 0) -> None:
         if self.verbosity > 1:
-            self.stdout.write(f"  {percent:3d}% {stage}")
+            self.stdout.write(f"  {percent:3d}% {stage} ({records} records read)")
 
     def _wait(self, pack: EvidencePack, timeout: float) -> EvidencePack:
         deadline = time.monotonic() + timeout
@@ -88,7 +104,8 @@ class Command(BaseCommand):
             pack.refresh_from_db()
             if (pack.stage, pack.progress) != shown:
                 shown = (pack.stage, pack.progress)
-                self._progress(pack.progress, f"{pack.status}: {pack.stage}")
+                self._progress(pack.progress, f"{pack.status}: {pack.stage}",
+                               pack.records_processed)
             if pack.is_finished:
                 return pack
             time.sleep(0.5)
