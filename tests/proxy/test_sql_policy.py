@@ -213,6 +213,9 @@ def test_wildcard_table_needs_a_covering_pattern(pattern: str, allowed: bool) ->
         "SELECT full_name FROM customers UNION ALL SELECT ssn FROM customers",
         "SELECT (SELECT MAX(ssn) FROM customers) AS m",
         "SELECT part FROM customers c, UNNEST(SPLIT(c.ssn, '-')) AS part",
+        # An alias named like the column: BigQuery reads the column inside the aggregate.
+        "SELECT country AS ssn, COUNT(*) AS n FROM customers GROUP BY country "
+        "HAVING MAX(ssn) > '5'",
     ],
 )
 def test_denied_column_anywhere(sql: str) -> None:
@@ -425,6 +428,29 @@ def test_plain_projections_and_counts_of_masked_columns_pass(sql: str) -> None:
 def test_every_computation_over_a_masked_column_is_refused(sql: str) -> None:
     found = masked_use_rules(sql)
     assert found and all(r.startswith("sql.masked_column_use:") for r in found)
+
+
+@pytest.mark.parametrize("sql", [
+    # sqlglot reads these names as the select alias; BigQuery reads some of them (inside an
+    # aggregate, in GROUP BY) as the table's column: both count as used.
+    "SELECT country AS email, COUNT(*) AS n FROM customers GROUP BY country "
+    "HAVING MAX(email) > 'm'",
+    "SELECT country AS email, COUNT(*) AS n FROM customers GROUP BY 1 HAVING MIN(email) < 'm'",
+    "SELECT 'a' AS full_name, MIN(customer_id) AS k FROM customers GROUP BY full_name",
+    "SELECT country AS email, customer_id FROM customers ORDER BY LENGTH(email)",
+    "SELECT customer_id, country AS email FROM customers QUALIFY email > 'm'",
+    "SELECT customer_id, country AS email, RANK() OVER w AS r FROM customers "
+    "WINDOW w AS (ORDER BY email)",
+])
+def test_an_alias_that_hides_a_masked_column_counts_as_a_use_of_it(sql: str) -> None:
+    found = masked_use_rules(sql)
+    assert found and all(r.startswith("sql.masked_column_use:") for r in found), found
+
+
+def test_an_alias_that_hides_an_unclassified_column_stays_allowed() -> None:
+    assert masked_use_rules("SELECT UPPER(country) AS country, COUNT(*) AS n FROM customers "
+                            "GROUP BY country HAVING MAX(country) > 'A' ORDER BY country") == []
+    assert masked_use_rules("SELECT email AS email FROM customers ORDER BY customer_id") == []
 
 
 def test_equality_lookups_are_an_explicit_opt_in_per_class() -> None:
