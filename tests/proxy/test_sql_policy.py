@@ -485,3 +485,36 @@ def test_non_select_statements_may_not_touch_tables_with_masked_columns() -> Non
                                classes_of, policy) == ()
     assert check_masked_tables(analyze("DELETE FROM shop.orders WHERE TRUE"), SCHEMA,
                                classes_of, policy) == ()
+
+
+def test_result_columns_out_of_the_expected_order_are_masked_with_every_class() -> None:
+    """The result is matched to the analysed outputs by position. Where BigQuery's column at a
+    position is not the one the analysis expects there (a `*` it expands in another order, a
+    table recreated since the schema was read), that column gets every class the statement
+    read, never its neighbour's: the raw ip_address must not leave as "country"."""
+    from portal.services.demo import DEMO_ANALYST_RULES, DEMO_COLUMN_CLASSES
+    from proxy.authorize import column_plan
+    from proxy.classify import ColumnClassifier
+    from proxy.mask import mask_call_result
+    from proxy.masking import MaskingPolicy
+
+    plan = column_plan(analyze("SELECT * FROM customers WHERE customer_id = 1"),
+                       ColumnClassifier.from_config(DEMO_COLUMN_CLASSES), {})
+    raw = {"customer_id": 1, "full_name": "Ada Lovelace", "email": "ada@example.com",
+           "phone": "+1-555-010-3884", "ssn": "248-48-5228", "card_number": "4111111111110286",
+           "date_of_birth": "1997-03-04", "street_address": "1 Main St",
+           "ip_address": "203.0.113.77", "country": "IN", "created_at": "2024-02-04T07:20:40"}
+    order = ["country", *(c for c in raw if c != "country")]  # USING (country) puts it first
+    result = {"content": [], "structuredContent": {
+        "columns": [{"name": c, "type": "STRING"} for c in order],
+        "rows": [{c: raw[c] for c in order}]}}
+    policy = MaskingPolicy.from_config(DEMO_ANALYST_RULES["masking"], token_key=b"k")
+    masked, _ = mask_call_result(result, plan, policy)
+    row = masked["structuredContent"]["rows"][0]
+    # Matched by position alone, ssn would get the card's partial mask (its last four digits
+    # out) and ip_address none at all (only the content detectors stood in the way).
+    for column in ("full_name", "email", "phone", "ssn", "card_number", "date_of_birth",
+                   "street_address", "ip_address", "country", "customer_id"):
+        assert str(row[column]).startswith("[REDACTED:"), (column, row[column])
+    # Positions that still line up keep their own masking.
+    assert row["created_at"] == raw["created_at"]
