@@ -846,6 +846,7 @@ class _QueryAnalysis:
             )
             tables = self._collect_tables()
             mapping = self._build_schema(tables)
+            row_names = self._range_variable_names()
             qualify_columns(
                 stmt,
                 mapping,
@@ -855,6 +856,16 @@ class _QueryAnalysis:
                 # are inferred, and only when they are the sole unknown source of their scope.
                 infer_schema=True,
             )
+            for node in row_names:
+                if node.table:
+                    # BigQuery: a range variable takes precedence over a column of that name,
+                    # so this is a whole row for BigQuery and one column for sqlglot.
+                    raise SqlAnalysisError(
+                        "sql.ambiguous_name",
+                        f"{node.name!r} names both a column and a table in FROM; BigQuery reads "
+                        f"it as the table's whole row: qualify the column ({node.table}."
+                        f"{node.name}) or rename the table alias",
+                    )
             validate_qualify_columns(stmt)
             scopes = traverse_scope(stmt)
         except SqlAnalysisError:
@@ -1112,6 +1123,24 @@ class _QueryAnalysis:
                             uses=(*shadowed, *self._uses(scopes)))
 
     # ---- uses: where column values are computed on (see ColumnUse) ------------------------
+
+    def _range_variable_names(self) -> list[exp.Column]:
+        """Unqualified names that are also a range variable (a table or subquery alias) of
+        their own SELECT; run checks whether sqlglot read them as a column."""
+        found: list[exp.Column] = []
+        for select in self.stmt.find_all(exp.Select):
+            from_ = select.args.get("from_")
+            items = [from_.this] if from_ is not None else []
+            items += [join.this for join in select.args.get("joins") or []]
+            names = {item.alias_or_name.lower() for item in items
+                     if not isinstance(item, exp.Unnest) and item.alias_or_name}
+            if not names:
+                continue
+            for node in select.find_all(exp.Column):
+                if not node.table and node.name in names \
+                        and node.find_ancestor(exp.Select) is select:
+                    found.append(node)
+        return found
 
     def _shadowed_aliases(self) -> list[tuple[exp.Select, str, str]]:
         """Unqualified names in GROUP BY, HAVING, QUALIFY, ORDER BY and WINDOW that are also

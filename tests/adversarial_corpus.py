@@ -223,6 +223,14 @@ def adversarial_cases(dataset: str = "shop") -> list[Case]:
         add("implicit_flow", "window",
             f"SELECT {key}, {plain} AS {col.column}, RANK() OVER w AS r FROM {table} AS t "
             f"WINDOW w AS (ORDER BY {col.column}) ORDER BY {key} LIMIT 5")
+        # A range variable wins over a column of the same name in BigQuery: `{plain}` is then
+        # the derived table's row (the masked column, raw), not the unclassified column.
+        add("encoding", "projection",
+            f"SELECT {plain} FROM {table} AS t JOIN (SELECT {key}, {col.column} FROM {table}) "
+            f"AS {plain} USING ({key}) ORDER BY t.{key} LIMIT 3")
+        add("encoding", "expression",
+            f"SELECT TO_JSON_STRING({plain}) AS j FROM {table} AS t, (SELECT {col.column} "
+            f"FROM {table}) AS {plain} LIMIT 3")
         # BigQuery lists USING columns first under a bare *, so positions shift: each masked
         # column would be masked as its neighbour (the last one as the unclassified column).
         add("partial_computed", "projection",
