@@ -1126,20 +1126,25 @@ class _QueryAnalysis:
 
     def _range_variable_names(self) -> list[exp.Column]:
         """Unqualified names that are also a range variable (a table or subquery alias) of
-        their own SELECT; run checks whether sqlglot read them as a column."""
+        their own SELECT or of one enclosing it (a correlated name); run checks whether
+        sqlglot read them as a column."""
         found: list[exp.Column] = []
+        own: dict[int, set[str]] = {}
         for select in self.stmt.find_all(exp.Select):
             from_ = select.args.get("from_")
             items = [from_.this] if from_ is not None else []
             items += [join.this for join in select.args.get("joins") or []]
-            names = {item.alias_or_name.lower() for item in items
-                     if not isinstance(item, exp.Unnest) and item.alias_or_name}
-            if not names:
+            own[id(select)] = {item.alias_or_name.lower() for item in items
+                               if not isinstance(item, exp.Unnest) and item.alias_or_name}
+        for node in self.stmt.find_all(exp.Column):
+            if node.table:
                 continue
-            for node in select.find_all(exp.Column):
-                if not node.table and node.name in names \
-                        and node.find_ancestor(exp.Select) is select:
+            select = node.find_ancestor(exp.Select)
+            while select is not None:
+                if node.name in own.get(id(select), ()):
                     found.append(node)
+                    break
+                select = select.find_ancestor(exp.Select)
         return found
 
     def _shadowed_aliases(self) -> list[tuple[exp.Select, str, str]]:

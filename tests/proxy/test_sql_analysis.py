@@ -370,6 +370,8 @@ def test_schemaless_ambiguity_fails_closed(sql: str, code: str) -> None:
     "SELECT TO_JSON_STRING(status) AS j FROM orders AS o JOIN customers AS status ON TRUE",
     "SELECT customer_id FROM orders AS o, (SELECT ssn FROM customers) AS customer_id",
     "SELECT o.order_id FROM orders AS o, customers AS status WHERE status = 'paid'",
+    # Correlated: the outer range variable, not the outer column.
+    "SELECT (SELECT country FROM orders LIMIT 1) AS x FROM customers AS country",
 ])
 def test_a_name_that_is_a_column_and_a_range_variable_is_refused(sql: str) -> None:
     assert error_code(sql) == "sql.ambiguous_name"
