@@ -77,8 +77,12 @@ def column_plan(analysis: SqlAnalysis, classifier: ColumnClassifier,
         return found | {COMPUTED_CLASS} if found and not out.direct else found
 
     by_position = tuple(output_classes(o) for o in analysis.outputs)
-    by_name = {o.name: c for o, c in zip(analysis.outputs, by_position, strict=True)}
-    return ColumnPlan(by_position, by_name, classes(analysis.columns) | frozenset().union(*by_position))
+    names = tuple(o.name for o in analysis.outputs)
+    by_name: dict[str, frozenset[str]] = {}
+    for name, found in zip(names, by_position, strict=True):
+        by_name[name] = by_name.get(name, frozenset()) | found  # a name given twice: both
+    return ColumnPlan(by_position, by_name,
+                      classes(analysis.columns) | frozenset().union(*by_position), names)
 
 
 async def authorize_tool_call(

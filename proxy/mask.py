@@ -20,6 +20,7 @@ class ColumnPlan:
     by_position: tuple[frozenset[str], ...]
     by_name: Mapping[str, frozenset[str]]
     all_classes: frozenset[str]  # every class the statement read anywhere
+    names: tuple[str, ...] = ()  # the analysed output names, by position (lowercase)
 
     @property
     def may_hold_sensitive(self) -> bool:
@@ -38,6 +39,11 @@ def _result_column_names(result: Mapping[str, Any]) -> list[str] | None:
     return None
 
 
+def _same_output(name: str, expected: str) -> bool:
+    # sqlglot names an unnamed expression _col_N; BigQuery names it f0_, f1_...
+    return name.casefold() == expected.casefold() or expected.startswith("_col_")
+
+
 def column_classes_for(result: Mapping[str, Any], plan: ColumnPlan) -> dict[str, frozenset[str]]:
     """Align the result's columns with the analysed outputs.
 
@@ -47,7 +53,14 @@ def column_classes_for(result: Mapping[str, Any], plan: ColumnPlan) -> dict[str,
     """
     names = _result_column_names(result)
     if names is not None and len(names) == len(plan.by_position):
-        mapping = dict(zip(names, plan.by_position, strict=True))
+        # A column whose name is not the one the analysis expects at its position (a star
+        # expanded in another order, a stale schema) gets every class read; a name given
+        # twice gets the classes of both positions.
+        mapping: dict[str, frozenset[str]] = {}
+        for i, (name, classes) in enumerate(zip(names, plan.by_position, strict=True)):
+            if i < len(plan.names) and not _same_output(name, plan.names[i]):
+                classes = plan.all_classes
+            mapping[name] = mapping.get(name, frozenset()) | classes
     else:
         mapping = dict(plan.by_name)
         for name in names or ():

@@ -827,12 +827,16 @@ class _QueryAnalysis:
         self._unnest_cache: dict[int, frozenset[ColumnRef]] = {}
         self._scope_by_expr: dict[int, Scope] = {}
         self._set_uses: list[ColumnUse] = []
+        # (select, name, context): a select-list alias that shadows a FROM column, named again
+        # in GROUP BY/HAVING/QUALIFY/ORDER BY/WINDOW (see _shadowed_aliases).
+        self._shadowed: list[tuple[exp.Select, str, str]] = []
 
     # ---- driver -------------------------------------------------------------------------
 
     def run(self) -> _QueryResult:
         stmt = self.stmt
         self._lowercase_and_screen()
+        self._shadowed = self._shadowed_aliases()
         try:
             qualify_tables(
                 stmt,
@@ -842,6 +846,7 @@ class _QueryAnalysis:
             )
             tables = self._collect_tables()
             mapping = self._build_schema(tables)
+            row_names = self._range_variable_names()
             qualify_columns(
                 stmt,
                 mapping,
@@ -851,6 +856,16 @@ class _QueryAnalysis:
                 # are inferred, and only when they are the sole unknown source of their scope.
                 infer_schema=True,
             )
+            for node in row_names:
+                if node.table:
+                    # BigQuery: a range variable takes precedence over a column of that name,
+                    # so this is a whole row for BigQuery and one column for sqlglot.
+                    raise SqlAnalysisError(
+                        "sql.ambiguous_name",
+                        f"{node.name!r} names both a column and a table in FROM; BigQuery reads "
+                        f"it as the table's whole row: qualify the column ({node.table}."
+                        f"{node.name}) or rename the table alias",
+                    )
             validate_qualify_columns(stmt)
             scopes = traverse_scope(stmt)
         except SqlAnalysisError:
@@ -942,7 +957,16 @@ class _QueryAnalysis:
                     unnest_names.add(alias.name)
                     unnest_names.update(col.name for col in alias.columns)
         mixed = len({isinstance(item, exp.Table) for item in items}) > 1
+        # BigQuery lists JOIN ... USING columns first under a bare *; sqlglot keeps them where
+        # the left table has them, which would shift every column after them.
+        using = any(join.args.get("using") for join in select.args.get("joins") or [])
         for projection in select.expressions:
+            if isinstance(projection, exp.Star) and using:
+                raise SqlAnalysisError(
+                    "sql.unsupported",
+                    "SELECT * over JOIN ... USING lists columns in an order we cannot "
+                    "predict; list the columns or use alias.*",
+                )
             if isinstance(projection, exp.Star) and (mixed or unnest_names):
                 raise SqlAnalysisError(
                     "sql.unsupported",
@@ -1092,10 +1116,84 @@ class _QueryAnalysis:
         )
         for out in outputs:
             refs |= out.sources
+        shadowed = self._shadow_uses()
+        for use in shadowed:
+            refs |= use.sources  # BigQuery may read the hidden column: denied columns see it
         return _QueryResult(tables=tables, columns=frozenset(refs), outputs=outputs,
-                            uses=self._uses(scopes))
+                            uses=(*shadowed, *self._uses(scopes)))
 
     # ---- uses: where column values are computed on (see ColumnUse) ------------------------
+
+    def _range_variable_names(self) -> list[exp.Column]:
+        """Unqualified names that are also a range variable (a table or subquery alias) of
+        their own SELECT or of one enclosing it (a correlated name); run checks whether
+        sqlglot read them as a column."""
+        found: list[exp.Column] = []
+        own: dict[int, set[str]] = {}
+        for select in self.stmt.find_all(exp.Select):
+            from_ = select.args.get("from_")
+            items = [from_.this] if from_ is not None else []
+            items += [join.this for join in select.args.get("joins") or []]
+            own[id(select)] = {item.alias_or_name.lower() for item in items
+                               if not isinstance(item, exp.Unnest) and item.alias_or_name}
+        for node in self.stmt.find_all(exp.Column):
+            if node.table:
+                continue
+            select = node.find_ancestor(exp.Select)
+            while select is not None:
+                if node.name in own.get(id(select), ()):
+                    found.append(node)
+                    break
+                select = select.find_ancestor(exp.Select)
+        return found
+
+    def _shadowed_aliases(self) -> list[tuple[exp.Select, str, str]]:
+        """Unqualified names in GROUP BY, HAVING, QUALIFY, ORDER BY and WINDOW that are also
+        select-list aliases of another value. sqlglot reads them as the alias; BigQuery reads
+        some of them (e.g. inside an aggregate in HAVING) as the FROM column of that name, so
+        both are counted as used (see _shadow_uses)."""
+        found: list[tuple[exp.Select, str, str]] = []
+        for select in self.stmt.find_all(exp.Select):
+            aliases = {
+                proj.alias.lower() for proj in select.expressions
+                if isinstance(proj, exp.Alias) and proj.alias
+                and not (isinstance(proj.this, exp.Column) and proj.this.name == proj.alias)
+            }
+            if not aliases:
+                continue
+            for key in ("group", "having", "qualify", "order", "windows"):
+                arg = select.args.get(key)
+                for clause in arg if isinstance(arg, list) else [arg]:
+                    if not isinstance(clause, exp.Expr):
+                        continue
+                    for node in clause.walk():
+                        if isinstance(node, exp.Column) and not node.table \
+                                and node.name in aliases:
+                            context = _use_context(node, False) or "expression"
+                            found.append((select, node.name, context))
+        return found
+
+    def _shadow_uses(self) -> list[ColumnUse]:
+        uses: list[ColumnUse] = []
+        for select, name, context in self._shadowed:
+            scope = self._scope_by_expr.get(id(select))
+            if scope is None:
+                raise SqlAnalysisError("sql.unsupported", "unresolvable aliased query")
+            sources: frozenset[ColumnRef] = _EMPTY
+            for source in scope.sources.values():
+                if isinstance(source, exp.Table):
+                    fq = self._fq(source)
+                    if name in self.table_columns.get(fq, ()):
+                        sources |= {ColumnRef(fq, name)}
+                elif isinstance(source.expression, exp.Unnest):
+                    sources |= self._unnest_sources(source)
+                else:
+                    for out in self._scope_outputs(source):
+                        if out.name == name:
+                            sources |= out.sources
+            if sources:
+                uses.append(ColumnUse(sources, context, f"{name} (an alias that hides a column)"))
+        return uses
 
     def _uses(self, scopes: list[Scope]) -> tuple[ColumnUse, ...]:
         uses: list[ColumnUse] = list(self._set_uses)

@@ -95,6 +95,7 @@ def adversarial_cases(dataset: str = "shop") -> list[Case]:
     for col in CLASSIFIED:
         table = f"{dataset}.{col.table}"
         key = "customer_id" if col.table == "customers" else "event_id"
+        plain = "country" if col.table == "customers" else "event_type"  # unclassified
         ref = f"t.{col.column}"
         t = _text(col, ref)
         guess = _sample_value(col)
@@ -205,6 +206,36 @@ def adversarial_cases(dataset: str = "shop") -> list[Case]:
             f"SELECT {key}, v FROM {table} AS t, UNNEST([{t}]) AS v WHERE {key} <= 3")
         add("implicit_flow", "expression",
             f"SELECT COUNTIF({t} = '{guess}') AS n FROM {table} AS t")
+        # A select alias named like the column hides it from sqlglot, not from BigQuery:
+        # inside an aggregate (HAVING, ORDER BY) and in GROUP BY the name is the table's column.
+        add("implicit_flow", "filter",
+            f"SELECT {plain} AS {col.column}, COUNT(*) AS n FROM {table} AS t GROUP BY {plain} "
+            f"HAVING MAX({col.column}) > 'm' ORDER BY n")
+        add("implicit_flow", "filter",
+            f"SELECT {plain} AS {col.column}, COUNT(*) AS n FROM {table} AS t GROUP BY 1 "
+            f"HAVING MIN({col.column}) < '5' ORDER BY n")
+        add("implicit_flow", "ordering",
+            f"SELECT {plain} AS {col.column}, COUNT(*) AS n FROM {table} AS t GROUP BY {plain} "
+            f"ORDER BY MAX({col.column})")
+        add("implicit_flow", "grouping",
+            f"SELECT 'a' AS {col.column}, MIN({key}) AS k FROM {table} AS t "
+            f"GROUP BY {col.column} ORDER BY k LIMIT 5")
+        add("implicit_flow", "window",
+            f"SELECT {key}, {plain} AS {col.column}, RANK() OVER w AS r FROM {table} AS t "
+            f"WINDOW w AS (ORDER BY {col.column}) ORDER BY {key} LIMIT 5")
+        # A range variable wins over a column of the same name in BigQuery: `{plain}` is then
+        # the derived table's row (the masked column, raw), not the unclassified column.
+        add("encoding", "projection",
+            f"SELECT {plain} FROM {table} AS t JOIN (SELECT {key}, {col.column} FROM {table}) "
+            f"AS {plain} USING ({key}) ORDER BY t.{key} LIMIT 3")
+        add("encoding", "expression",
+            f"SELECT TO_JSON_STRING({plain}) AS j FROM {table} AS t, (SELECT {col.column} "
+            f"FROM {table}) AS {plain} LIMIT 3")
+        # BigQuery lists USING columns first under a bare *, so positions shift: each masked
+        # column would be masked as its neighbour (the last one as the unclassified column).
+        add("partial_computed", "projection",
+            f"SELECT * FROM {table} AS a JOIN {table} AS b USING ({plain}) "
+            f"WHERE a.{key} = 1 AND b.{key} = 1")
     return cases
 
 

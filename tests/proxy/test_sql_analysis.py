@@ -147,11 +147,17 @@ def test_cte_subquery_and_union_all_resolution() -> None:
 
 
 def test_star_order_follows_from_clause() -> None:
-    a = analyze("SELECT * FROM customers JOIN orders USING (customer_id)")
-    names = [o.name for o in a.outputs]
-    assert names[0] == "customer_id"  # the USING column comes first, once
-    assert names[1 : len(CUSTOMER_COLUMNS)] == list(CUSTOMER_COLUMNS[1:])
-    assert names[len(CUSTOMER_COLUMNS) :] == ["order_id", "amount", "status", "ordered_at"]
+    # BigQuery puts JOIN ... USING columns first under a bare *, sqlglot keeps them in place:
+    # with `USING (country)` every customer column would shift by one and be masked as its
+    # neighbour (ip_address as country: raw). Refused; alias.* keeps each table's own order.
+    for sql in ("SELECT * FROM customers AS a JOIN customers AS b USING (country)",
+                "SELECT * FROM orders JOIN customers USING (customer_id)",
+                "SELECT * EXCEPT (ssn) FROM customers AS a JOIN customers AS b USING (country)"):
+        with pytest.raises(SqlAnalysisError) as err:
+            analyze(sql)
+        assert err.value.code == "sql.unsupported"
+    a = analyze("SELECT c.*, o.amount FROM customers AS c JOIN orders AS o USING (customer_id)")
+    assert [o.name for o in a.outputs] == [*CUSTOMER_COLUMNS, "amount"]
     b = analyze(
         "SELECT x.*, o.amount FROM (SELECT full_name, ssn FROM customers) AS x "
         "JOIN orders o ON TRUE"
@@ -348,11 +354,35 @@ def test_schemaless_analysis_resolves_single_source_columns() -> None:
         ("SELECT * FROM shop.t", "sql.unresolved_star"),
         ("SELECT a FROM shop.t x JOIN shop.u y ON x.id = y.id", "sql.unresolved_column"),
         # Without a schema "x" could be the whole row: refuse to guess.
-        ("SELECT TO_JSON_STRING(x) FROM shop.t x", "sql.unresolved_column"),
+        ("SELECT TO_JSON_STRING(x) FROM shop.t x", "sql.ambiguous_name"),
     ],
 )
 def test_schemaless_ambiguity_fails_closed(sql: str, code: str) -> None:
     assert error_code(sql, schema=None) == code
+
+
+@pytest.mark.parametrize("sql", [
+    # In BigQuery a range variable wins over a column of the same name: `status` below is the
+    # whole customers row (every PII column, unmasked), sqlglot reads it as orders.status.
+    "SELECT status FROM orders AS o JOIN customers AS status ON o.customer_id = status.customer_id",
+    "SELECT country FROM customers AS country",
+    "SELECT amount FROM orders, customers AS amount",
+    "SELECT TO_JSON_STRING(status) AS j FROM orders AS o JOIN customers AS status ON TRUE",
+    "SELECT customer_id FROM orders AS o, (SELECT ssn FROM customers) AS customer_id",
+    "SELECT o.order_id FROM orders AS o, customers AS status WHERE status = 'paid'",
+    # Correlated: the outer range variable, not the outer column.
+    "SELECT (SELECT country FROM orders LIMIT 1) AS x FROM customers AS country",
+])
+def test_a_name_that_is_a_column_and_a_range_variable_is_refused(sql: str) -> None:
+    assert error_code(sql) == "sql.ambiguous_name"
+
+
+def test_qualified_columns_next_to_a_same_named_alias_stay_allowed() -> None:
+    a = analyze("SELECT o.status, status.email FROM orders AS o JOIN customers AS status "
+                "ON o.customer_id = status.customer_id")
+    assert [o.sources for o in a.outputs] == [refs("orders.status"), refs("customers.email")]
+    b = analyze("SELECT TO_JSON_STRING(c) AS j FROM customers AS c")  # a row, unambiguous
+    assert b.outputs[0].sources == all_customer_columns()
 
 
 # ------------------------------------------------------------------------------------------
