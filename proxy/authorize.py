@@ -136,7 +136,7 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
         return ctx.classifier.classes_of(ref.table, ref.column, policy_tags)
 
     for role in roles:
-        found = (check_sql(analysis, role.sql)
+        found = (check_sql(analysis, role.sql, ctx.project)
                  or check_masked_uses(analysis, classes_of, role.masking)
                  or check_masked_tables(analysis, schema, classes_of, role.masking))
         if not found:

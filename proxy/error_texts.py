@@ -35,6 +35,9 @@ _ERROR_CLASSES: Final = (
 )
 
 
+_URL: Final = re.compile(r"\b(?:https?|grpcs?)://\S+", re.I)
+
+
 def error_class(text: str) -> str:
     """A fixed, value-free name for what kind of error ``text`` reports."""
     for pattern, name in _ERROR_CLASSES:
@@ -57,4 +60,5 @@ class ErrorTextPolicy:
             return (f"The {source} reported an error ({error_class(raw)}). Its text is withheld "
                     "because the statement reads columns that are masked for your role. "
                     f"Request id: {self.request_id}.")
-        return mask_free_text(raw, self.masking)
+        # The client library names the endpoint it called: internal detail, not the caller's.
+        return mask_free_text(_URL.sub("<url>", raw), self.masking)

@@ -69,7 +69,7 @@ def metadata_role(roles: tuple[RolePolicy, ...], tool: MetadataTool,
             return None, Reason("metadata.bad_table", f"The {tool.table_argument!r} argument "
                                 "must name a table as dataset.table or project.dataset.table")
         for role in roles:
-            if role.sql.table_allowed(table):
+            if role.sql.table_allowed(table, tool.project):
                 return role, None
         return None, Reason("metadata.table_not_allowed",
                             f"table {table} is not one your role may query", table=table)
@@ -94,7 +94,8 @@ def filter_table_listing(result: dict[str, Any], tool: MetadataTool, role: RoleP
         return {"content": [{"type": "text", "text": "Wardgate withheld a table listing it "
                              "could not filter"}], "isError": True}
     kept = [t for t in structured[tool.lists]
-            if isinstance(t, str) and role.sql.table_allowed(f"{dataset}.{t.lower()}")]
+            if isinstance(t, str) and role.sql.table_allowed(f"{dataset}.{t.lower()}",
+                                                                   tool.project)]
     filtered = {**structured, tool.lists: kept}
     return {**result, "structuredContent": filtered,
             "content": [{"type": "text", "text": json.dumps(filtered)}]}

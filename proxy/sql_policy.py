@@ -156,12 +156,22 @@ class SqlRules:
             kwargs["max_bytes_scanned"] = data["max_bytes_scanned"]
         return cls(**kwargs)
 
-    def table_allowed(self, table: str) -> bool:
-        """Whether one fq table name (as produced by the analysis) is allowed."""
+    def table_allowed(self, table: str, home_project: str | None = None) -> bool:
+        """Whether one fq table name (as produced by the analysis) is allowed.
+
+        With ``home_project`` (the connection's project), a table in another project is
+        allowed only by a pattern that names that project literally: ``*.shop.customers``
+        means this connection's shop, never a look-alike table in a project the caller
+        controls (filled with guesses, its tokens would be a dictionary attack on ours)."""
         is_info_schema = _INFO_SCHEMA_MARK in table
         star = table.find("*")
+        project = table.split(".", 1)[0]
+        foreign = home_project is not None and project != home_project.lower()
         for pattern in self._table_patterns:
             if is_info_schema and not pattern.mentions_information_schema:
+                continue
+            if foreign and (pattern.text.count(".") < 2
+                            or pattern.text.split(".", 1)[0] != project):
                 continue
             if star < 0:
                 if pattern.regex.match(table):
@@ -293,8 +303,10 @@ def _validate_patterns(key: str, value: object, *, min_dots: int) -> tuple[str, 
     return tuple(out)
 
 
-def check_sql(analysis: SqlAnalysis, rules: SqlRules) -> tuple[Reason, ...]:
-    """Every violation of ``rules`` by ``analysis``; an empty tuple means allowed."""
+def check_sql(analysis: SqlAnalysis, rules: SqlRules,
+              home_project: str | None = None) -> tuple[Reason, ...]:
+    """Every violation of ``rules`` by ``analysis``; an empty tuple means allowed.
+    ``home_project``: see :meth:`SqlRules.table_allowed`."""
     reasons: list[Reason] = []
 
     seen_classes: set[str] = set()
@@ -319,7 +331,7 @@ def check_sql(analysis: SqlAnalysis, rules: SqlRules) -> tuple[Reason, ...]:
         )
 
     for table in sorted(analysis.tables):
-        if not rules.table_allowed(table):
+        if not rules.table_allowed(table, home_project):
             reasons.append(
                 Reason("sql.table_not_allowed", f"table {table} is not allowed", table=table)
             )

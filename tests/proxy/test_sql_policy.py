@@ -518,3 +518,17 @@ def test_result_columns_out_of_the_expected_order_are_masked_with_every_class() 
         assert str(row[column]).startswith("[REDACTED:"), (column, row[column])
     # Positions that still line up keep their own masking.
     assert row["created_at"] == raw["created_at"]
+
+
+def test_tables_of_other_projects_need_a_pattern_that_names_the_project() -> None:
+    # A look-alike table in the caller's own project must not match "*.shop.customers": its
+    # tokens for guessed names would be a dictionary attack on the real tokens.
+    schema = {**SCHEMA, "evil.shop.customers": SCHEMA["demo.shop.customers"]}
+    look_alike = analyze_sql("SELECT full_name FROM evil.shop.customers",
+                             default_project="demo", default_dataset="shop", schema=schema)
+    any_project = rules(allowed_tables=["*.shop.customers"])
+    assert check_sql(look_alike, any_project) == ()  # without a home project: any project
+    assert rule_ids(check_sql(look_alike, any_project, "demo")) == ["sql.table_not_allowed"]
+    assert check_sql(analyze("SELECT full_name FROM customers"), any_project, "demo") == ()
+    named = rules(allowed_tables=["*.shop.customers", "evil.shop.customers"])
+    assert check_sql(look_alike, named, "demo") == ()
