@@ -300,14 +300,18 @@ async def test_metadata_tools_answer_only_for_queryable_tables(
 ) -> None:  # type: ignore[no-untyped-def]
     from google.cloud import bigquery
 
+    salaries = f"{PROJECT}.{DATASET}.staff_salaries"
     bigquery_client.create_table(bigquery.Table(
-        f"{PROJECT}.{DATASET}.staff_salaries",
-        schema=[bigquery.SchemaField("salary", "NUMERIC")]), exists_ok=True)
-    async with gateway_client(gateway.url("demo-bigquery"), analyst_token) as client:
-        allowed = await client.call_tool("get_table_schema", {"table": f"{DATASET}.customers"})
-        refused = await client.call_tool("get_table_schema",
-                                         {"table": f"{DATASET}.staff_salaries"})
-        listing = await client.call_tool("list_tables", {"dataset": DATASET})
+        salaries, schema=[bigquery.SchemaField("salary", "NUMERIC")]), exists_ok=True)
+    try:
+        async with gateway_client(gateway.url("demo-bigquery"), analyst_token) as client:
+            allowed = await client.call_tool("get_table_schema",
+                                             {"table": f"{DATASET}.customers"})
+            refused = await client.call_tool("get_table_schema",
+                                             {"table": f"{DATASET}.staff_salaries"})
+            listing = await client.call_tool("list_tables", {"dataset": DATASET})
+    finally:  # the emulator is shared by the whole session
+        bigquery_client.delete_table(salaries, not_found_ok=True)
     assert not allowed.is_error
     assert refused.is_error and "metadata.table_not_allowed" in refused.content[0].text
     assert "salary" not in json.dumps(refused.model_dump(mode="json"))
