@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# google-auth addresses service-account assertions to Google's token endpoint whatever the
+# key's token_uri says; Google's endpoint accepts that audience, and so does this one.
+GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 @dataclass
@@ -109,7 +112,7 @@ class GoogleTokenEndpoint:
             claims = jwt.decode(assertion, options={"verify_signature": False})
             public_key = self.keys[claims["iss"]]
             claims = jwt.decode(assertion, public_key, algorithms=["RS256"],
-                                audience=self.token_uri, issuer=claims["iss"])
+                                audience=[self.token_uri, GOOGLE_AUDIENCE], issuer=claims["iss"])
         except (KeyError, jwt.PyJWTError):
             return 400, {"error": "invalid_grant", "error_description": "bad assertion"}
         scope = str(claims.get("scope") or "")
