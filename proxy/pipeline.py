@@ -935,8 +935,9 @@ def error_result_text(result: dict[str, Any], texts: ErrorTextPolicy) -> dict[st
              if isinstance(b, dict) and b.get("type") == "text"]
     text = texts.public("\n".join(str(p) for p in parts) or "error")
     out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
-    if isinstance(result.get("_meta"), dict):
-        out["_meta"] = result["_meta"]
+    for key in ("_meta", "resultType"):  # envelope fields, kept (2026-07-28 needs resultType)
+        if key in result:
+            out[key] = result[key]
     return out
 
 
