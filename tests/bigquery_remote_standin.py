@@ -17,6 +17,7 @@ Run: ``python -m tests.bigquery_remote_standin --port P --project P --endpoint U
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -177,10 +178,9 @@ class RemoteTools:
         self._check_project(projectId)
 
         def run() -> dict[str, Any]:
-            try:
+            # A finished job cannot be cancelled; its state is reported as Google does.
+            with contextlib.suppress(gexc.GoogleAPICallError):
                 self.client.cancel_job(jobId, location=location)
-            except gexc.GoogleAPICallError:
-                pass  # a finished job cannot be cancelled; report its state as Google does
             job = self.client.get_job(jobId, location=location)
             return {"job": {"jobReference": {"projectId": job.project, "jobId": job.job_id},
                             "status": {"state": job.state}}}

@@ -11,6 +11,7 @@ project argument, and tokens (minted, refreshed after expiry, never recorded, fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -23,8 +24,8 @@ import pytest
 from proxy.db import run_db
 from tests.adversarial_corpus import adversarial_cases
 from tests.conftest import DATASET, PROJECT, ROOT, wait_http
-from tests.proxy.test_gateway_auth import META
 from tests.google_token_endpoint import GoogleTokenEndpoint
+from tests.proxy.test_gateway_auth import META
 from tests.proxy.test_masking_adversarial import (
     TWIN,
     _audit_texts,
@@ -134,10 +135,8 @@ def _answer(result, dataset: str) -> str:  # type: ignore[no-untyped-def]
     content = []
     for block in result.content:
         shown = block.model_dump(mode="json", exclude_none=True)
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             shown["text"] = strip(json.loads(shown["text"]))
-        except (KeyError, ValueError):
-            pass
         content.append(shown)
     text = json.dumps({"isError": result.is_error, "content": content,
                        "structured": strip(result.structured_content)}, sort_keys=True,
