@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from mcp.shared.inbound import decode_header_value
+from mcp.shared.inbound import decode_header_value, validate_mcp_param_headers
 
 from audit.writer import AuditWriter
 from proxy.access import NO_ACCESS, AccessCache, AccessPlan
@@ -292,6 +292,10 @@ class Pipeline:
                          body: bytes, send: Send) -> None:
         ctx.tool = params.get("name") if isinstance(params.get("name"), str) else ""
         ctx.arguments = params.get("arguments")
+        mismatch = await self._param_header_mismatch(spec, ctx, headers)
+        if mismatch is not None:
+            await self._refuse(ctx, send, 400, "request.header_mismatch", mismatch, code=-32001)
+            return
         # 4. authorize
         tool_ok = bool(ctx.tool) and await self.catalog.callable(spec.connection_id, ctx.tool)
         metadata_spec = spec.metadata_tools.get(ctx.tool)
@@ -353,6 +357,21 @@ class Pipeline:
             return
         # 7-9. forward, mask, record the outcome, release
         await self._exchange(ctx, upstream, headers, body, send, mask)
+
+    async def _param_header_mismatch(self, spec: UpstreamSpec, ctx: CallContext,
+                                     headers: dict[str, str]) -> str | None:
+        """From 2026-07-28 a tool's arguments may be mirrored into Mcp-Param-* headers
+        (x-mcp-header in its input schema), and an upstream may route or bill by them (the
+        BigQuery remote server's project). The gateway polices the body, so the headers must
+        say the same, checked against the accepted version of the tool."""
+        if not any(k.lower().startswith("mcp-param-") for k in headers):
+            return None
+        schema = await self.catalog.accepted_schema(spec.connection_id, ctx.tool)
+        if schema is None:
+            return "Mcp-Param-* headers for a tool with no accepted schema"
+        arguments = ctx.arguments if isinstance(ctx.arguments, dict) else {}
+        rejection = validate_mcp_param_headers(schema, arguments, headers)
+        return rejection.message if rejection is not None else None
 
     async def _authorize_job(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
                              job_tool: dict[str, str], tool_ok: bool) -> Decision:

@@ -350,3 +350,24 @@ async def test_access_tokens_are_minted_refreshed_never_recorded_and_fail_closed
     for grant in token_endpoint.issued:
         assert grant.token not in recorded
     assert remote["sa"]["private_key"].splitlines()[1] not in recorded
+
+
+async def test_mirrored_project_header_must_match_the_policed_body(gateway, remote) -> None:  # type: ignore[no-untyped-def]
+    """The official client mirrors projectId into Mcp-Param-Project (x-mcp-header); a caller
+    who sends another project in the header than in the body is refused by the gateway."""
+    url = gateway.url("bq-remote")
+    # Through the official client the header is sent and agrees (the stand-in checks it too).
+    ok = await _call(url, remote["token"], "execute_sql_readonly", {
+        "projectId": PROJECT, "query": f"SELECT order_id FROM {DATASET}.orders LIMIT 1"})
+    assert not ok.is_error, _reason(ok)
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "execute_sql_readonly", "_meta": META,
+        "arguments": {"projectId": PROJECT, "query": f"SELECT 1 FROM {DATASET}.orders"}}}
+    async with httpx.AsyncClient() as http:
+        refused = await http.post(url, json=call, headers={
+            "content-type": "application/json", "mcp-protocol-version": "2026-07-28",
+            "accept": "application/json, text/event-stream", "mcp-method": "tools/call",
+            "mcp-name": "execute_sql_readonly", "mcp-param-project": "someone-elses-project",
+            "authorization": f"Bearer {remote['token']}"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["data"]["reason"] == "request.header_mismatch"
