@@ -67,11 +67,16 @@ def connection_credentials(request: HttpRequest, slug: str) -> HttpResponse:
     connection = get_object_or_404(Connection, slug=slug)
     form = CredentialsForm(request.POST)
     if form.is_valid():
-        connection_credentials_set(connection=connection, by=request.user,
-                                   credentials=form.cleaned_data["credentials"],
-                                   reason=form.cleaned_data["reason"],
-                                   meta=meta_from_request(request))
-        messages.success(request, "Credentials replaced (stored encrypted, never shown).")
+        try:
+            connection_credentials_set(connection=connection, by=request.user,
+                                       credentials=form.cleaned_data["credentials"],
+                                       reason=form.cleaned_data["reason"],
+                                       meta=meta_from_request(request))
+        except PolicyError as exc:
+            messages.error(request, "Credentials not changed: " + "; ".join(
+                e for errs in exc.errors.values() for e in errs) or str(exc))
+        else:
+            messages.success(request, "Credentials replaced (stored encrypted, never shown).")
     else:
         messages.error(request, "Credentials not changed: "
                        + "; ".join(e for errs in form.errors.values() for e in errs))
