@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -46,21 +47,28 @@ def bigquery_client(bigquery_emulator: BigQueryEmulator):  # type: ignore[no-unt
     return make_bigquery_client(PROJECT, bigquery_emulator.endpoint)
 
 
+@contextlib.contextmanager
+def python_server(module: str, args: list[str], log_dir: Path) -> Iterator[str]:
+    """`python -m module --port P *args` in a subprocess; yields its /mcp URL once it answers."""
+    port = free_port()
+    with open(log_dir / "server.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port), *args],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        url = f"http://127.0.0.1:{port}/mcp"
+        try:
+            wait_http(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def mcp_server_url(bigquery_emulator: BigQueryEmulator, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("mcp") / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bigquery_mcp", "--transport", "http", "--port", str(port),
-         "--project", PROJECT, "--endpoint", bigquery_emulator.endpoint],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    wait_http(url, proc)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with python_server("bigquery_mcp", ["--transport", "http", "--project", PROJECT,
+                                        "--endpoint", bigquery_emulator.endpoint],
+                       tmp_path_factory.mktemp("mcp")) as url:
+        yield url
 
 
 class RunningGateway:

@@ -90,6 +90,12 @@ class Connection(models.Model):
                 'Map tool names to {"table": ARG} (a tool that names a table) or '
                 '{"dataset": ARG, "lists": RESULT_KEY} (a tool that lists tables).')})
 
+    def sql_tool(self, tool: str) -> tuple[str, frozenset[str] | None] | None:
+        """(argument holding SQL, statement classes the tool may run or None) for a SQL tool."""
+        from proxy.presets import sql_tool_spec
+
+        return sql_tool_spec((self.sql_tools or {}).get(tool))
+
     # Credentials are write-only from the outside: set them, never read them back out.
     def set_credentials(self, data: dict[str, Any]) -> None:
         self.credentials_sealed = seal_credentials(data)

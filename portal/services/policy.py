@@ -218,18 +218,20 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
     plan = AccessPlan(roles=(compiled,))
     accepted = ToolCatalogEntry.objects.filter(connection=connection, name=tool,
                                                status=ToolCatalogEntry.Status.ACCEPTED).exists()
-    argument = (connection.sql_tools or {}).get(tool)
+    sql_tool = connection.sql_tool(tool)
+    argument = sql_tool[0] if sql_tool else None
     facts = None
     sql_ctx = None
-    if argument:
+    if sql_tool:
         facts = BigQueryFacts(project=connection.bigquery_project,
                               endpoint=connection.bigquery_endpoint or None,
                               credentials=connection.credentials_for_upstream())
-        sql_ctx = SqlToolContext(sql_argument=argument, project=connection.bigquery_project,
+        sql_ctx = SqlToolContext(sql_argument=sql_tool[0], project=connection.bigquery_project,
                                  dataset=connection.default_dataset or None, facts=facts,
-                                 classifier=classifier)
-    decision = async_to_sync(authorize_tool_call)(plan=plan, tool=tool, arguments=arguments,
-                                                  tool_is_accepted=accepted, sql_tool=sql_ctx)
+                                 classifier=classifier, statement_classes=sql_tool[1])
+    decision = async_to_sync(authorize_tool_call)(
+        plan=plan, tool=tool, arguments=arguments, tool_is_accepted=accepted, sql_tool=sql_ctx,
+        project_argument=connection.project_argument, project=connection.bigquery_project)
     out = TryResult(allowed=decision.allowed, role=role.name,
                     reasons=[{k: v for k, v in r.as_dict().items() if v is not None}
                              for r in decision.reasons])

@@ -123,9 +123,9 @@ def policy_try_view(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         connection = data["connection"]
         arguments = dict(data["arguments"])
-        argument = (connection.sql_tools or {}).get(data["tool"])
-        if argument and data["sql"]:
-            arguments[argument] = data["sql"]
+        sql_tool = connection.sql_tool(data["tool"])
+        if sql_tool and data["sql"]:
+            arguments[sql_tool[0]] = data["sql"]
         try:
             result = policy_try(role=data["role"], connection=connection, tool=data["tool"],
                                 arguments=arguments, run_sample=data["run_sample"],

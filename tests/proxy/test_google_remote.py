@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -23,7 +21,7 @@ import pytest
 
 from proxy.db import run_db
 from tests.adversarial_corpus import adversarial_cases
-from tests.conftest import DATASET, PROJECT, ROOT, wait_http
+from tests.conftest import DATASET, PROJECT, python_server
 from tests.google_token_endpoint import GoogleTokenEndpoint
 from tests.proxy.test_gateway_auth import META
 from tests.proxy.test_masking_adversarial import (
@@ -54,21 +52,10 @@ def token_endpoint() -> Iterator[GoogleTokenEndpoint]:
 
 @pytest.fixture(scope="session")
 def standin_url(bigquery_emulator, token_endpoint, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    from tests.conftest import free_port
-
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("standin") / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bigquery_remote_standin", "--port", str(port),
-         "--project", PROJECT, "--endpoint", bigquery_emulator.endpoint,
-         "--tokeninfo", token_endpoint.tokeninfo_url],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/mcp"
-    wait_http(url, proc)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with python_server("tests.bigquery_remote_standin", [
+            "--project", PROJECT, "--endpoint", bigquery_emulator.endpoint,
+            "--tokeninfo", token_endpoint.tokeninfo_url], tmp_path_factory.mktemp("standin")) as url:
+        yield url
 
 
 def _remote_connection(slug: str, url: str, dataset: str, sa: dict, emulator: str):  # type: ignore[no-untyped-def]
