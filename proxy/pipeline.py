@@ -151,7 +151,7 @@ class Pipeline:
         self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
-        self.tokens: dict[str, tuple[str, GoogleTokenSource]] = {}
+        self.tokens: dict[str, tuple[dict, str, GoogleTokenSource | None]] = {}
         self.hold = config.hold
         self.live = LiveRegistry()
         self._sweeps: set[asyncio.Task[int]] = set()
@@ -816,15 +816,19 @@ class Pipeline:
         return HttpUpstream(self.http, spec.url, headers)
 
     async def _google_token(self, spec: UpstreamSpec) -> str | None:
-        google = google_auth_config(spec.credentials)
-        if google is None:
-            return None
-        fingerprint = GoogleTokenSource.fingerprint(google)
+        # Checked and fingerprinted once per credentials object (the directory caches specs),
+        # so the hot path is a dict lookup; a rotated key gets a fresh token source.
         cached = self.tokens.get(spec.slug)
-        if cached is None or cached[0] != fingerprint:
-            cached = (fingerprint, GoogleTokenSource(google))
+        if cached is None or cached[0] is not spec.credentials:
+            google = google_auth_config(spec.credentials)
+            fingerprint = GoogleTokenSource.fingerprint(google) if google is not None else ""
+            source = None
+            if google is not None:
+                same = cached is not None and cached[1] == fingerprint
+                source = cached[2] if same and cached is not None else GoogleTokenSource(google)
+            cached = (spec.credentials, fingerprint, source)
             self.tokens[spec.slug] = cached
-        return await cached[1].token()
+        return None if cached[2] is None else await cached[2].token()
 
     def _sql_tool(self, spec: UpstreamSpec, tool: str,
                   argument: str | None = None) -> SqlToolContext | None:
