@@ -33,6 +33,7 @@ from tests.proxy.test_masking_adversarial import (
     _raw_rows,
     twin_dataset,  # noqa: F401  (fixture)
 )
+from tests.proxy.test_scale_out import two_gateways  # noqa: F401  (fixture)
 from wardgate.mcp_client import gateway_client
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -358,3 +359,19 @@ async def test_mirrored_project_header_must_match_the_policed_body(gateway, remo
             "authorization": f"Bearer {remote['token']}"})
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["data"]["reason"] == "request.header_mismatch"
+
+
+async def test_jobs_are_shared_by_gateway_processes(two_gateways, remote) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A job created through one gateway process is known, and still only its owner's, on
+    another (the job table is in the shared database, not in process memory)."""
+    first, second = (f"{base}/mcp/bq-remote" for base in two_gateways)
+    sql = f"SELECT customer_id, email FROM {DATASET}.customers ORDER BY customer_id LIMIT 3"
+    created = await _call(first, remote["token"], "execute_sql_readonly",
+                          {"projectId": PROJECT, "query": sql})
+    assert not created.is_error, _reason(created)
+    job = {"projectId": PROJECT, "jobId": _job_id(created)}
+    elsewhere = await _call(second, remote["token"], "get_query_results", job)
+    assert not elsewhere.is_error, _reason(elsewhere)
+    assert elsewhere.structured_content["rows"] == created.structured_content["rows"]
+    stranger = await _call(second, remote["colleague"], "get_query_results", job)
+    assert stranger.is_error and "job.not_yours" in _reason(stranger)
