@@ -375,3 +375,22 @@ async def test_jobs_are_shared_by_gateway_processes(two_gateways, remote) -> Non
     assert elsewhere.structured_content["rows"] == created.structured_content["rows"]
     stranger = await _call(second, remote["colleague"], "get_query_results", job)
     assert stranger.is_error and "job.not_yours" in _reason(stranger)
+
+
+async def test_query_response_columns_are_told_apart_by_their_schema(
+    gateway, remote, bigquery_client
+) -> None:  # type: ignore[no-untyped-def]
+    """QueryResponse rows ({"f": [{"v": …}]}) name no column; the schema does. A single renamed
+    column must still be masked as what it is (here a name, tokenized, which no content
+    detector would catch)."""
+    raw_names = {row["full_name"] for row in bigquery_client.query(
+        f"SELECT full_name FROM {DATASET}.customers").result()}
+    result = await _call(gateway.url("bq-remote"), remote["token"], "execute_sql_readonly", {
+        "projectId": PROJECT,
+        "query": f"SELECT full_name AS who FROM {DATASET}.customers ORDER BY customer_id LIMIT 5"})
+    assert not result.is_error, _reason(result)
+    cells = [row["f"][0]["v"] for row in result.structured_content["rows"]]
+    assert cells and all(c.startswith("tok_") for c in cells), cells
+    assert not raw_names & set(cells)
+    assert not any(name in json.dumps(result.model_dump(mode="json")) for name in raw_names)
+
