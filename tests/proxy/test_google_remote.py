@@ -276,9 +276,10 @@ async def test_readonly_tool_runs_select_only_and_project_must_be_the_connection
     assert readonly.is_error and "sql.tool_statement_class" in _reason(readonly)
     # The role allows inserts, so the same statement passes the tool check on execute_sql
     # (whatever happens next is the role's and BigQuery's business).
+    # (dryRun: the shared emulator data must not change.)
     plain = await _call(url, remote["token"], "execute_sql", {"projectId": PROJECT,
-                                                             "query": insert})
-    assert "sql.tool_statement_class" not in _reason(plain)
+                                                             "query": insert, "dryRun": True})
+    assert not plain.is_error, _reason(plain)
 
     other = await _call(url, remote["token"], "execute_sql_readonly", {
         "projectId": "someone-elses-project", "query": f"SELECT 1 FROM {DATASET}.orders"})
