@@ -415,7 +415,8 @@ class Pipeline:
 
     async def _hold(self, ctx: CallContext, rule: Any, binding: HoldBinding,
                     params: dict[str, Any], upstream: Any, headers: dict[str, str], body: bytes,
-                    send: Send, mask: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+                    send: Send,
+                    mask: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
         approval_id, created = await propose(binding, ctx, rule, self.hold)
         url = self.hold.approval_url(approval_id)
         ctx.decision = "hold"
