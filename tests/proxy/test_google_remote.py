@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -21,7 +22,7 @@ import pytest
 
 from proxy.db import run_db
 from tests.adversarial_corpus import adversarial_cases
-from tests.conftest import DATASET, PROJECT, python_server
+from tests.conftest import DATASET, PROJECT, http_server
 from tests.google_token_endpoint import GoogleTokenEndpoint
 from tests.proxy.test_gateway_auth import META
 from tests.proxy.test_masking_adversarial import (
@@ -53,9 +54,10 @@ def token_endpoint() -> Iterator[GoogleTokenEndpoint]:
 
 @pytest.fixture(scope="session")
 def standin_url(bigquery_emulator, token_endpoint, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    with python_server("tests.bigquery_remote_standin", [
-            "--project", PROJECT, "--endpoint", bigquery_emulator.endpoint,
-            "--tokeninfo", token_endpoint.tokeninfo_url], tmp_path_factory.mktemp("standin")) as url:
+    with http_server(lambda port: [
+            sys.executable, "-m", "tests.bigquery_remote_standin", "--port", str(port), "--project", PROJECT,
+            "--endpoint", bigquery_emulator.endpoint, "--tokeninfo", token_endpoint.tokeninfo_url],
+            tmp_path_factory.mktemp("standin")) as url:
         yield url
 
 
