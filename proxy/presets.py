@@ -29,14 +29,14 @@ from typing import Any, Final
 
 __all__ = ["PRESETS", "PRESET_FIELDS", "preset_fields", "sql_tool_spec"]
 
-PRESET_FIELDS: Final = ("sql_tools", "metadata_tools", "job_tools", "project_argument")
+PRESET_FIELDS: Final = ("sql_tools", "metadata_tools", "job_tools", "project_argument",
+                        "upstream_url")
 
 _SELECT_ONLY: Final = ["select"]
 
 PRESETS: Final[dict[str, dict[str, Any]]] = {
     "bigquery-remote": {
         "label": "BigQuery remote MCP server (Google, bigquery.googleapis.com/mcp)",
-        "transport": "http",
         "upstream_url": "https://bigquery.googleapis.com/mcp",
         "sql_tools": {
             "execute_sql_readonly": {"argument": "query", "statement_classes": _SELECT_ONLY},
@@ -55,7 +55,6 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
     },
     "toolbox": {
         "label": "MCP Toolbox for Databases (bigquery-execute-sql, stdio or HTTP)",
-        "transport": "stdio",
         "sql_tools": {"execute_sql": "sql"},
         "metadata_tools": {
             "get_table_info": {"table": "table", "dataset": "dataset"},
@@ -66,7 +65,6 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
     },
     "wardgate-bigquery": {
         "label": "Wardgate's own bigquery_mcp",
-        "transport": "http",
         "sql_tools": {"execute_sql": "sql", "dry_run_sql": "sql"},
         "metadata_tools": {
             "get_table_schema": {"table": "table"},
@@ -82,7 +80,7 @@ def preset_fields(name: str) -> dict[str, Any]:
     """The connection fields a preset fills in (a deep copy: the caller may edit it).
     KeyError for an unknown preset."""
     preset = PRESETS[name]
-    return {f: copy.deepcopy(preset[f]) for f in PRESET_FIELDS}
+    return {f: copy.deepcopy(preset[f]) for f in PRESET_FIELDS if f in preset}
 
 
 def sql_tool_spec(value: Any) -> tuple[str, frozenset[str] | None] | None:

@@ -159,6 +159,12 @@ def test_policy_yaml_preset_fills_in_what_the_file_leaves_out(people) -> None:
         "preset": "toolbox", "bigquery_project": "p"}}}, by=None, reason="toolbox")
     conn = Connection.objects.get(slug="toolbox")
     assert conn.sql_tools == {"execute_sql": "sql"} and conn.project_argument == "project"
+    policy_apply(data={"connections": {"bq-google": {"preset": "bigquery-remote",
+                                                     "bigquery_project": "p"}}},
+                 by=None, reason="Google's server")
+    google = Connection.objects.get(slug="bq-google")
+    assert google.upstream_url == "https://bigquery.googleapis.com/mcp"
+    assert "get_query_results" in google.job_tools
     assert policy_export()["connections"]["toolbox"]["preset"] == "toolbox"
     with pytest.raises(PolicyError, match="preset"):
         policy_apply(data={"connections": {"x": {"upstream_url": "https://e/mcp",
