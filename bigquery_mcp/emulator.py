@@ -24,6 +24,18 @@ class EmulatorError(RuntimeError):
     pass
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 10) -> None:
+    """Terminate a child process; kill it if it is still there after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,14 +124,8 @@ class BigQueryEmulator:
         raise EmulatorError(f"BigQuery emulator did not answer on {self.endpoint} in {timeout}s")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def __enter__(self) -> BigQueryEmulator:
         return self.start()

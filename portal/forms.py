@@ -120,21 +120,34 @@ class QuarantineForm(forms.Form):
         return data
 
 
+def _preset_choices() -> list[tuple[str, str]]:
+    from proxy.presets import PRESETS
+
+    return [("", "none (fill the tool fields by hand)")] + [
+        (name, spec["label"]) for name, spec in PRESETS.items()]
+
+
 class ConnectionForm(forms.ModelForm):
+    preset = forms.ChoiceField(choices=_preset_choices, required=False, help_text=(
+        "Fills in the tool fields below that are empty (or unchanged when you switch preset); "
+        "edit them afterwards as you need."))
     upstream_command = JsonField(expect=list,
                                  help_text='argv for stdio, e.g. ["python", "-m", "srv"]')
     sql_tools = JsonField(help_text='Tools that carry SQL: {"execute_sql": "sql"}')
     metadata_tools = JsonField(help_text='Tools that answer about tables: '
                                '{"get_table_schema": {"table": "table"}, '
                                '"list_tables": {"dataset": "dataset", "lists": "tables"}}')
+    job_tools = JsonField(help_text='Tools that reach a query job by id: '
+                          '{"get_query_results": {"job": "jobId", "kind": "results"}}')
     column_classes = JsonField(help_text='PII classes: {"*.shop.customers.email": "email"}')
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="Recorded with the new policy version.")
 
     class Meta:
         model = Connection
-        fields = ["slug", "name", "transport", "upstream_url", "upstream_command", "sql_tools",
-                  "metadata_tools", "bigquery_project", "bigquery_endpoint", "default_dataset", "column_classes",
+        fields = ["slug", "name", "transport", "upstream_url", "upstream_command", "preset",
+                  "sql_tools", "metadata_tools", "job_tools", "project_argument",
+                  "bigquery_project", "bigquery_endpoint", "default_dataset", "column_classes",
                   "allow_sampling", "allow_elicitation", "enabled"]
 
     def _post_clean(self) -> None:
@@ -155,7 +168,9 @@ class CredentialsForm(forms.Form):
                                                                        "class": "mono",
                                                                        "autocomplete": "off"}),
                             help_text='e.g. {"headers": {"Authorization": "Bearer …"}} or '
-                                      '{"env": {...}} or {"bigquery_service_account": {...}}')
+                                      '{"env": {...}} or {"bigquery_service_account": {...}} or '
+                                      '{"google": {"service_account": {...}}} or '
+                                      '{"google": {"application_default": true}}')
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
 
 

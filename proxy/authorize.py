@@ -61,6 +61,9 @@ class SqlToolContext:
     dataset: str | None
     facts: BigQueryFacts
     classifier: ColumnClassifier
+    # The statement classes this tool may run at all (e.g. execute_sql_readonly: select), on
+    # top of the role's; None = the role decides alone.
+    statement_classes: frozenset[str] | None = None
 
 
 def column_plan(analysis: SqlAnalysis, classifier: ColumnClassifier,
@@ -88,12 +91,18 @@ def column_plan(analysis: SqlAnalysis, classifier: ColumnClassifier,
 async def authorize_tool_call(
     *, plan: AccessPlan, tool: Any, arguments: Any, tool_is_accepted: bool,
     sql_tool: SqlToolContext | None, request_id: str = "",
-    metadata_tool: MetadataTool | None = None,
+    metadata_tool: MetadataTool | None = None, project_argument: str = "", project: str = "",
 ) -> Decision:
     if not isinstance(tool, str) or not tool:
         return deny("request.invalid", "tools/call needs a tool name")
     if arguments is not None and not isinstance(arguments, dict):
         return deny("request.invalid", "tools/call arguments must be an object")
+    if project_argument and arguments and arguments.get(project_argument) is not None \
+            and str(arguments[project_argument]).lower() != project.lower():
+        # Unqualified names would resolve in that project, where no policy was checked.
+        return deny("request.project_mismatch",
+                    f"The {project_argument!r} argument must be this connection's project "
+                    f"({project})")
     roles = plan.roles_for(tool)
     if not roles:
         return deny("tool.not_granted", f"No role of yours allows the tool {tool!r} here")
@@ -129,6 +138,13 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
     facts.fingerprint = analysis.fingerprint
     facts.tables = tuple(sorted(analysis.tables))
     facts.statement_classes = analysis.statement_classes
+    if ctx.statement_classes is not None:
+        extra = sorted(set(analysis.statement_classes) - ctx.statement_classes)
+        if extra or not analysis.statement_classes:
+            return Decision(False, (Reason(
+                "sql.tool_statement_class",
+                f"This tool may run only {', '.join(sorted(ctx.statement_classes))} statements "
+                f"(this one is {', '.join(extra) or 'unclassified'})"),), sql=facts)
     reasons: list[Reason] = []
     chosen: RolePolicy | None = None
 

@@ -19,6 +19,8 @@ class UpstreamSpec:
     credentials: dict = field(hash=False, compare=False, repr=False)
     sql_tools: dict = field(hash=False, compare=False)
     metadata_tools: dict = field(default_factory=dict, hash=False, compare=False)
+    job_tools: dict = field(default_factory=dict, hash=False, compare=False)
+    project_argument: str = ""
     bigquery_project: str = ""
     bigquery_endpoint: str = ""
     default_dataset: str = ""
@@ -45,6 +47,8 @@ def _load(slug: str) -> UpstreamSpec | None:
         credentials=conn.credentials_for_upstream(),
         sql_tools=dict(conn.sql_tools or {}),
         metadata_tools=dict(conn.metadata_tools or {}),
+        job_tools=dict(conn.job_tools or {}),
+        project_argument=conn.project_argument,
         bigquery_project=conn.bigquery_project,
         bigquery_endpoint=conn.bigquery_endpoint,
         default_dataset=conn.default_dataset,

@@ -8,7 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.masking import MaskingPolicy, MaskingSummary, UnmaskableResult, mask_tool_result
+from proxy.masking import (
+    MaskingPolicy,
+    MaskingSummary,
+    UnmaskableResult,
+    declared_columns,
+    mask_tool_result,
+)
 
 __all__ = ["ColumnPlan", "UnmaskableResult", "mask_call_result"]
 
@@ -30,11 +36,14 @@ class ColumnPlan:
 def _result_column_names(result: Mapping[str, Any]) -> list[str] | None:
     structured = result.get("structuredContent")
     if isinstance(structured, Mapping):
-        columns = structured.get("columns")
-        if isinstance(columns, list) and all(isinstance(c, Mapping) and "name" in c for c in columns):
-            return [str(c["name"]) for c in columns]
+        # "columns", or BigQuery's {"schema": {"fields": [...]}} (the remote MCP server's
+        # QueryResponse, whose rows are {"f": [{"v": ...}]} and name no column themselves).
+        declared = declared_columns(structured)
+        if declared is not None:
+            return declared
         rows = structured.get("rows")
-        if isinstance(rows, list) and rows and isinstance(rows[0], Mapping):
+        if isinstance(rows, list) and rows and isinstance(rows[0], Mapping) \
+                and set(rows[0]) != {"f"}:
             return [str(k) for k in rows[0]]
     return None
 

@@ -48,6 +48,7 @@ __all__ = [
     "MaskingPolicy",
     "MaskingSummary",
     "UnmaskableResult",
+    "declared_columns",
     "mask_free_text",
     "mask_rows",
     "mask_tool_result",
@@ -524,6 +525,9 @@ def _declared_columns(d: Mapping[str, Any]) -> list[str] | None:
             if all(isinstance(n, str) for n in names):
                 return names
     return None
+
+
+declared_columns = _declared_columns  # public name, for aligning column plans (proxy.mask)
 
 
 def _is_fv(row: Mapping[Any, Any]) -> bool:

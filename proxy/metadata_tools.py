@@ -1,7 +1,9 @@
 """Metadata tools (schemas, table listings) answer only about tables the caller's role may query.
 
 A connection names them in ``Connection.metadata_tools``: ``{"table": ARG}`` for a tool that
-names one table (e.g. ``get_table_schema``), ``{"dataset": ARG, "lists": KEY}`` for a tool that
+names one table (e.g. ``get_table_schema``; with ``"dataset": ARG`` too when the table's dataset
+travels in its own argument, as in Google's ``get_table_info``), ``{"dataset": ARG, "lists":
+KEY}`` for a tool that
 lists a dataset's tables under ``KEY`` of its result (e.g. ``list_tables``). A table the role
 cannot query is refused by name; a listing is filtered before it leaves.
 """
@@ -64,7 +66,11 @@ def metadata_role(roles: tuple[RolePolicy, ...], tool: MetadataTool,
                   arguments: Mapping[str, Any]) -> tuple[RolePolicy | None, Reason | None]:
     """The role that may use this metadata call, or the reason none may."""
     if tool.table_argument:
-        table = _table_name(tool, arguments.get(tool.table_argument))
+        name = arguments.get(tool.table_argument)
+        if tool.dataset_argument and isinstance(name, str) and "." not in name \
+                and isinstance(arguments.get(tool.dataset_argument), str):
+            name = f"{arguments[tool.dataset_argument]}.{name}"
+        table = _table_name(tool, name)
         if table is None:
             return None, Reason("metadata.bad_table", f"The {tool.table_argument!r} argument "
                                 "must name a table as dataset.table or project.dataset.table")

@@ -28,19 +28,25 @@ from typing import Any
 
 import aiohttp
 from django.db import DatabaseError
-from mcp.shared.inbound import decode_header_value
+from mcp.shared.inbound import decode_header_value, validate_mcp_param_headers
 
 from audit.writer import AuditWriter
 from proxy.access import NO_ACCESS, AccessCache, AccessPlan
 from proxy.admission import Admission, Refusal
 from proxy.asgi_io import Receive, Scope, Send, send_bytes, send_json, start_stream, stream_chunk
 from proxy.authenticate import Authenticator, AuthFailure
-from proxy.authorize import Decision, SqlToolContext, authorize_tool_call
+from proxy.authorize import Decision, SqlToolContext, authorize_tool_call, deny
 from proxy.bigquery_facts import BigQueryFacts
 from proxy.config import GatewayConfig
 from proxy.context import CallContext
 from proxy.directory import ConnectionDirectory, UpstreamSpec
 from proxy.error_texts import ErrorTextPolicy
+from proxy.google_auth import (
+    STDIO_TOKEN_ENV,
+    GoogleTokenError,
+    GoogleTokenSource,
+    google_auth_config,
+)
 from proxy.hold import (
     HoldBinding,
     binding_for,
@@ -49,10 +55,12 @@ from proxy.hold import (
     wait_for_decision,
 )
 from proxy.invalidation import RevisionWatcher
+from proxy.jobs import STATEMENT_ARGUMENT, job_id_of, job_info_public, job_lookup, job_remember
 from proxy.live import LiveRegistry
 from proxy.mask import UnmaskableResult, mask_call_result
 from proxy.masking import MaskingPolicy
 from proxy.metadata_tools import MetadataTool, filter_table_listing
+from proxy.presets import sql_tool_spec
 from proxy.record import Recorder, RecordFailed
 from proxy.sql_policy import Reason
 from proxy.sql_worker import default_sql_workers
@@ -148,6 +156,7 @@ class Pipeline:
         self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
+        self.tokens: dict[str, tuple[dict, str, GoogleTokenSource | None]] = {}
         self.hold = config.hold
         self.live = LiveRegistry()
         self._sweeps: set[asyncio.Task[int]] = set()
@@ -312,7 +321,12 @@ class Pipeline:
     async def _dispatch(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
                         headers: dict[str, str], method: str, body: bytes, send: Send,
                         receive: Receive) -> None:
-        upstream = self._upstream(spec)
+        try:
+            upstream = await self._upstream(spec)
+        except GoogleTokenError as exc:
+            await self._refuse(ctx, send, 502, "upstream.credentials_unavailable", exc.message,
+                               code=GATEWAY_ERROR)
+            return
         if method == "GET":
             await self._relay_get(ctx, spec, upstream, headers, send, receive)
             return
@@ -346,25 +360,38 @@ class Pipeline:
                          body: bytes, send: Send) -> None:
         ctx.tool = params.get("name") if isinstance(params.get("name"), str) else ""
         ctx.arguments = params.get("arguments")
+        mismatch = await self._param_header_mismatch(spec, ctx, headers)
+        if mismatch is not None:
+            await self._refuse(ctx, send, 400, "request.header_mismatch", mismatch, code=-32001)
+            return
         # 4. authorize
         tool_ok = bool(ctx.tool) and await self.catalog.callable(spec.connection_id, ctx.tool)
         metadata_spec = spec.metadata_tools.get(ctx.tool)
         metadata = MetadataTool.from_spec(metadata_spec, spec.bigquery_project,
                                           spec.default_dataset) if metadata_spec else None
-        decision = await authorize_tool_call(
-            plan=plan, tool=params.get("name"), arguments=ctx.arguments,
-            tool_is_accepted=tool_ok, sql_tool=self._sql_tool(spec, ctx.tool),
-            request_id=ctx.request_id, metadata_tool=metadata,
-        )
+        job_tool = spec.job_tools.get(ctx.tool)
+        sql_tool = self._sql_tool(spec, ctx.tool)
+        if job_tool is not None:
+            decision = await self._authorize_job(ctx, spec, plan, job_tool, tool_ok)
+        else:
+            decision = await authorize_tool_call(
+                plan=plan, tool=params.get("name"), arguments=ctx.arguments,
+                tool_is_accepted=tool_ok, sql_tool=sql_tool,
+                request_id=ctx.request_id, metadata_tool=metadata,
+                project_argument=spec.project_argument, project=spec.bigquery_project,
+            )
         self._note_decision(ctx, decision)
         if decision.allowed:
             masking = decision.role.masking if decision.role else None
             ctx.error_texts = ErrorTextPolicy(ctx.request_id, decision.reads_masked, masking)
 
-            def mask(result: dict[str, Any]) -> dict[str, Any]:
+            async def mask(result: dict[str, Any]) -> dict[str, Any]:
                 assert masking is not None
+                raw = result
                 if result.get("isError") is True:
                     result = error_result_text(result, ctx.error_texts)
+                elif job_tool is not None and job_tool["kind"] == "info":
+                    result = job_info_public(result, ctx.error_texts)
                 elif metadata is not None and metadata.lists and decision.role is not None:
                     result = filter_table_listing(result, metadata, decision.role,
                                                   ctx.arguments if isinstance(ctx.arguments, dict)
@@ -372,6 +399,8 @@ class Pipeline:
                 masked, summary = mask_call_result(result, decision.columns, masking)
                 ctx.masking = summary.as_list()
                 ctx.row_count = _row_count(masked)
+                if sql_tool is not None and job_tool is None and raw.get("isError") is not True:
+                    await self._remember_job(ctx, spec, plan, decision, raw)
                 return masked
 
             # 5. hold for approval where the role says so
@@ -397,9 +426,65 @@ class Pipeline:
         # 7-9. forward, mask, record the outcome, release
         await self._exchange(ctx, upstream, headers, body, send, mask)
 
+    async def _param_header_mismatch(self, spec: UpstreamSpec, ctx: CallContext,
+                                     headers: dict[str, str]) -> str | None:
+        """From 2026-07-28 a tool's arguments may be mirrored into Mcp-Param-* headers
+        (x-mcp-header in its input schema), and an upstream may route or bill by them (the
+        BigQuery remote server's project). The gateway polices the body, so the headers must
+        say the same, checked against the accepted version of the tool."""
+        if not any(k.lower().startswith("mcp-param-") for k in headers):
+            return None
+        schema = await self.catalog.accepted_schema(spec.connection_id, ctx.tool)
+        if schema is None:
+            return "Mcp-Param-* headers for a tool with no accepted schema"
+        arguments = ctx.arguments if isinstance(ctx.arguments, dict) else {}
+        rejection = validate_mcp_param_headers(schema, arguments, headers)
+        return rejection.message if rejection is not None else None
+
+    async def _authorize_job(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
+                             job_tool: dict[str, str], tool_ok: bool) -> Decision:
+        """A job tool: only the identity's own jobs that the gateway saw created; their data
+        under the job statement's policy as it stands now (proxy.jobs)."""
+        arguments = ctx.arguments if isinstance(ctx.arguments, dict) else {}
+        seen = await job_lookup(spec.connection_id, arguments.get(job_tool["job"]))
+        if seen is None:
+            return deny("job.unknown", "Wardgate did not see this job created on this "
+                        "connection, so it cannot police its data; run the query through it")
+        assert ctx.identity is not None
+        if seen.user_id != ctx.identity.user_id:
+            return deny("job.not_yours", "This job was created by another identity")
+        ctx.detail["job"] = {"job_id": seen.job_id, "created_by_request": seen.request_id,
+                             "created_with_tool": seen.tool,
+                             "policy_version_then": seen.policy_version}
+        sql_tool = None
+        if job_tool["kind"] != "cancel":
+            sql_tool = self._sql_tool(spec, seen.tool, argument=STATEMENT_ARGUMENT)
+            if sql_tool is None:
+                return deny("job.unknown", f"The job's tool {seen.tool!r} no longer carries SQL "
+                            "on this connection")
+            arguments = {**arguments, STATEMENT_ARGUMENT: seen.statement}
+        return await authorize_tool_call(
+            plan=plan, tool=ctx.tool, arguments=arguments, tool_is_accepted=tool_ok,
+            sql_tool=sql_tool, request_id=ctx.request_id,
+            project_argument=spec.project_argument, project=spec.bigquery_project)
+
+    async def _remember_job(self, ctx: CallContext, spec: UpstreamSpec, plan: AccessPlan,
+                            decision: Decision, result: dict[str, Any]) -> None:
+        job_id = job_id_of(result)
+        if job_id is None or ctx.identity is None or decision.sql is None:
+            return
+        ctx.detail["job_id"] = job_id
+        await job_remember(connection_id=spec.connection_id, job_id=job_id,
+                           user_id=ctx.identity.user_id, tool=ctx.tool,
+                           statement=decision.sql.text, fingerprint=decision.sql.fingerprint,
+                           tables=decision.sql.tables, plan=decision.columns,
+                           role=decision.role.name if decision.role else "",
+                           policy_version=plan.policy_version, request_id=ctx.request_id)
+
     async def _hold(self, ctx: CallContext, rule: Any, binding: HoldBinding,
                     params: dict[str, Any], upstream: Any, headers: dict[str, str], body: bytes,
-                    send: Send, mask: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+                    send: Send,
+                    mask: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
         approval_id, created = await propose(binding, ctx, rule, self.hold)
         url = self.hold.approval_url(approval_id)
         ctx.decision = "hold"
@@ -824,19 +909,44 @@ class Pipeline:
             protocol_version=headers.get("mcp-protocol-version", "")[:32],
         )
 
-    def _upstream(self, spec: UpstreamSpec) -> Any:
+    async def _upstream(self, spec: UpstreamSpec) -> Any:
+        """The upstream with the connection's credentials: static headers / environment, plus
+        a Google access token minted now (or cached until shortly before it expires)."""
+        headers = dict(spec.credentials.get("headers") or {})
+        env = dict(spec.credentials.get("env") or {})
+        token = await self._google_token(spec)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+            env[STDIO_TOKEN_ENV] = token
         if spec.transport == "stdio":
-            return self.stdio.upstream(spec.slug, StdioCommand(
-                argv=spec.command, env=dict(spec.credentials.get("env") or {})))
+            return self.stdio.upstream(spec.slug, StdioCommand(argv=spec.command, env=env))
         pool = self.pools.get(spec.slug)
         if pool is None:
             pool = self.pools[spec.slug] = new_session(
                 max_connections=self.config.admission.upstream_pool_size)
-        return HttpUpstream(pool, spec.url, spec.credentials.get("headers"))
+        return HttpUpstream(pool, spec.url, headers)
 
-    def _sql_tool(self, spec: UpstreamSpec, tool: str) -> SqlToolContext | None:
-        argument = spec.sql_tools.get(tool)
-        if not argument:
+    async def _google_token(self, spec: UpstreamSpec) -> str | None:
+        # Checked and fingerprinted once per credentials object (the directory caches specs),
+        # so the hot path is a dict lookup; a rotated key gets a fresh token source.
+        cached = self.tokens.get(spec.slug)
+        if cached is None or cached[0] is not spec.credentials:
+            google = google_auth_config(spec.credentials)
+            fingerprint = GoogleTokenSource.fingerprint(google) if google is not None else ""
+            source = None
+            if google is not None:
+                same = cached is not None and cached[1] == fingerprint
+                source = cached[2] if same and cached is not None else GoogleTokenSource(google)
+            cached = (spec.credentials, fingerprint, source)
+            self.tokens[spec.slug] = cached
+        return None if cached[2] is None else await cached[2].token()
+
+    def _sql_tool(self, spec: UpstreamSpec, tool: str,
+                  argument: str | None = None) -> SqlToolContext | None:
+        """The SQL context of a tool that carries SQL; `argument` overrides where the statement
+        is read from (a job's remembered statement)."""
+        parsed = sql_tool_spec(spec.sql_tools.get(tool))
+        if parsed is None:
             return None
         cached = self.facts.get(spec.slug)
         if cached is None or cached[0] != spec:
@@ -846,9 +956,9 @@ class Pipeline:
             self.facts[spec.slug] = (spec, facts)
         else:
             facts = cached[1]
-        return SqlToolContext(sql_argument=argument, project=spec.bigquery_project,
+        return SqlToolContext(sql_argument=argument or parsed[0], project=spec.bigquery_project,
                               dataset=spec.default_dataset or None, facts=facts,
-                              classifier=spec.classifier)
+                              classifier=spec.classifier, statement_classes=parsed[1])
 
     @staticmethod
     def _check_routing_headers(headers: dict[str, str], message: dict[str, Any]) -> None:
@@ -988,8 +1098,9 @@ def error_result_text(result: dict[str, Any], texts: ErrorTextPolicy) -> dict[st
              if isinstance(b, dict) and b.get("type") == "text"]
     text = texts.public("\n".join(str(p) for p in parts) or "error")
     out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
-    if isinstance(result.get("_meta"), dict):
-        out["_meta"] = result["_meta"]
+    for key in ("_meta", "resultType"):  # envelope fields, kept (2026-07-28 needs resultType)
+        if key in result:
+            out[key] = result[key]
     return out
 
 

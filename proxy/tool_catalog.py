@@ -36,6 +36,15 @@ def _accepted(connection_id: int) -> dict[str, str]:
     return dict(rows)
 
 
+def _accepted_schema(connection_id: int, name: str) -> dict[str, Any] | None:
+    from portal.models import ToolCatalogEntry
+
+    row = ToolCatalogEntry.objects.filter(
+        connection_id=connection_id, name=name, status=ToolCatalogEntry.Status.ACCEPTED
+    ).values_list("input_schema", flat=True).first()
+    return row if isinstance(row, dict) else None
+
+
 def _store_new_versions(connection_id: int, tools: list[tuple[str, str, dict]]) -> list[str]:
     """Insert unseen (name, digest) versions as pending; return the names that were new."""
     from portal.models import ToolCatalogEntry
@@ -99,6 +108,10 @@ class ToolCatalog:
         if unaccepted:
             newly_seen = await run_db(_store_new_versions, connection_id, unaccepted)
         return CatalogReview(visible, hidden, newly_seen)
+
+    async def accepted_schema(self, connection_id: int, tool: str) -> dict[str, Any] | None:
+        """The input schema of the accepted version of `tool`, or None."""
+        return await run_db(_accepted_schema, connection_id, tool)
 
     async def callable(self, connection_id: int, tool: str) -> bool:
         accepted = await self.accepted(connection_id)

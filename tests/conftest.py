@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bigquery_mcp.client import make_bigquery_client
-from bigquery_mcp.emulator import BigQueryEmulator, free_port
+from bigquery_mcp.emulator import BigQueryEmulator, free_port, stop_process
 from bigquery_mcp.seed import seed_demo_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,21 +61,30 @@ def bigquery_client(bigquery_emulator: BigQueryEmulator):  # type: ignore[no-unt
     return make_bigquery_client(PROJECT, bigquery_emulator.endpoint)
 
 
+@contextlib.contextmanager
+def http_server(argv: Callable[[int], list[str]], log_dir: Path, *,
+                env: dict[str, str] | None = None, cwd: Path = ROOT,
+                port: int | None = None) -> Iterator[str]:
+    """`argv(port)` in a subprocess serving MCP on that port (a free one unless given; logging
+    to log_dir/server.log); yields its /mcp URL once it answers, and stops it afterwards."""
+    port = port or free_port()
+    with open(log_dir / "server.log", "wb") as log:
+        proc = subprocess.Popen(argv(port), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                env=env)
+        url = f"http://127.0.0.1:{port}/mcp"
+        try:
+            wait_http(url, proc)
+            yield url
+        finally:
+            stop_process(proc)
+
+
 @pytest.fixture(scope="session")
 def mcp_server_url(bigquery_emulator: BigQueryEmulator, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("mcp") / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bigquery_mcp", "--transport", "http", "--port", str(port),
-         "--project", PROJECT, "--endpoint", bigquery_emulator.endpoint],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    wait_http(url, proc)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with http_server(lambda port: [
+            sys.executable, "-m", "bigquery_mcp", "--transport", "http", "--port", str(port), "--project",
+            PROJECT, "--endpoint", bigquery_emulator.endpoint], tmp_path_factory.mktemp("mcp")) as url:
+        yield url
 
 
 class RunningGateway:

@@ -49,6 +49,12 @@ class NodeTools:
         """argv running a package's executable under our Node (not the #! line's node)."""
         return [str(self.node), str(self.script(package_bin)), *args]
 
+    def binary(self, package: str, name: str) -> Path:
+        """A native executable an npm package ships in a per-platform package (e.g. the MCP
+        Toolbox's Go binary in @toolbox-sdk/server-linux-x64), run directly rather than
+        through the package's Node launcher."""
+        return MODULES / package / "bin" / name
+
     def env(self, **extra: str) -> dict[str, str]:
         """The environment for these tools: our node first on PATH, for any child they start."""
         path = f"{MODULES / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -20,7 +20,7 @@ import httpx
 import uvicorn
 
 from bigquery_mcp.client import make_bigquery_client
-from bigquery_mcp.emulator import BigQueryEmulator, free_port
+from bigquery_mcp.emulator import BigQueryEmulator, free_port, stop_process
 from bigquery_mcp.seed import SeedReport, seed_demo_dataset
 
 
@@ -124,13 +124,7 @@ class DemoStack:
             if self.server_thread is not None:
                 self.server_thread.join(timeout=10)
         for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
             self.progress(f"  stopped {name}")
         self.children.clear()
         if self.emulator is not None:

@@ -8,6 +8,7 @@ from django.db import models
 from portal.credentials import open_credentials, seal_credentials
 
 METADATA_TOOL_KEYS = frozenset({"table", "dataset", "lists"})
+JOB_TOOL_KINDS = frozenset({"results", "info", "cancel"})
 
 
 class Connection(models.Model):
@@ -23,13 +24,23 @@ class Connection(models.Model):
     upstream_url = models.URLField(blank=True, max_length=500)
     upstream_command = models.JSONField(default=list, blank=True, help_text="argv for stdio")
     credentials_sealed = models.BinaryField(blank=True, null=True, editable=False)
-    # Which tools carry SQL, and in which argument: {"execute_sql": "sql", "dry_run_sql": "sql"}.
+    # proxy.presets: the preset these tool fields were filled in from ("" = by hand).
+    preset = models.CharField(max_length=40, blank=True)
+    # Which tools carry SQL, and in which argument: {"execute_sql": "sql", "dry_run_sql": "sql"};
+    # a tool limited to some statement classes: {"argument": "query",
+    # "statement_classes": ["select"]}.
     sql_tools = models.JSONField(default=dict, blank=True)
     # Tools that answer about tables, and how: {"get_table_schema": {"table": "table"},
     # "list_tables": {"dataset": "dataset", "lists": "tables"}}. A tool naming a table (in the
     # "table" argument) answers only for tables the caller's role may query; a listing (the
     # "lists" key of its result) is filtered to them.
     metadata_tools = models.JSONField(default=dict, blank=True)
+    # Tools that reach a query job by id (proxy.jobs): {"get_query_results": {"job": "jobId",
+    # "kind": "results"}, "get_job": {..., "kind": "info"}, "cancel_job": {..., "kind": "cancel"}}.
+    job_tools = models.JSONField(default=dict, blank=True)
+    # The tool argument naming the BigQuery project; when a call carries it, it must be
+    # bigquery_project (else unqualified table names would resolve elsewhere).
+    project_argument = models.CharField(max_length=100, blank=True)
     bigquery_project = models.CharField(max_length=200, blank=True)
     bigquery_endpoint = models.CharField(max_length=500, blank=True)
     default_dataset = models.CharField(max_length=200, blank=True)
@@ -53,10 +64,23 @@ class Connection(models.Model):
             raise ValidationError({"upstream_url": "An HTTP connection needs an upstream URL."})
         if self.transport == self.Transport.STDIO and not self.upstream_command:
             raise ValidationError({"upstream_command": "A stdio connection needs a command."})
+        from proxy.presets import PRESETS, sql_tool_spec
+
+        if self.preset and self.preset not in PRESETS:
+            raise ValidationError({"preset": f"Unknown preset; one of {sorted(PRESETS)}."})
         if not isinstance(self.sql_tools, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in self.sql_tools.items()
+            isinstance(k, str) and sql_tool_spec(v) is not None for k, v in self.sql_tools.items()
         ):
-            raise ValidationError({"sql_tools": "Map tool names to the argument holding SQL."})
+            raise ValidationError({"sql_tools": (
+                'Map tool names to the argument holding SQL, or to {"argument": ARG, '
+                '"statement_classes": ["select", ...]}.')})
+        if not isinstance(self.job_tools, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) and set(v) == {"job", "kind"}
+            and isinstance(v["job"], str) and v["job"] and v["kind"] in JOB_TOOL_KINDS
+            for k, v in self.job_tools.items()
+        ):
+            raise ValidationError({"job_tools": (
+                'Map tool names to {"job": ARG, "kind": "results" | "info" | "cancel"}.')})
         if not isinstance(self.metadata_tools, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) and v and set(v) <= METADATA_TOOL_KEYS
             and all(isinstance(a, str) and a for a in v.values())
@@ -65,6 +89,12 @@ class Connection(models.Model):
             raise ValidationError({"metadata_tools": (
                 'Map tool names to {"table": ARG} (a tool that names a table) or '
                 '{"dataset": ARG, "lists": RESULT_KEY} (a tool that lists tables).')})
+
+    def sql_tool(self, tool: str) -> tuple[str, frozenset[str] | None] | None:
+        """(argument holding SQL, statement classes the tool may run or None) for a SQL tool."""
+        from proxy.presets import sql_tool_spec
+
+        return sql_tool_spec((self.sql_tools or {}).get(tool))
 
     # Credentials are write-only from the outside: set them, never read them back out.
     def set_credentials(self, data: dict[str, Any]) -> None:

@@ -20,12 +20,19 @@ async def _list_upstream_tools(connection: Connection) -> list[dict[str, Any]]:
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
+    from proxy.google_auth import STDIO_TOKEN_ENV, GoogleTokenSource, google_auth_config
+
     creds = connection.credentials_for_upstream()
+    headers, env = dict(creds.get("headers") or {}), dict(creds.get("env") or {})
+    google = google_auth_config(creds)
+    if google is not None:
+        token = await GoogleTokenSource(google).token()
+        headers["Authorization"], env[STDIO_TOKEN_ENV] = f"Bearer {token}", token
     if connection.transport == Connection.Transport.STDIO:
         argv = list(connection.upstream_command)
-        target: Any = StdioServerParameters(command=argv[0], args=argv[1:], env=creds.get("env"))
+        target: Any = StdioServerParameters(command=argv[0], args=argv[1:], env=env or None)
     else:
-        http = create_mcp_http_client(headers=creds.get("headers") or {})
+        http = create_mcp_http_client(headers=headers)
         target = streamable_http_client(connection.upstream_url, http_client=http)
     import mcp_types
 

@@ -12,6 +12,7 @@ from portal.models import Connection, Grant
 from portal.models import Role as PolicyRole
 from portal.roles import Role
 from portal.services.security import security_revision_bump
+from proxy.presets import preset_fields
 
 DEMO_CONNECTION_SLUG = "demo-bigquery"
 
@@ -31,10 +32,6 @@ DEMO_COLUMN_CLASSES = {
 }
 
 # Our BigQuery MCP server's tools that answer about tables.
-DEMO_METADATA_TOOLS = {
-    "get_table_schema": {"table": "table"},
-    "list_tables": {"dataset": "dataset", "lists": "tables"},
-}
 
 # The engineers' role on the demo connection: read-only SQL on the shop tables, PII masked.
 DEMO_ANALYST_RULES = {
@@ -96,8 +93,8 @@ def demo_connection_ensure(
             "name": "Demo BigQuery (emulator)",
             "transport": Connection.Transport.HTTP,
             "upstream_url": upstream_url,
-            "sql_tools": {"execute_sql": "sql", "dry_run_sql": "sql"},
-            "metadata_tools": DEMO_METADATA_TOOLS,
+            "preset": "wardgate-bigquery",
+            **preset_fields("wardgate-bigquery"),
             "bigquery_project": bigquery_project,
             "bigquery_endpoint": bigquery_endpoint,
             "default_dataset": dataset,

@@ -22,8 +22,8 @@ from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 
 # Connection fields that policy (and so the YAML) carries. Credentials never.
-CONNECTION_POLICY_FIELDS = ("name", "transport", "upstream_url", "upstream_command", "sql_tools",
-                            "metadata_tools",
+CONNECTION_POLICY_FIELDS = ("name", "transport", "upstream_url", "upstream_command", "preset",
+                            "sql_tools", "metadata_tools", "job_tools", "project_argument",
                             "bigquery_project", "bigquery_endpoint", "default_dataset",
                             "column_classes", "allow_sampling", "allow_elicitation", "enabled")
 
@@ -69,13 +69,29 @@ def validate_connection(connection: Connection) -> None:
                           {"upstream_command": ["A list of strings (argv)."]})
 
 
+def connection_fill_preset(connection: Connection, before: dict[str, Any] | None = None) -> None:
+    """Fill in what the connection's preset knows (proxy.presets): fields still empty get the
+    preset's value, and when the preset changed, so do fields left as they were before. Fields
+    the admin set themselves are kept."""
+    from proxy.presets import PRESETS, preset_fields
+
+    if connection.preset not in PRESETS:
+        return  # "" (by hand) or unknown (validate_connection says so)
+    changed = before is not None and before.get("preset") != connection.preset
+    for name, value in preset_fields(connection.preset).items():
+        current = getattr(connection, name)
+        if not current or (changed and current == before.get(name)):
+            setattr(connection, name, value)
+
+
 @transaction.atomic
 def connection_save(*, connection: Connection, by: Any, reason: str,
                     meta: RequestMeta = SYSTEM) -> Connection:
     reason = _require_reason(reason)
-    validate_connection(connection)
     before = (Connection.objects.filter(pk=connection.pk).values(*CONNECTION_POLICY_FIELDS).first()
               if connection.pk else None)
+    connection_fill_preset(connection, before)
+    validate_connection(connection)
     connection.save()
     after = {f: getattr(connection, f) for f in CONNECTION_POLICY_FIELDS}
     changed = sorted(f for f in CONNECTION_POLICY_FIELDS if before is None or before[f] != after[f])
@@ -98,6 +114,13 @@ def connection_credentials_set(*, connection: Connection, credentials: dict[str,
     if not isinstance(credentials, dict):
         raise PolicyError("Credentials must be a JSON object.",
                           {"credentials": ["A JSON object, e.g. {\"headers\": {...}}."]})
+    from proxy.google_auth import GoogleTokenError, google_auth_config
+
+    try:
+        google_auth_config(credentials)
+    except GoogleTokenError as exc:
+        raise PolicyError("The Google credentials are not usable.",
+                          {"credentials": [exc.message]}) from exc
     connection.set_credentials(credentials)
     connection.save(update_fields=["credentials_sealed", "updated_at"])
     security_revision_bump()
@@ -196,23 +219,25 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
     plan = AccessPlan(roles=(compiled,))
     accepted = ToolCatalogEntry.objects.filter(connection=connection, name=tool,
                                                status=ToolCatalogEntry.Status.ACCEPTED).exists()
-    argument = (connection.sql_tools or {}).get(tool)
+    sql_tool = connection.sql_tool(tool)
+    argument = sql_tool[0] if sql_tool else None
     facts = None
     sql_ctx = None
-    if argument:
+    if sql_tool:
         facts = BigQueryFacts(project=connection.bigquery_project,
                               endpoint=connection.bigquery_endpoint or None,
                               credentials=connection.credentials_for_upstream(),
                               timeout_seconds=float(settings.WARDGATE_BIGQUERY_TIMEOUT))
-        sql_ctx = SqlToolContext(sql_argument=argument, project=connection.bigquery_project,
+        sql_ctx = SqlToolContext(sql_argument=sql_tool[0], project=connection.bigquery_project,
                                  dataset=connection.default_dataset or None, facts=facts,
-                                 classifier=classifier)
+                                 classifier=classifier, statement_classes=sql_tool[1])
     metadata_spec = (connection.metadata_tools or {}).get(tool)
     metadata = MetadataTool.from_spec(metadata_spec, connection.bigquery_project,
                                       connection.default_dataset) if metadata_spec else None
-    decision = async_to_sync(authorize_tool_call)(plan=plan, tool=tool, arguments=arguments,
-                                                  tool_is_accepted=accepted, sql_tool=sql_ctx,
-                                                  metadata_tool=metadata)
+    decision = async_to_sync(authorize_tool_call)(
+        plan=plan, tool=tool, arguments=arguments, tool_is_accepted=accepted, sql_tool=sql_ctx,
+        project_argument=connection.project_argument, project=connection.bigquery_project,
+        metadata_tool=metadata)
     out = TryResult(allowed=decision.allowed, role=role.name,
                     reasons=[{k: v for k, v in r.as_dict().items() if v is not None}
                              for r in decision.reasons])
@@ -336,6 +361,8 @@ def policy_diff(data: Any) -> PolicyDiff:
             probe._state.adding = False
         if not probe.name:
             probe.name = str(slug)
+        connection_fill_preset(probe, old)
+        merged = {**merged, **{f: getattr(probe, f) for f in CONNECTION_POLICY_FIELDS}}
         try:
             validate_connection(probe)
         except PolicyError as exc:

@@ -67,11 +67,16 @@ def connection_credentials(request: HttpRequest, slug: str) -> HttpResponse:
     connection = get_object_or_404(Connection, slug=slug)
     form = CredentialsForm(request.POST)
     if form.is_valid():
-        connection_credentials_set(connection=connection, by=request.user,
-                                   credentials=form.cleaned_data["credentials"],
-                                   reason=form.cleaned_data["reason"],
-                                   meta=meta_from_request(request))
-        messages.success(request, "Credentials replaced (stored encrypted, never shown).")
+        try:
+            connection_credentials_set(connection=connection, by=request.user,
+                                       credentials=form.cleaned_data["credentials"],
+                                       reason=form.cleaned_data["reason"],
+                                       meta=meta_from_request(request))
+        except PolicyError as exc:
+            messages.error(request, "Credentials not changed: " + "; ".join(
+                e for errs in exc.errors.values() for e in errs) or str(exc))
+        else:
+            messages.success(request, "Credentials replaced (stored encrypted, never shown).")
     else:
         messages.error(request, "Credentials not changed: "
                        + "; ".join(e for errs in form.errors.values() for e in errs))
@@ -118,9 +123,9 @@ def policy_try_view(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         connection = data["connection"]
         arguments = dict(data["arguments"])
-        argument = (connection.sql_tools or {}).get(data["tool"])
-        if argument and data["sql"]:
-            arguments[argument] = data["sql"]
+        sql_tool = connection.sql_tool(data["tool"])
+        if sql_tool and data["sql"]:
+            arguments[sql_tool[0]] = data["sql"]
         try:
             result = policy_try(role=data["role"], connection=connection, tool=data["tool"],
                                 arguments=arguments, run_sample=data["run_sample"],

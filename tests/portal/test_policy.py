@@ -113,3 +113,79 @@ def test_policy_apply_refuses_bad_files(people) -> None:
                      by=None, reason="r")
     with pytest.raises(PolicyError, match="tools"):
         policy_apply(data={"roles": {"r": {"rules": {"tools": "x"}}}}, by=None, reason="r")
+
+
+def test_picking_a_preset_fills_in_the_tool_fields_and_they_stay_editable(people) -> None:
+    from proxy.presets import PRESETS
+
+    client = client_for(people["admin"])
+    response = client.post("/connections/new/", {
+        "slug": "google-bq", "name": "Google", "transport": "http",
+        "upstream_url": "https://bigquery.googleapis.com/mcp", "preset": "bigquery-remote",
+        "sql_tools": "", "metadata_tools": "", "job_tools": "", "upstream_command": "[]",
+        "column_classes": "{}", "bigquery_project": "p", "reason": "add Google's server"})
+    assert response.status_code == 302, response.content[-2000:]
+    conn = Connection.objects.get(slug="google-bq")
+    remote = PRESETS["bigquery-remote"]
+    assert conn.sql_tools == remote["sql_tools"]
+    assert conn.sql_tools["execute_sql_readonly"]["statement_classes"] == ["select"]
+    assert conn.job_tools == remote["job_tools"] and conn.project_argument == "projectId"
+    # The admin edits a field; saving again keeps the edit.
+    edited = {"execute_sql_readonly": {"argument": "query", "statement_classes": ["select"]}}
+    response = client.post("/connections/google-bq/", {
+        "slug": "google-bq", "name": "Google", "transport": "http",
+        "upstream_url": "https://bigquery.googleapis.com/mcp", "preset": "bigquery-remote",
+        "sql_tools": json.dumps(edited), "metadata_tools": json.dumps(conn.metadata_tools),
+        "job_tools": json.dumps(conn.job_tools), "project_argument": "projectId",
+        "upstream_command": "[]", "column_classes": "{}", "bigquery_project": "p",
+        "reason": "no execute_sql"})
+    assert response.status_code == 302, response.content[-2000:]
+    conn.refresh_from_db()
+    assert conn.sql_tools == edited
+    # A malformed per-tool entry is refused with a clear error.
+    bad = client.post("/connections/google-bq/", {
+        "slug": "google-bq", "name": "Google", "transport": "http",
+        "upstream_url": "https://bigquery.googleapis.com/mcp", "preset": "bigquery-remote",
+        "sql_tools": '{"x": {"argument": "q", "statement_classes": "select"}}',
+        "job_tools": '{"get_job": {"job": "jobId", "kind": "peek"}}', "upstream_command": "[]",
+        "column_classes": "{}", "reason": "typo"})
+    assert bad.status_code == 200 and b"statement_classes" in bad.content
+
+
+def test_policy_yaml_preset_fills_in_what_the_file_leaves_out(people) -> None:
+    policy_apply(data={"connections": {"toolbox": {
+        "transport": "stdio", "upstream_command": ["toolbox", "--prebuilt", "bigquery",
+                                                   "--stdio"],
+        "preset": "toolbox", "bigquery_project": "p"}}}, by=None, reason="toolbox")
+    conn = Connection.objects.get(slug="toolbox")
+    assert conn.sql_tools == {"execute_sql": "sql"} and conn.project_argument == "project"
+    policy_apply(data={"connections": {"bq-google": {"preset": "bigquery-remote",
+                                                     "bigquery_project": "p"}}},
+                 by=None, reason="Google's server")
+    google = Connection.objects.get(slug="bq-google")
+    assert google.upstream_url == "https://bigquery.googleapis.com/mcp"
+    assert "get_query_results" in google.job_tools
+    assert policy_export()["connections"]["toolbox"]["preset"] == "toolbox"
+    with pytest.raises(PolicyError, match="preset"):
+        policy_apply(data={"connections": {"x": {"upstream_url": "https://e/mcp",
+                                                 "preset": "nope"}}}, by=None, reason="r")
+
+
+def test_google_credentials_are_checked_and_stay_write_only(people, connection) -> None:
+    client = client_for(people["admin"])
+    bad = client.post(f"/connections/{connection.slug}/credentials/", {
+        "credentials": json.dumps({"google": {"service_account": {"type": "authorized_user"}}}),
+        "reason": "oops"})
+    assert bad.status_code == 302
+    assert b"not a service-account key" in client.get(bad.url).content
+    insecure = {"type": "service_account", "client_email": "a@b", "private_key": "k",
+                "token_uri": "http://evil.example/token"}
+    bad = client.post(f"/connections/{connection.slug}/credentials/", {
+        "credentials": json.dumps({"google": {"service_account": insecure}}), "reason": "x"})
+    assert b"HTTPS" in client.get(bad.url).content
+    assert connection.credentials_for_upstream() == {}
+    good = client.post(f"/connections/{connection.slug}/credentials/", {
+        "credentials": json.dumps({"google": {"application_default": True}}), "reason": "adc"})
+    assert good.status_code == 302
+    connection.refresh_from_db()
+    assert connection.credentials_for_upstream() == {"google": {"application_default": True}}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from bigquery_mcp.emulator import free_port
 from proxy.asgi_io import Receive, Scope, Send
 from proxy.db import run_db
-from tests.conftest import wait_http
+from tests.conftest import http_server
 from tests.node_tools import NODE_DIR, NodeTools, node_tools
 from wardgate.mcp_client import gateway_client
 
@@ -59,22 +58,10 @@ def tools() -> NodeTools:
 def everything_url(tools: NodeTools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """server-everything over Streamable HTTP on a free port."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("everything") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(tools.command("mcp-server-everything", "streamableHttp"),
-                                env=tools.env(PORT=str(port)), cwd=NODE_DIR, stdout=log,
-                                stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/mcp"
-        try:
-            wait_http(url, proc)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with http_server(lambda _: tools.command("mcp-server-everything", "streamableHttp"),
+                     tmp_path_factory.mktemp("everything"), env=tools.env(PORT=str(port)),
+                     cwd=NODE_DIR, port=port) as url:
+        yield url
 
 
 # ---------------------------------------------------------------------------- clients
@@ -381,17 +368,9 @@ SDK_SLUG = "sdk-input-required"
 def sdk_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("sdk-server")
     (folder / "server.py").write_text(SDK_SERVER)
-    port = free_port()
-    with open(folder / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(folder / "server.py"), str(port)],
-                                stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/mcp"
-        try:
-            wait_http(url, proc)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with http_server(lambda port: [sys.executable, str(folder / "server.py"), str(port)],
+                     folder) as url:
+        yield url
 
 
 @pytest.fixture
