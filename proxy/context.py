@@ -39,6 +39,8 @@ class CallContext:
     protocol_version: str
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     identity: Identity | None = None
+    # The owner of a known credential that was refused (revoked, expired, disabled account).
+    refused_owner: str = ""
     auth_method: str = "none"
     jsonrpc_method: str = ""
     jsonrpc_id: Any = None
@@ -58,7 +60,7 @@ class CallContext:
 
     @property
     def actor(self) -> str:
-        return self.identity.username if self.identity else ""
+        return self.identity.username if self.identity else self.refused_owner
 
     def deny(self, reasons: list[Reason] | tuple[Reason, ...]) -> None:
         self.decision = "deny"

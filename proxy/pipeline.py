@@ -173,10 +173,23 @@ class Pipeline:
 
     async def reject_bad_request(
         self, scope: Scope, headers: dict[str, str], slug: str, send: Send, *,
-        status: int, reason: str, message: str,
+        status: int, reason: str, message: str, headers_out: dict[str, str] | None = None,
     ) -> None:
+        """Refuse and record a request that fails before the pipeline proper (bad host,
+        repeated headers, HTTP method, oversized body)."""
         ctx = self._context(scope, headers, slug)
-        await self._refuse(ctx, send, status, reason, message)
+        if reason != "request.repeated_header":
+            await self._attribute(ctx, headers)
+        await self._refuse(ctx, send, status, reason, message, headers_out)
+
+    async def _attribute(self, ctx: CallContext, headers: dict[str, str]) -> None:
+        """Name who sent a request refused before authentication, when its credential says so
+        (valid, or known but refused); an anonymous request stays anonymous."""
+        try:
+            ctx.identity = await self.authenticator.authenticate(headers)
+            ctx.auth_method = ctx.identity.auth_method
+        except AuthFailure as exc:
+            ctx.auth_method, ctx.refused_owner = exc.auth_method, exc.owner
 
     async def handle(
         self, scope: Scope, headers: dict[str, str], slug: str, method: str, body: bytes,
@@ -205,6 +218,9 @@ class Pipeline:
             ctx.identity = await self.authenticator.authenticate(headers)
         except AuthFailure as exc:
             ctx.auth_method = exc.auth_method
+            ctx.refused_owner = exc.owner
+            if exc.token_id is not None:
+                ctx.detail["token_id"] = exc.token_id
             await self._refuse(ctx, send, 401, exc.reason, exc.message,
                                {"www-authenticate": f'Bearer realm="wardgate", error="invalid_token", '
                                                     f'error_description="{exc.reason}"'})

@@ -1,4 +1,5 @@
-"""Account lifecycle (AC-2): create, disable, re-enable, disable when inactive, SSO provisioning.
+"""Account lifecycle (AC-2): create, disable, re-enable, disable when inactive (SSO provisioning:
+portal.services.identity).
 Every change is an audit event naming who did it and why."""
 
 from __future__ import annotations
@@ -125,21 +126,6 @@ def account_roles_set(*, account: Any, roles: list[str], by: Any, reason: str,
                  detail={"account": account.get_username(), "before": before,
                          "after": sorted(set(roles)), "reason": reason})
     return account
-
-
-@transaction.atomic
-def account_sso_sync(*, user: Any, provider: str, groups: list[str], created: bool) -> None:
-    """An SSO identity's groups follow its IdP's groups claim (provisioned on first login)."""
-    before = sorted(user.groups.values_list("name", flat=True))
-    wanted = sorted(set(groups))
-    if wanted != before:
-        user.groups.set([Group.objects.get_or_create(name=name)[0] for name in wanted])
-        security_revision_bump()
-    if created or wanted != before:
-        portal_event("account_provisioned" if created else "account_groups_synced", by=user,
-                     meta=RequestMeta(auth_method="sso"),
-                     detail={"account": user.get_username(), "provider": provider,
-                             "before": before, "after": wanted})
 
 
 def account_last_activity(user: Any) -> dt.datetime:

@@ -81,19 +81,22 @@ def test_django_admin_is_for_superusers_and_signs_in_through_allauth() -> None:
     assert client_for(root).get("/admin/").status_code == 200
 
 
-def test_sso_groups_claim_maps_to_roles(settings) -> None:
+def test_sso_groups_claim_maps_to_roles_and_unmapped_values_grant_nothing(settings) -> None:
     settings.WARDGATE_SSO_GROUP_MAP = {"idp-data-eng": "engineer", "idp-sec": "auditor"}
-    assert groups_from_claims({"groups": ["idp-data-eng", "idp-sec", "other"]}) == \
-        ["auditor", "engineer", "other"]
+    assert groups_from_claims({"groups": ["idp-data-eng", "idp-sec", "other", "admin"]}) == \
+        ["auditor", "engineer"]
     assert groups_from_claims({"userinfo": {"groups": "idp-sec"}}) == ["auditor"]
     assert groups_from_claims({"sub": "x"}) == []
 
     from django.contrib.auth import get_user_model
 
-    from portal.services.accounts import account_sso_sync
+    from portal.services.events import RequestMeta
+    from portal.services.identity import external_identity_sync
 
     user = get_user_model().objects.create(username="sso-person")
-    account_sso_sync(user=user, provider="openid_connect", groups=["engineer"], created=True)
+    external_identity_sync(user=user, provider="sso", subject="s-1",
+                           raw_groups=["idp-data-eng", "admin"], created=True,
+                           meta=RequestMeta(auth_method="sso"))
     assert list(user.groups.values_list("name", flat=True)) == ["engineer"]
     record = AuditRecord.objects.get(event="portal.account_provisioned")
     assert record.detail["after"] == ["engineer"] and record.auth_method == "sso"

@@ -242,7 +242,8 @@ MFA_TOTP_ISSUER = env_str("WARDGATE_MFA_ISSUER", "Wardgate")
 # Portal roles whose members must have a TOTP authenticator before they can do anything.
 WARDGATE_MFA_REQUIRED_ROLES = env_list("WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"])
 # An SSO identity's groups claim, and how its values map to portal roles / Django groups:
-# "wardgate-admins=admin,wardgate-engineers=engineer" (unmapped values are kept as groups).
+# "wardgate-admins=admin,wardgate-engineers=engineer". Used for portal SSO and gateway OIDC
+# tokens alike; a claim value not in the map grants nothing (portal.services.identity).
 WARDGATE_SSO_GROUPS_CLAIM = env_str("WARDGATE_SSO_GROUPS_CLAIM", "groups")
 WARDGATE_SSO_GROUP_MAP = dict(
     item.split("=", 1) for item in env_list("WARDGATE_SSO_GROUP_MAP", []) if "=" in item
