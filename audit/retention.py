@@ -215,6 +215,8 @@ def retention_purge(
     retention_days: int | None = None,
     dry_run: bool = False,
     using: str = DEFAULT_DB_ALIAS,
+    by: str = "system",
+    auth_method: str = "",
 ) -> PurgeResult:
     """Purge what retention allows (see the module docstring); returns what happened.
 
@@ -267,6 +269,8 @@ def retention_purge(
             [
                 AuditEntry(
                     event=PURGE_EVENT,
+                    actor=by,
+                    auth_method=auth_method,
                     decision="info",
                     detail={
                         "from_seq": first,

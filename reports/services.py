@@ -58,8 +58,12 @@ def evidence_pack_request(
     created_by: Any = None,
     trigger: str = EvidencePack.Trigger.MANUAL,
     enqueue: bool = True,
+    actor: str = "",
+    auth_method: str = "session",
 ) -> EvidencePack:
-    """Create a queued pack and (after commit) send it to a Celery worker."""
+    """Create a queued pack and (after commit) send it to a Celery worker; recorded as
+    `reports.pack_requested` by `created_by` (else `actor`, e.g. os:<user> for the command, else
+    system for the schedule)."""
     if period_start.tzinfo is None or period_end.tzinfo is None:
         raise PackRequestError("the period must be given in UTC (timezone-aware)")
     if period_end <= period_start:
@@ -75,6 +79,13 @@ def evidence_pack_request(
         trigger=trigger, created_by=created_by, task_id=uuid.uuid4().hex,
         stage="waiting for a worker",
     )
+    append_records([AuditEntry(
+        event="reports.pack_requested",
+        actor=_actor(created_by) if created_by is not None else (actor or "system"),
+        auth_method=auth_method if (created_by is not None or actor) else "", decision="info",
+        detail={"pack": str(pack.uuid), "trigger": trigger, "controls": pack.controls,
+                "period_start": period_start.isoformat(), "period_end": period_end.isoformat()},
+    )])
     if enqueue:
         from reports.tasks import evidence_pack_build_task
 

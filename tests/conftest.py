@@ -137,10 +137,11 @@ def demo_policy(demo_connection):  # type: ignore[no-untyped-def]
     """The demo's analyst role granted to engineers, and the upstream catalogue accepted."""
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import demo_policy_ensure
+    from portal.services.events import SYSTEM
 
     role = demo_policy_ensure(demo_connection)
     tool_catalog_refresh(connection=demo_connection)
-    tool_catalog_accept(connection=demo_connection, accepted_by=None)
+    tool_catalog_accept(connection=demo_connection, by=None, meta=SYSTEM)
     return role
 
 
@@ -163,9 +164,10 @@ def engineer(transactional_db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def engineer_token(engineer, demo_connection, demo_policy) -> str:  # type: ignore[no-untyped-def]
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
 
-    _, plaintext = token_issue(user=engineer, connections=[demo_connection])
+    _, plaintext = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
     return plaintext
 
 

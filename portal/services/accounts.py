@@ -81,7 +81,7 @@ def account_disable(*, account: Any, by: Any, reason: str, meta: RequestMeta = S
     account.save(update_fields=["is_active"])
     revoked = []
     for token in PersonalToken.objects.filter(user=account, revoked_at__isnull=True):
-        token_revoke(token=token)
+        token_revoke(token=token, by=by, meta=meta, reason=f"account disabled: {reason}")
         revoked.append(token.pk)
     api_revoked = ApiToken.objects.filter(user=account, revoked_at__isnull=True).update(
         revoked_at=timezone.now())

@@ -19,9 +19,16 @@ class RequestMeta:
     source_ip: str = ""
     user_agent: str = ""
     auth_method: str = "session"
+    # Who acted when there is no account (`by` is None): e.g. os:<user> for a command.
+    actor: str = ""
 
 
 SYSTEM = RequestMeta(auth_method="")
+
+
+def meta_from_command(actor: Any) -> RequestMeta:
+    """A management command's audit metadata (audit.actors.CommandActor)."""
+    return RequestMeta(user_agent=actor.user_agent, auth_method="cli", actor=actor.name)
 
 
 def meta_from_request(request: Any) -> RequestMeta:
@@ -47,7 +54,9 @@ def portal_event(action: str, *, by: Any, meta: RequestMeta, detail: dict[str, A
     """Record `portal.<action>`. Call inside the service's transaction so the record commits
     (or rolls back) with the change it describes."""
     return write_sync(AuditEntry(
-        event=f"portal.{action}", actor=actor_name(by) if actor is None else actor,
+        event=f"portal.{action}",
+        actor=actor if actor is not None else (
+            meta.actor if by is None and meta.actor else actor_name(by)),
         auth_method=meta.auth_method,
         source_ip=meta.source_ip, user_agent=meta.user_agent, connection=connection,
         decision=decision, reasons=reasons or [], detail=detail, sql_text=sql_text, tool=tool,

@@ -3,6 +3,7 @@ cover, never under a legal hold, record the purge, and keep the log verifiable a
 
 from __future__ import annotations
 
+import getpass
 import sys
 import types
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
@@ -249,6 +251,7 @@ def test_dry_run_and_the_commands(
         call_command("audit_retention", "--dry-run")
         assert "would purge records 1..10 (10)" in capsys.readouterr().out
         assert seqs()[0] == 1
+        get_user_model().objects.create_user("counsel")
         call_command("audit_legal_hold", "--place", "regulator inquiry", "--by", "counsel")
         call_command("audit_retention")
         assert "nothing purged: legal hold #" in capsys.readouterr().out
@@ -259,8 +262,14 @@ def test_dry_run_and_the_commands(
         checkpoint_create()
         call_command("audit_retention")
         assert "purged records 1..14 (14); recorded as #15" in capsys.readouterr().out
-    with pytest.raises(CommandError, match="--by"):
-        call_command("audit_legal_hold", "--place", "x")
+        # Who ran it is recorded: --by names an account, else the OS user.
+        purge = AuditRecord.objects.get(seq=15)
+        assert purge.actor == f"os:{getpass.getuser()}" and purge.auth_method == "cli"
+    with pytest.raises(CommandError, match="--by: no active account 'nobody'"):
+        call_command("audit_legal_hold", "--place", "x", "--by", "nobody")
+    call_command("audit_legal_hold", "--place", "x")
+    assert LegalHold.objects.filter(released_at__isnull=True).get().created_by == \
+        f"os:{getpass.getuser()}"
 
 
 # --- the evidence pack hook --------------------------------------------------------------------

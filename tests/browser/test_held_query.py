@@ -10,6 +10,7 @@ import pytest
 
 from audit.verify import verify_chain
 from portal.models import QueryApproval
+from portal.services.events import SYSTEM
 from portal.services.security import security_revision_bump
 from portal.services.tokens import token_issue
 from tests.browser.conftest import screenshot, sign_in
@@ -27,7 +28,7 @@ def test_held_query_approved_in_the_portal(gateway, demo_connection, demo_policy
     security_revision_bump()
     engineer = portal_user("erin", "engineer", "approver")  # an approver too: still not her own
     portal_user("avery", "approver")
-    _, token = token_issue(user=engineer, connections=[demo_connection])
+    _, token = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
     url = gateway.url(demo_connection.slug)
 
     held = call_tool(url, token)

@@ -145,6 +145,7 @@ def set_up_connection(upstream: str, user: Any, gateway_url: str, *, slug: str =
         tool_catalog_observe,
         tool_catalog_refresh,
     )
+    from portal.services.events import SYSTEM
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue
 
@@ -158,9 +159,9 @@ def set_up_connection(upstream: str, user: Any, gateway_url: str, *, slug: str =
     # server-everything offers some tools only to clients that declare sampling/elicitation,
     # which the portal's refresh does not: observe those too (see the report).
     tool_catalog_observe(connection=connection, tools=async_to_sync(_list_tools)(upstream))
-    tool_catalog_accept(connection=connection, accepted_by=None)
+    tool_catalog_accept(connection=connection, by=None, meta=SYSTEM)
     security_revision_bump()
-    _, token = token_issue(user=user, connections=[connection])
+    _, token = token_issue(user=user, connections=[connection], by=None, meta=SYSTEM)
     return Everything(connection, token, upstream, gateway_url)
 
 

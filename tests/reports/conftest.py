@@ -59,6 +59,7 @@ def system_state(db: None) -> dict[str, Any]:
     from django.contrib.auth.models import Group
 
     from portal.models import Connection, Grant, Quarantine, Role
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
     from tests.conftest import make_user
 
@@ -74,7 +75,7 @@ def system_state(db: None) -> dict[str, Any]:
         "sql": {"allowed_statement_classes": ["select"], "allowed_tables": ["*.shop.customers"]},
         "masking": {"actions": {"email": "partial"}, "default_action": "redact"}})
     Grant.objects.create(role=role, connection=conn, group=Group.objects.get(name="engineer"))
-    token_issue(user=engineer, connections=[conn])
+    token_issue(user=engineer, connections=[conn], by=None, meta=SYSTEM)
     Quarantine.objects.create(user=gone, reason="contract ended")
     return {"auditor": auditor, "engineer": engineer, "connection": conn}
 

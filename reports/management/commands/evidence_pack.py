@@ -1,4 +1,5 @@
-"""`manage.py evidence_pack --from DATE --to DATE [--controls AC-2,AU-9] [--out PATH] [--sync]`
+"""`manage.py evidence_pack --from DATE --to DATE [--controls AC-2,AU-9] [--out PATH] [--sync]
+[--by USER]` (recorded with who ran it: --by, else the OS user)
 
 Requests an evidence pack for whole UTC days FROM..TO (both included) and waits for it: by
 default a Celery worker builds it (the command follows its progress); --sync builds it here.
@@ -14,6 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.actors import add_by_argument, command_actor
 from reports.models import EvidencePack
 from reports.selectors import evidence_pack_path
 from reports.services import (
@@ -44,16 +46,18 @@ class Command(BaseCommand):
                             help="build in this process instead of a Celery worker")
         parser.add_argument("--timeout", type=float, default=3600.0,
                             help="seconds to wait for the worker (default 3600)")
+        add_by_argument(parser)
 
     def handle(self, *args: Any, first: str, last: str, controls: str, out: str, sync: bool,
-               timeout: float, **options: Any) -> None:
+               timeout: float, by: str, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
+        actor = command_actor(by, "evidence_pack")
         try:
             start, end = period_from_dates(_date(first), _date(last))
             pack = evidence_pack_request(
                 period_start=start, period_end=end,
                 controls=[c for c in controls.split(",") if c.strip()] or None,
-                enqueue=not sync)
+                enqueue=not sync, created_by=actor.user, actor=actor.name, auth_method="cli")
         except PackRequestError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"pack {pack.uuid} requested: {start:%Y-%m-%d} to {last}, "
