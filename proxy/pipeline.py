@@ -68,9 +68,9 @@ GUARDED_SERVER_REQUESTS = {"sampling/createMessage": "allow_sampling",
 
 
 class BadMessage(Exception):
-    def __init__(self, reason: str, message: str, code: int = -32600) -> None:
+    def __init__(self, reason: str, message: str, code: int = -32600, method: str = "") -> None:
         super().__init__(message)
-        self.reason, self.message, self.code = reason, message, code
+        self.reason, self.message, self.code, self.method = reason, message, code, method
 
 
 def rpc_error(id_: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict:
@@ -87,6 +87,9 @@ def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
     except (ValueError, UnicodeDecodeError):
         raise BadMessage("request.malformed_json", "Parse error: the body is not JSON",
                          -32700) from None
+    except RecursionError:  # e.g. 100,000 nested arrays: refused, never a crash
+        raise BadMessage("request.too_deep", "Parse error: the body is nested too deeply",
+                         -32700) from None
     if isinstance(message, list):
         raise BadMessage("request.batch", "JSON-RPC batches are not accepted; send one message")
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
@@ -100,6 +103,13 @@ def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
             raise BadMessage("request.bad_method", "Invalid Request: method must be a string")
         if "params" in message and not isinstance(message["params"], dict):
             raise BadMessage("request.bad_params", "Invalid Request: params must be an object")
+        if not has_id and not message["method"].startswith("notifications/"):
+            # A request sent without an id would be answered by nobody and policed by nothing
+            # (e.g. tools/call as a "notification"): refused.
+            raise BadMessage("request.missing_id",
+                             f"Invalid Request: {message['method'][:100]!r} needs an id; only "
+                             "notifications/* may be sent without one",
+                             method=message["method"][:100])
         return message, ("request" if has_id else "notification")
     if has_id and ("result" in message or "error" in message):
         return message, "response"
@@ -205,6 +215,7 @@ class Pipeline:
                 {"reason": "audit.unavailable", "request_id": ctx.request_id}))
         except Exception:
             log.exception("gateway error; failing closed")
+            await self._record_quietly(ctx, "gateway.internal_error")
             await self._send_quietly(send, 500, rpc_error(
                 ctx.jsonrpc_id, GATEWAY_ERROR, "Internal gateway error; the call was not completed",
                 {"reason": "gateway.internal_error", "request_id": ctx.request_id}))
@@ -271,6 +282,7 @@ class Pipeline:
             self._check_routing_headers(headers, message)
         except BadMessage as exc:
             ctx.detail["body_bytes"] = len(body)
+            ctx.jsonrpc_method = exc.method
             await self._refuse(ctx, send, 400, exc.reason, exc.message, code=exc.code)
             return
         ctx.protocol_version = protocol_version_of(headers, message)
@@ -800,6 +812,15 @@ class Pipeline:
         out = json.dumps(payload, separators=(",", ":")).encode()
         await self._finish(ctx, "mcp.outcome", out)
         await send_bytes(send, 200, out, {"content-type": "application/json"})
+
+    async def _record_quietly(self, ctx: CallContext, reason: str) -> None:
+        """Best effort: an internal error is recorded too (the caller is failing closed)."""
+        ctx.decision = "error"
+        ctx.reasons = [{"rule": reason, "message": "internal gateway error"}]
+        try:
+            await self.recorder.record(ctx, "mcp.error")
+        except Exception:
+            log.exception("could not record the gateway error")
 
     @staticmethod
     async def _send_quietly(send: Send, status: int, payload: dict[str, Any]) -> None:

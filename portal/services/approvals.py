@@ -117,9 +117,24 @@ def query_approval_consume(*, approval_id: int, request_id: str, actor: str) -> 
     return bool(used)
 
 
-@transaction.atomic
 def query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
                           comment: str = "", source_ip: str = "", user_agent: str = "") -> QueryApproval:
+    """One approver's vote on a held call. Refusals (their own request, not pending, not in an
+    approver group, ...) are recorded as `portal.approval_refused`."""
+    from portal.services.events import RequestMeta, refusals_recorded
+
+    meta = RequestMeta(source_ip=source_ip, user_agent=user_agent[:512])
+    with refusals_recorded("approval_refused", by=approver, meta=meta, errors=(ApprovalError,),
+                           detail={"approval_id": approval.pk, "approve": approve,
+                                   "requester_id": approval.requester_id}):
+        return _query_approval_decide(approval=approval, approver=approver, approve=approve,
+                                      comment=comment, source_ip=source_ip,
+                                      user_agent=user_agent)
+
+
+@transaction.atomic
+def _query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
+                           comment: str, source_ip: str, user_agent: str) -> QueryApproval:
     approval = QueryApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.requester_id == approver.pk:
         raise ApprovalError("Separation of duties: nobody approves their own request")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,3 +63,17 @@ def portal_event(action: str, *, by: Any, meta: RequestMeta, detail: dict[str, A
         source_ip=meta.source_ip, user_agent=meta.user_agent, connection=connection,
         decision=decision, reasons=reasons or [], detail=detail, sql_text=sql_text, tool=tool,
     ))
+
+
+@contextmanager
+def refusals_recorded(action: str, *, by: Any, meta: RequestMeta, detail: dict[str, Any],
+                      errors: tuple[type[Exception], ...], connection: str = "") -> Iterator[None]:
+    """Record `portal.<action>` (decision deny, the error as its reason) when the block raises
+    one of `errors`, then re-raise. Use it outside the service's transaction, so the refusal is
+    kept although the attempted change rolls back (e.g. a blocked self-approval)."""
+    try:
+        yield
+    except errors as exc:
+        portal_event(action, by=by, meta=meta, decision="deny", connection=connection,
+                     reasons=[{"rule": f"portal.{action}", "message": str(exc)}], detail=detail)
+        raise

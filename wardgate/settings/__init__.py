@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.MfaRequiredMiddleware",
+    "portal.middleware.RefusalRecordingMiddleware",
 ]
 
 ROOT_URLCONF = "wardgate.urls"
