@@ -159,9 +159,17 @@ class Pipeline:
 
     def _schedule_sweep(self) -> None:
         # Access may have been taken away: re-check what is open in this process.
-        task = asyncio.get_running_loop().create_task(self.live.sweep())
+        task = asyncio.get_running_loop().create_task(self._sweep())
         self._sweeps.add(task)
         task.add_done_callback(self._sweeps.discard)
+
+    async def _sweep(self) -> int:
+        """Cut off live calls that lost access, and end the stdio subprocesses (and the
+        credentials they hold) of sessions that are closed or killed, wherever that happened."""
+        cut = await self.live.sweep()
+        for key in await self.live.sessions_over(self.stdio.session_ids()):
+            await self.stdio.close_session(key)
+        return cut
 
     def invalidate_caches(self) -> None:
         """Forget every cached identity, plan, catalogue and connection (revision moved)."""
@@ -258,10 +266,20 @@ class Pipeline:
             await self._refuse(ctx, send, 403, "access.no_grant",
                                "You have no grant on this connection")
             return
-        if ctx.mcp_session_id and ctx.mcp_session_id in self.live.refused_sessions:
-            await self._refuse(ctx, send, 404, "session.killed",
-                               "This MCP session was closed by an administrator")
-            return
+        if ctx.mcp_session_id:
+            # A session belongs to whoever opened it, on the connection it was opened on; once
+            # closed or killed (also by disabling its owner) it never serves again.
+            owner = await self.live.session_owner(ctx.mcp_session_id)
+            if owner is not None and (owner.user_id != ctx.identity.user_id
+                                      or owner.connection_id != spec.connection_id):
+                ctx.detail["session_owner_id"] = owner.user_id
+                await self._refuse(ctx, send, 404, "session.not_yours",
+                                   "Unknown MCP session: start a new one")
+                return
+            if owner is not None and owner.over:
+                await self._refuse(ctx, send, 404, "session.closed",
+                                   "This MCP session was closed: start a new one")
+                return
         # Tracked while it runs, so a revocation anywhere cuts this call or stream off.
         with self.live.track(ctx.identity, spec.connection_id, ctx.mcp_session_id):
             await self._dispatch(ctx, spec, plan, headers, method, body, send, receive)

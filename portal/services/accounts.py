@@ -18,6 +18,7 @@ from portal.models import ApiToken, PersonalToken, PortalSession
 from portal.permissions import ALL_ROLES
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
+from portal.services.sessions import sessions_close_for
 from portal.services.tokens import token_revoke
 
 
@@ -86,11 +87,13 @@ def account_disable(*, account: Any, by: Any, reason: str, meta: RequestMeta = S
     api_revoked = ApiToken.objects.filter(user=account, revoked_at__isnull=True).update(
         revoked_at=timezone.now())
     sessions = _end_portal_sessions(account)
+    mcp_sessions = sessions_close_for(user=account, reason=f"account disabled: {reason}")
     security_revision_bump()
     portal_event(event, by=by, meta=meta,
                  detail={"account": account.get_username(), "reason": reason,
                          "was_active": was_active, "tokens_revoked": revoked,
-                         "api_tokens_revoked": api_revoked, "portal_sessions_ended": sessions})
+                         "api_tokens_revoked": api_revoked, "portal_sessions_ended": sessions,
+                         "mcp_sessions_closed": len(mcp_sessions)})
     return account
 
 

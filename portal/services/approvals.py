@@ -184,8 +184,17 @@ def query_approval_status(approval_id: int) -> str | None:
     return status
 
 
+@transaction.atomic
 def query_approvals_expire(now: dt.datetime | None = None) -> int:
-    """Mark pending approvals past their expiry as expired (a scheduled task calls this)."""
-    return QueryApproval.objects.filter(
-        status=QueryApproval.Status.PENDING, expires_at__lte=now or timezone.now()
-    ).update(status=QueryApproval.Status.EXPIRED, decided_at=F("expires_at"))
+    """Mark pending approvals past their expiry as expired, recorded (Celery beat runs this
+    every minute: portal.expire_approvals)."""
+    due = QueryApproval.objects.select_for_update().filter(
+        status=QueryApproval.Status.PENDING, expires_at__lte=now or timezone.now())
+    ids = sorted(due.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    count = QueryApproval.objects.filter(pk__in=ids).update(
+        status=QueryApproval.Status.EXPIRED, decided_at=F("expires_at"))
+    write_sync(AuditEntry(event="portal.approvals_expired", actor="system", decision="info",
+                          detail={"approval_ids": ids[:1000], "count": count}))
+    return count

@@ -333,6 +333,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.evaluate_incident_rules",
         "schedule": 60.0,
     },
+    "portal-expire-approvals": {
+        "task": "portal.expire_approvals",
+        "schedule": 60.0,
+    },
 }
 
 # --- Audit checkpoints, SIEM export, retention ------------------------------------------------
