@@ -37,6 +37,8 @@ class CallContext:
     user_agent: str
     mcp_session_id: str
     protocol_version: str
+    # scheme://host the request came in at (Host checked against the allowed hosts).
+    request_base: str = ""
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     identity: Identity | None = None
     # The owner of a known credential that was refused (revoked, expired, disabled account).

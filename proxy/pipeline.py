@@ -41,6 +41,8 @@ from proxy.directory import ConnectionDirectory, UpstreamSpec
 from proxy.hold import (
     HoldBinding,
     binding_for,
+    denial_note,
+    last_denial,
     propose,
     use_existing_approval,
     wait_for_decision,
@@ -366,7 +368,7 @@ class Pipeline:
                     params: dict[str, Any], upstream: Any, headers: dict[str, str], body: bytes,
                     send: Send, mask: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         approval_id, created = await propose(binding, ctx, rule, self.hold)
-        url = self.hold.approval_url(approval_id)
+        url = self.hold.approval_url(approval_id, ctx.request_base)
         ctx.decision = "hold"
         ctx.reasons = [{"rule": "approval.required",
                         "message": f"This call needs approval (rule {rule.id!r}): {url}"}]
@@ -376,9 +378,13 @@ class Pipeline:
         progress_token = meta.get("progressToken")
         pending = {"request_id": ctx.request_id, "approval_id": approval_id, "status": "pending",
                    "url": url, "reasons": ctx.reasons}
+        previous = await last_denial(binding) if created else ""
+        if previous:
+            pending["previous_denial"] = previous
         if progress_token is None or "text/event-stream" not in headers.get("accept", ""):
             text = (f"Approval pending: this call needs approval (rule {rule.id!r}). "
-                    f"An approver can decide at {url}. Re-run the identical call once approved.")
+                    f"An approver can decide at {url}. Re-run the identical call once approved."
+                    + (f" Your previous request {previous}." if previous else ""))
             result = tool_error_result(ctx, text, pending)
             result["_meta"]["io.wardgate/approval"] = pending
             await self._answer(ctx, send, {"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result})
@@ -402,13 +408,27 @@ class Pipeline:
             await self.recorder.record(ctx, "mcp.decision")
             await self._exchange(ctx, upstream, headers, body, send, mask, in_stream=True)
             return
-        # Denied, expired, or the hold timed out: all are denials.
-        ctx.decision = "deny"
-        ctx.reasons = [{"rule": f"approval.{status}",
-                        "message": f"Approval #{approval_id} was not granted ({status})"}]
-        result = tool_error_result(ctx, denial_text(ctx.reasons),
-                                   {"request_id": ctx.request_id, "reasons": ctx.reasons,
-                                    "approval_id": approval_id})
+        if status == "timeout":
+            # Nobody decided yet: the approval stays pending. Say so, and how to go on.
+            ctx.decision = "hold"
+            ctx.reasons = [{"rule": "approval.pending",
+                            "message": f"Approval #{approval_id} is still pending after "
+                                       f"{self.hold.timeout_seconds:g}s: {url}"}]
+            text = (f"Approval pending: approval #{approval_id} has not been decided yet (rule "
+                    f"{rule.id!r}). An approver can decide at {url}. Re-run the identical call "
+                    "once it is approved; it then runs once.")
+            result = tool_error_result(ctx, text, {**pending, "reasons": ctx.reasons})
+            result["_meta"]["io.wardgate/approval"] = {**pending, "reasons": ctx.reasons}
+        else:
+            # Denied (with the approver's reason), expired, or gone: not granted.
+            note = await denial_note(approval_id) if status == "denied" else ""
+            ctx.decision = "deny"
+            ctx.reasons = [{"rule": f"approval.{status}",
+                            "message": f"Approval #{approval_id} was not granted ({status})"
+                                       + (f": {note}" if note else "")}]
+            result = tool_error_result(ctx, denial_text(ctx.reasons),
+                                       {"request_id": ctx.request_id, "reasons": ctx.reasons,
+                                        "approval_id": approval_id})
         out = json.dumps({"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result}).encode()
         await self._finish(ctx, "mcp.outcome", out)
         await stream_chunk(send, SseEvent(data=out.decode(), event="message").encode())
@@ -745,6 +765,7 @@ class Pipeline:
             user_agent=headers.get("user-agent", "")[:512],
             mcp_session_id=headers.get("mcp-session-id", "")[:200],
             protocol_version=headers.get("mcp-protocol-version", "")[:32],
+            request_base=f"{scope.get('scheme', 'http')}://{headers.get('host', '')[:255]}",
         )
 
     def _upstream(self, spec: UpstreamSpec) -> Any:

@@ -174,6 +174,25 @@ def _query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUse
     return approval
 
 
+def query_approval_denial_note(approval_id: int) -> str:
+    """'denied by NAME: "comment"' for each denying vote (what the caller is told)."""
+    votes = (ApprovalVote.objects.filter(approval_id=approval_id, approve=False)
+             .select_related("approver").order_by("at"))
+    return "; ".join(f"denied by {v.approver.get_username()}: \"{v.comment.strip()}\""
+                     for v in votes)
+
+
+def query_approval_last_denial(*, requester_id: int, connection_id: int, tool: str,
+                               arguments_sha256: str, policy_version: int) -> str:
+    """'#N denied by NAME: "comment"' for the latest denied approval of this exact call, so a
+    caller who re-runs it learns why the last one was refused; "" if none."""
+    last = QueryApproval.objects.filter(
+        requester_id=requester_id, connection_id=connection_id, tool=tool,
+        arguments_sha256=arguments_sha256, policy_version=policy_version,
+        status=QueryApproval.Status.DENIED).order_by("-decided_at", "-pk").first()
+    return f"#{last.pk} {query_approval_denial_note(last.pk)}" if last is not None else ""
+
+
 def query_approval_status(approval_id: int) -> str | None:
     row = QueryApproval.objects.filter(pk=approval_id).values_list("status", "expires_at").first()
     if row is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -13,7 +14,11 @@ from portal.roles import Role
 from portal.selectors.queues import access_requests_pending, query_approvals_pending
 from portal.services.access_requests import AccessRequestError, access_request_decide
 from portal.services.approvals import ApprovalError, query_approval_decide
-from portal.views._base import meta_from_request, role_required
+from portal.views._base import has_role, meta_from_request, role_required
+
+
+def _past(decision: str) -> str:
+    return {"approve": "approved", "deny": "denied"}[decision]
 
 
 def _queues(request: HttpRequest) -> dict:
@@ -47,16 +52,19 @@ def access_request_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     except AccessRequestError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Access request #{req.pk} {form.cleaned_data['decision']}d.")
+        messages.success(request, f"Access request #{req.pk} {_past(form.cleaned_data['decision'])}.")
     return redirect("portal:approvals")
 
 
-@role_required(Role.APPROVER)
+@role_required()
 def query_approval_page(request: HttpRequest, pk: int) -> HttpResponse:
-    """One held query (the link the gateway gives the caller and notifications carry)."""
+    """One held query: the link the gateway gives the caller. Approvers decide here; the caller
+    who opens it sees their own request's status (and an approver's reason)."""
     approval = get_object_or_404(QueryApproval.objects.select_related("requester", "connection")
                                  .prefetch_related("votes__approver"), pk=pk)
     own = approval.requester_id == request.user.pk
+    if not own and not has_role(request.user, Role.APPROVER):
+        raise PermissionDenied("Only approvers and the caller may open this held query.")
     return render(request, "portal/query_approval.html",
                   {"approval": approval, "own": own, "form": DecisionForm()})
 
@@ -78,5 +86,5 @@ def query_approval_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ApprovalError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Query #{approval.pk} {form.cleaned_data['decision']}d.")
+        messages.success(request, f"Query #{approval.pk} {_past(form.cleaned_data['decision'])}.")
     return redirect("portal:approvals")

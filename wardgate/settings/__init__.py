@@ -217,7 +217,9 @@ if WARDGATE_OIDC_ISSUER and not WARDGATE_OIDC_JWKS_URL:
 # and the portal address put in "approval pending" links.
 WARDGATE_HOLD_TIMEOUT_SECONDS = env_int("WARDGATE_HOLD_TIMEOUT_SECONDS", 120)
 WARDGATE_APPROVAL_TTL_HOURS = env_int("WARDGATE_APPROVAL_TTL_HOURS", 24)
-WARDGATE_PORTAL_URL = env_str("WARDGATE_PORTAL_URL", "http://127.0.0.1:8000")
+# Empty: links use the address the request came in at (right for the demo and any --port);
+# set it when clients reach the gateway at another address than people reach the portal.
+WARDGATE_PORTAL_URL = env_str("WARDGATE_PORTAL_URL", "")
 
 # Portal ------------------------------------------------------------------------------------
 # Sign-in (allauth): local accounts; OIDC providers from env (off when unset); SAML only when
