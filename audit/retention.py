@@ -247,7 +247,7 @@ def retention_purge(
             "evidence): " + "; ".join(str(p) for p in [*problems, *verified.problems])
         )
 
-    with purge_window("retention", using=using):
+    with purge_window("retention", using=using) as window:
         # Lock the chain head: appends (and so legal_hold_place, which appends) wait for this
         # purge, and a hold committed before the lock is seen by the re-check below.
         AuditChainHead.objects.using(using).select_for_update().filter(pk=HEAD_ID).first()
@@ -281,6 +281,7 @@ def retention_purge(
                         "checkpoint_at": CheckpointData.from_model(checkpoint).at,
                         "cutoff": cutoff.isoformat(),
                         "retention_days": days,
+                        "window": window,
                     },
                 )
             ],

@@ -182,6 +182,18 @@ def redis_url() -> str:
 
 
 @pytest.fixture(autouse=True)
+def _checkpoint_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test exports checkpoints to a directory of its own (the default, var/checkpoints,
+    would collect checkpoints of unrelated test chains, which rightly conflict)."""
+    from django.conf import settings
+
+    previous = settings.WARDGATE_CHECKPOINT_EXPORT
+    settings.WARDGATE_CHECKPOINT_EXPORT = str(tmp_path_factory.mktemp("checkpoints"))
+    yield
+    settings.WARDGATE_CHECKPOINT_EXPORT = previous
+
+
+@pytest.fixture(autouse=True)
 def _audit_maintenance_window(request: pytest.FixtureRequest) -> Iterator[None]:
     """The audit tables refuse DELETE/TRUNCATE outside a maintenance window (audit/maintenance.py),
     which pytest-django's flush after a transactional test would hit. Close any window left open,
@@ -198,6 +210,7 @@ def _audit_maintenance_window(request: pytest.FixtureRequest) -> Iterator[None]:
 
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM audit_maintenance_window")
+    _forget_earlier_windows(connection)
     yield
     if not connection.in_atomic_block:  # transactional test: no rollback, a flush follows
         with connection.cursor() as cursor:
@@ -205,3 +218,17 @@ def _audit_maintenance_window(request: pytest.FixtureRequest) -> Iterator[None]:
                 "INSERT INTO audit_maintenance_window (token, reason) VALUES (%s, %s)",
                 [f"pytest-{os.getpid()}-{time.monotonic_ns()}", "pytest-django flush"],
             )
+
+
+def _forget_earlier_windows(connection) -> None:  # type: ignore[no-untyped-def]
+    """Each test starts on a fresh chain, so it starts with an empty maintenance log too (the
+    log outlives flushes, and refuses DELETE: the guard is lifted for this cleanup only)."""
+    import importlib
+
+    migration = importlib.import_module("audit.migrations.0005_keyed_chain_and_window_log")
+    vendor, name = connection.vendor, "audit_maintenance_log_no_delete"
+    drop = [s for s in migration.REMOVE[vendor] if f"EXISTS {name} " in s + " "]
+    create = [s for s in migration.INSTALL[vendor] if s.lstrip().startswith(f"CREATE TRIGGER {name} ")]
+    with connection.cursor() as cursor:
+        for statement in [*drop, "DELETE FROM audit_maintenance_log", *create]:
+            cursor.execute(statement)

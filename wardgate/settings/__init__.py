@@ -43,6 +43,11 @@ WARDGATE_FIELD_ENCRYPTION_KEY = env_str(
 WARDGATE_TOKEN_HMAC_KEY = env_str(
     "WARDGATE_TOKEN_HMAC_KEY", "" if PRODUCTION else _derived_demo_key("tokenize")
 )
+# Keys the audit hash chain (HMAC-SHA256, audit/chain.py). Never stored in the database: without
+# it, a database-level attacker cannot recompute the chain after an edit.
+WARDGATE_AUDIT_CHAIN_KEY = env_str(
+    "WARDGATE_AUDIT_CHAIN_KEY", "" if PRODUCTION else _derived_demo_key("audit-chain")
+)
 
 # Every settings block adds what is wrong here; start-up is refused once, at the end of this
 # module, listing every problem at once.
@@ -354,8 +359,10 @@ WARDGATE_CHECKPOINT_SIGNING_KEY = env_str(
     "WARDGATE_CHECKPOINT_SIGNING_KEY", "" if PRODUCTION else _demo_signing_key(SECRET_KEY)
 )
 WARDGATE_CHECKPOINT_VERIFY_KEYS = env_list("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
-# Write-once location for checkpoint copies: a directory, or gs://bucket/prefix. Empty = none.
-WARDGATE_CHECKPOINT_EXPORT = env_str("WARDGATE_CHECKPOINT_EXPORT", "")
+# Write-once location for checkpoint copies, outside the database: a directory (in the demo
+# var/checkpoints), or gs://bucket/prefix. Required in production.
+WARDGATE_CHECKPOINT_EXPORT = env_str(
+    "WARDGATE_CHECKPOINT_EXPORT", "" if PRODUCTION else str(VAR_DIR / "checkpoints"))
 WARDGATE_CHECKPOINT_INTERVAL_MINUTES = env_int("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", 15)
 
 # SIEM sinks: a JSON list of objects, e.g.
@@ -380,6 +387,12 @@ WARDGATE_AUDIT_RETENTION_DAYS = env_int("WARDGATE_AUDIT_RETENTION_DAYS", 365)
 if WARDGATE_AUDIT_RETENTION_DAYS < 1:
     raise ValueError("WARDGATE_AUDIT_RETENTION_DAYS must be at least 1")
 
+if PRODUCTION and not WARDGATE_CHECKPOINT_EXPORT.strip():
+    STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_EXPORT must name a write-once location outside "
+                            "the database (a WORM directory or gs://bucket/prefix)")
+if PRODUCTION and len(WARDGATE_AUDIT_CHAIN_KEY) < 32:
+    STARTUP_PROBLEMS.append("WARDGATE_AUDIT_CHAIN_KEY must be set (32+ random characters, kept "
+                            "out of the database)")
 if PRODUCTION and not WARDGATE_CHECKPOINT_SIGNING_KEY:
     STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_SIGNING_KEY must be set (Ed25519, PEM or base64)")
 elif _problem := _signing_key_problem(WARDGATE_CHECKPOINT_SIGNING_KEY):

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -62,10 +63,9 @@ class Command(BaseCommand):
                 demo_policy_ensure(connection)
                 # The demo trusts its own bundled MCP server: its current tools are reviewed
                 # and accepted on start, as an admin would do for a new connection.
-                admin = get_user_model().objects.get(username="admin")
                 tool_catalog_refresh(connection=connection)
                 demo_meta = meta_from_command(command_actor("", "demo"))
-                accepted = tool_catalog_accept(connection=connection, by=admin, meta=demo_meta)
+                accepted = tool_catalog_accept(connection=connection, by=None, meta=demo_meta)
                 say(f"  tool catalogue: {len(accepted)} new tool version(s) accepted")
                 stack.start_worker()
                 stack.start_web()
@@ -73,6 +73,7 @@ class Command(BaseCommand):
                 _, token = token_issue(user=engineer, connections=[connection], by=None,
                                        meta=demo_meta, name="demo token",
                                        ttl=dt.timedelta(days=1))
+                self._checkpoint(say)
                 gateway_url = f"{stack.base_url}/mcp/{DEMO_CONNECTION_SLUG}"
                 say(self.style.SUCCESS(f"Ready in {time.monotonic() - started:.1f}s"))
                 if opts["check"]:
@@ -85,6 +86,21 @@ class Command(BaseCommand):
                     say("\nStopping ...")
         except DemoError as exc:
             raise CommandError(str(exc)) from exc
+
+    @staticmethod
+    def _checkpoint(say: Any) -> None:
+        """Sign the chain head now and export it (Celery beat repeats this every
+        WARDGATE_CHECKPOINT_INTERVAL_MINUTES)."""
+        from audit.checkpoints import CheckpointError
+        from audit.tasks import checkpoint
+
+        try:
+            signed = checkpoint()
+        except CheckpointError as exc:
+            say(f"  audit checkpoint FAILED: {exc} (run manage.py audit_verify)")
+            return
+        say(f"  audit checkpoint #{signed['seq']} signed; exported to "
+            f"{settings.WARDGATE_CHECKPOINT_EXPORT}")
 
     def _check(self, gateway_url: str, token: str, dataset: str) -> None:
         sql = f"SELECT customer_id, full_name, email, country FROM {dataset}.customers ORDER BY customer_id LIMIT 1"
