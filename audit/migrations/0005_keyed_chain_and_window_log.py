@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from django.db import migrations
@@ -83,22 +84,16 @@ POSTGRES_REMOVE = [
 
 INSTALL = {"sqlite": SQLITE_INSTALL, "postgresql": POSTGRES_INSTALL}
 REMOVE = {"sqlite": SQLITE_REMOVE, "postgresql": POSTGRES_REMOVE}
-
-
-def _run(statements: dict[str, list[str]], schema_editor: Any) -> None:
-    vendor = schema_editor.connection.vendor
-    if vendor not in statements:
-        raise RuntimeError(f"audit append-only triggers are not implemented for {vendor}")
-    for sql in statements[vendor]:
-        schema_editor.execute(sql, params=None)
+# Installing and removing run exactly as in migration 0002 (refusing unknown backends).
+_append_only = importlib.import_module("audit.migrations.0002_append_only")
 
 
 def install(apps: Any, schema_editor: Any) -> None:
-    _run(INSTALL, schema_editor)
+    _append_only._run(INSTALL, schema_editor)
 
 
 def remove(apps: Any, schema_editor: Any) -> None:
-    _run(REMOVE, schema_editor)
+    _append_only._run(REMOVE, schema_editor)
 
 
 def start_keyed_chain(apps: Any, schema_editor: Any) -> None:
