@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import Connection, ToolCatalogEntry
-from portal.services.events import RequestMeta, portal_event
+from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 from proxy.tool_catalog import tool_digest
 
@@ -55,10 +55,18 @@ def tool_catalog_observe(*, connection: Connection, tools: list[dict[str, Any]])
     return created
 
 
-def tool_catalog_refresh(*, connection: Connection) -> list[ToolCatalogEntry]:
-    """Ask the upstream for its tools now and store what is new (pending)."""
+def tool_catalog_refresh(*, connection: Connection, by: AbstractBaseUser | None = None,
+                         meta: RequestMeta = SYSTEM) -> list[ToolCatalogEntry]:
+    """Ask the upstream for its tools now and store what is new (pending: hidden until
+    accepted), recorded when anything is new."""
     tools = async_to_sync(_list_upstream_tools)(connection)
-    return tool_catalog_observe(connection=connection, tools=tools)
+    with transaction.atomic():
+        created = tool_catalog_observe(connection=connection, tools=tools)
+        if created:
+            portal_event("tool_catalog_refreshed", by=by, meta=meta, connection=connection.slug,
+                         detail={"connection": connection.slug, "pending": [
+                             {"name": e.name, "digest": e.digest} for e in created]})
+    return created
 
 
 @transaction.atomic

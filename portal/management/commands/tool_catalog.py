@@ -28,7 +28,8 @@ class Command(BaseCommand):
             raise CommandError(f"No connection {opts['connection']!r}")
         if opts["refresh"]:
             try:
-                new = tool_catalog_refresh(connection=conn)
+                new = tool_catalog_refresh(connection=conn, by=actor.user,
+                                           meta=meta_from_command(actor))
             except Exception as exc:
                 raise CommandError(f"Could not list the upstream's tools: {exc}") from exc
             self.stdout.write(f"{len(new)} new tool version(s) pending review")

@@ -63,8 +63,8 @@ class Command(BaseCommand):
                 demo_policy_ensure(connection)
                 # The demo trusts its own bundled MCP server: its current tools are reviewed
                 # and accepted on start, as an admin would do for a new connection.
-                tool_catalog_refresh(connection=connection)
                 demo_meta = meta_from_command(command_actor("", "demo"))
+                tool_catalog_refresh(connection=connection, meta=demo_meta)
                 accepted = tool_catalog_accept(connection=connection, by=None, meta=demo_meta)
                 say(f"  tool catalogue: {len(accepted)} new tool version(s) accepted")
                 stack.start_worker()
