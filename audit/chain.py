@@ -1,6 +1,15 @@
 """The hash chain: which fields are hashed and how, so writer and verifier agree byte for byte.
 
-    hash = sha256(prev_hash || canonical_json(fields except hash))
+Two formats, told apart by which one a record's hash matches (no column records it):
+
+    v2 (keyed):  hash = HMAC-SHA256(chain key, "wardgate-audit-chain:v2|" || prev_hash ||
+                                    canonical_json(fields except hash))
+    v1 (legacy): hash = sha256(prev_hash || canonical_json(fields except hash))
+
+The chain key (WARDGATE_AUDIT_CHAIN_KEY) is not in the database, so someone who can write the
+database but not read the key cannot recompute hashes after an edit: verification names the
+edited record itself. v1 records are accepted only before the first v2 record (chains written
+before keying); a v1 record after a v2 one is a rewrite without the key.
 
 canonical_json: sorted keys, no whitespace, ASCII only, datetimes as ISO-8601 UTC with
 microseconds. The values hashed are exactly the values stored: `audit.services` normalises every
@@ -11,6 +20,7 @@ read re-serialises to the same bytes.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from collections.abc import Mapping
@@ -18,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+KEYED_PREFIX = b"wardgate-audit-chain:v2|"
 
 # Every AuditRecord column except the surrogate `id` and `hash` itself. Kept explicit (a test
 # checks it against the model) so adding a column is a conscious change to the chain format.
@@ -73,11 +84,28 @@ def canonical_json(fields: Mapping[str, Any]) -> str:
     )
 
 
-def compute_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """The record hash. `fields` needs every name in HASHED_FIELDS; others (id, hash) are ignored."""
+def compute_hash(prev_hash: str, fields: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The record hash: keyed (v2) with `key`, legacy (v1) without. `fields` needs every name in
+    HASHED_FIELDS; others (id, hash) are ignored."""
+    body = canonical_json(fields).encode("ascii")
+    if key:
+        mac = hmac.new(key, KEYED_PREFIX, hashlib.sha256)
+        mac.update(prev_hash.encode("ascii"))
+        mac.update(body)
+        return mac.hexdigest()
     digest = hashlib.sha256(prev_hash.encode("ascii"))
-    digest.update(canonical_json(fields).encode("ascii"))
+    digest.update(body)
     return digest.hexdigest()
+
+
+def hash_format(prev_hash: str, fields: Mapping[str, Any], stored: str,
+                key: bytes | None) -> int | None:
+    """Which format `stored` is for these fields: 2 (keyed), 1 (legacy) or None (neither)."""
+    if key and hmac.compare_digest(compute_hash(prev_hash, fields, key), stored):
+        return 2
+    if hmac.compare_digest(compute_hash(prev_hash, fields), stored):
+        return 1
+    return None
 
 
 def clean_text(value: str) -> str:

@@ -215,6 +215,8 @@ def retention_purge(
     retention_days: int | None = None,
     dry_run: bool = False,
     using: str = DEFAULT_DB_ALIAS,
+    by: str = "system",
+    auth_method: str = "",
 ) -> PurgeResult:
     """Purge what retention allows (see the module docstring); returns what happened.
 
@@ -245,7 +247,7 @@ def retention_purge(
             "evidence): " + "; ".join(str(p) for p in [*problems, *verified.problems])
         )
 
-    with purge_window("retention", using=using):
+    with purge_window("retention", using=using) as window:
         # Lock the chain head: appends (and so legal_hold_place, which appends) wait for this
         # purge, and a hold committed before the lock is seen by the re-check below.
         AuditChainHead.objects.using(using).select_for_update().filter(pk=HEAD_ID).first()
@@ -267,6 +269,8 @@ def retention_purge(
             [
                 AuditEntry(
                     event=PURGE_EVENT,
+                    actor=by,
+                    auth_method=auth_method,
                     decision="info",
                     detail={
                         "from_seq": first,
@@ -277,6 +281,7 @@ def retention_purge(
                         "checkpoint_at": CheckpointData.from_model(checkpoint).at,
                         "cutoff": cutoff.isoformat(),
                         "retention_days": days,
+                        "window": window,
                     },
                 )
             ],

@@ -21,6 +21,15 @@ from .models import AuditChainHead, AuditRecord
 HEAD_ID = 1
 
 
+def chain_key() -> bytes | None:
+    """The key of the chain (WARDGATE_AUDIT_CHAIN_KEY), never stored in the database; None
+    only where it is explicitly unset (then records are written in the legacy v1 format)."""
+    from django.conf import settings
+
+    key = getattr(settings, "WARDGATE_AUDIT_CHAIN_KEY", "")
+    return key.encode() if key else None
+
+
 @dataclass(slots=True)
 class AuditEntry:
     """One event to record. seq, at, prev_hash and hash are assigned when it is appended."""
@@ -153,6 +162,7 @@ def append_prepared(
     if not prepared:
         return []
     connection = connections[using]
+    key = chain_key()
     with transaction.atomic(using=using):
         seq, prev_hash = _lock_head_raw(connection, using)
         records: list[AuditRecord] = []
@@ -161,7 +171,7 @@ def append_prepared(
             seq += 1
             # Stamped under the lock so `at` follows `seq` within one clock.
             fields = {**values, "seq": seq, "at": timezone.now(), "prev_hash": prev_hash}
-            record_hash = compute_hash(prev_hash, fields)
+            record_hash = compute_hash(prev_hash, fields, key)
             record = AuditRecord(**fields, hash=record_hash)
             records.append(record)
             rows.append([f.get_db_prep_save(getattr(record, f.attname), connection)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Max, Min
 
-from .chain import GENESIS_HASH, HASHED_FIELDS, compute_hash
+from .chain import GENESIS_HASH, HASHED_FIELDS, hash_format
 from .checkpoints import (
     CheckpointData,
     CheckpointError,
@@ -24,7 +24,7 @@ from .checkpoints import (
     verify_keys,
 )
 from .models import AuditChainHead, AuditRecord
-from .services import HEAD_ID
+from .services import HEAD_ID, chain_key
 
 # The event retention appends after a purge (audit/retention.py); verification reads its detail
 # to accept the purged prefix.
@@ -58,6 +58,8 @@ def verify_chain(
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
     expected_seq, prev_hash = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS_HASH)
     checked = 0
+    key = chain_key()
+    keyed_since: int | None = None  # the first keyed (v2) record: no legacy one may follow
 
     def broken(seq: int, problem: str) -> VerifyResult:
         return VerifyResult(False, checked, seq, problem, head_seq, head_hash)
@@ -81,8 +83,18 @@ def verify_chain(
                     f"record {seq} does not link to record {seq - 1}: its prev_hash is not "
                     f"that record's hash (one of the two was rewritten)",
                 )
-            if compute_hash(prev_hash, row) != row["hash"]:
-                return broken(seq, f"record {seq} was altered: its content does not match its hash")
+            form = hash_format(prev_hash, row, row["hash"], key)
+            if form is None:
+                return broken(seq, f"record {seq} was altered: its content does not match its "
+                                   f"hash" + (" under the chain key" if key else ""))
+            if form == 2 and keyed_since is None:
+                keyed_since = seq
+            elif form == 1 and keyed_since is not None:
+                return broken(
+                    seq,
+                    f"record {seq} was altered: its hash is not keyed although the chain is keyed "
+                    f"since record {keyed_since} (it and the records after it were recomputed "
+                    f"without the chain key)")
             prev_hash = row["hash"]
             expected_seq += 1
             checked += 1
@@ -102,6 +114,13 @@ def verify_chain(
         )
     if prev_hash != head_hash:
         return broken(head_seq, f"the chain head's hash does not match record {head_seq}")
+    if key and checked and keyed_since is None:
+        # Every deployment with a key has appended a keyed record (migration 0005 does so for
+        # chains that predate keying), so a chain without one was rewritten without the key.
+        return broken(
+            expected_seq - checked,
+            "no record is keyed although a chain key is configured: the chain was recomputed "
+            "without the key (or WARDGATE_AUDIT_CHAIN_KEY is not the key it was written with)")
     # Read max(seq) before the head again: a legitimate append commits its rows and the head
     # together, so any row beyond the re-read head was inserted around the chain.
     max_seq = AuditRecord.objects.using(using).aggregate(m=Max("seq"))["m"] or 0
@@ -158,6 +177,46 @@ def _compare_with_database(exported: list[CheckpointData], using: str) -> list[s
                 f"({copy.source}): the database copy was rewritten"
             )
     return problems
+
+
+def _configured_export(using: str) -> tuple[list[CheckpointData], str, list[str]]:
+    """The checkpoints in WARDGATE_CHECKPOINT_EXPORT (none when it is not configured or nothing
+    was exported yet), where they came from, and the problems met reading them."""
+    from .checkpoints import configured_store
+    from .control_models import AuditCheckpoint
+
+    try:
+        configured = configured_store()
+    except CheckpointError as exc:
+        return [], "", [str(exc)]
+    if configured is None:
+        return [], "", []
+    try:
+        exported, problems = load_checkpoints(store=configured, using=using)
+    except CheckpointError as exc:
+        claimed = AuditCheckpoint.objects.using(using).filter(exported_at__isnull=False).exists()
+        return [], configured.location, [str(exc)] if claimed else []
+    return exported, configured.location, problems
+
+
+def _unexplained_windows(first_seq: int | None, using: str) -> list[str]:
+    """Maintenance windows opened while the kept chain existed that no purge record names:
+    rows (records, checkpoints, legal holds) may have been deleted under them."""
+    from .maintenance import windows_opened_since
+
+    if first_seq is None:
+        return []
+    first_at = AuditRecord.objects.using(using).filter(seq=first_seq).values_list(
+        "at", flat=True).first()
+    if first_at is None:
+        return []
+    purges = AuditRecord.objects.using(using).filter(event=PURGE_EVENT).values_list(
+        "detail", flat=True)
+    explained = {d.get("window") for d in purges if isinstance(d, dict)}
+    return [f"maintenance window {token[:8]}… ({reason or 'no reason'}) was opened and no purge "
+            f"record accounts for it: rows may have been deleted under it"
+            for token, reason in windows_opened_since(first_at, using=using)
+            if token not in explained]
 
 
 def _purge_record_problem(
@@ -219,6 +278,15 @@ def verify_log(
     except CheckpointError as exc:
         checkpoints, read_problems = [], [str(exc)]
     problems = list(read_problems)
+    if not external:
+        # By default the database's checkpoints and the configured write-once export's are both
+        # checked: a checkpoint deleted or rewritten in the database is caught by its copy.
+        exported, export_source, export_problems = _configured_export(using)
+        problems.extend(export_problems)
+        if exported:
+            problems.extend(_compare_with_database(exported, using))
+            checkpoints = sorted([*exported, *checkpoints], key=lambda c: c.seq)
+            source = f"database and {export_source}"
     keys = verify_keys()
     valid: dict[int, CheckpointData] = {}
     for checkpoint in checkpoints:
@@ -255,6 +323,7 @@ def verify_log(
                 problems.append(problem)
 
     chain = verify_chain(batch_size=batch_size, anchor=anchor, using=using)
+    problems.extend(_unexplained_windows(first_seq, using))
 
     # Every valid checkpoint at or after the first kept record must still match the log.
     reachable = min(chain.head_seq, last_seq or 0)

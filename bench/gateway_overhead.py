@@ -149,6 +149,7 @@ def main() -> None:
     from portal.models import Connection
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import demo_connection_ensure, demo_policy_ensure, demo_users_ensure
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
     from wardgate.demo_stack import wait_http
 
@@ -169,7 +170,7 @@ def main() -> None:
                                           bigquery_endpoint=emulator.endpoint, dataset="shop")
             demo_policy_ensure(conn)
             tool_catalog_refresh(connection=conn)
-            tool_catalog_accept(connection=conn, accepted_by=None)
+            tool_catalog_accept(connection=conn, by=None, meta=SYSTEM)
             # The static upstream answers with the real result of the same query.
             import httpx
 
@@ -197,9 +198,9 @@ def main() -> None:
                 column_classes=conn.column_classes)
             demo_policy_ensure(static)
             tool_catalog_refresh(connection=static)
-            tool_catalog_accept(connection=static, accepted_by=None)
+            tool_catalog_accept(connection=static, by=None, meta=SYSTEM)
             engineer = get_user_model().objects.get(username="engineer")
-            _, token = token_issue(user=engineer, connections=[conn, static])
+            _, token = token_issue(user=engineer, connections=[conn, static], by=None, meta=SYSTEM)
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
                  str(gw_port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)

@@ -1,5 +1,5 @@
 """allauth adapters: no self sign-up for local accounts; SSO identities provisioned on first
-login with their groups claim mapped to portal roles (Django groups)."""
+login through portal.services.identity (groups only through the configured group map)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 
 
@@ -33,41 +34,63 @@ class AccountAdapter(DefaultAccountAdapter):
 
 
 def groups_from_claims(extra_data: Any) -> list[str]:
-    """The groups an IdP asserted, from OIDC claims (userinfo or ID token) or SAML attributes,
-    mapped through WARDGATE_SSO_GROUP_MAP."""
-    claim = getattr(settings, "WARDGATE_SSO_GROUPS_CLAIM", "groups")
-    mapping: dict[str, str] = getattr(settings, "WARDGATE_SSO_GROUP_MAP", {})
-    found: Any = None
-    if isinstance(extra_data, dict):
-        for source in (extra_data, extra_data.get("userinfo"), extra_data.get("id_token")):
-            if isinstance(source, dict) and claim in source:
-                found = source[claim]
-                break
-    if isinstance(found, str):
-        found = [found]
-    if not isinstance(found, list):
-        return []
-    names = {mapping.get(str(v), str(v)) for v in found if isinstance(v, str | int) and str(v)}
-    return sorted(n[:150] for n in names if n)
+    """The groups an IdP's claims grant: only values in WARDGATE_SSO_GROUP_MAP count."""
+    from portal.services.identity import groups_mapped, raw_groups_from_claims
+
+    return groups_mapped(raw_groups_from_claims(extra_data))
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    """Portal SSO goes through portal.services.identity, like gateway OIDC tokens: keyed by
+    provider + subject (allauth's SocialAccount), never connected to an account by e-mail or
+    name, groups only through the group map, every change recorded."""
+
     def is_open_for_signup(self, request: HttpRequest, sociallogin: Any) -> bool:
         return True  # SSO identities are provisioned on first login
 
-    def pre_social_login(self, request: HttpRequest, sociallogin: Any) -> None:
-        # An existing SSO user: keep their groups in step with the IdP on every login.
-        if sociallogin.is_existing:
-            from portal.services.accounts import account_sso_sync
+    def is_auto_signup_allowed(self, request: HttpRequest, sociallogin: Any) -> bool:
+        return True  # the username is ours to choose (never an existing account's)
 
-            account_sso_sync(user=sociallogin.user, provider=sociallogin.account.provider,
-                             groups=groups_from_claims(sociallogin.account.extra_data),
-                             created=False)
+    def populate_user(self, request: HttpRequest, sociallogin: Any, data: dict) -> Any:
+        from portal.services.identity import external_username
+
+        user = super().populate_user(request, sociallogin, data)
+        hint = data.get("username") or (data.get("email") or "").split("@")[0]
+        user.username = external_username(str(hint or ""), sociallogin.account.provider)
+        return user
+
+    def pre_social_login(self, request: HttpRequest, sociallogin: Any) -> None:
+        if sociallogin.is_existing:
+            self._sync(request, sociallogin, created=False)
+            return
+        # An address another account holds is not carried over (allauth would stop at a
+        # sign-up form); it never links the two accounts either way.
+        from allauth.account.models import EmailAddress
+
+        sociallogin.email_addresses = [
+            a for a in sociallogin.email_addresses
+            if not EmailAddress.objects.filter(email__iexact=a.email).exists()
+            and not get_user_model().objects.filter(email__iexact=a.email).exists()]
 
     def save_user(self, request: HttpRequest, sociallogin: Any, form: Any = None) -> Any:
-        from portal.services.accounts import account_sso_sync
+        from portal.services.identity import external_username
 
-        user = super().save_user(request, sociallogin, form)
-        account_sso_sync(user=user, provider=sociallogin.account.provider,
-                         groups=groups_from_claims(sociallogin.account.extra_data), created=True)
+        user = sociallogin.user
+        user.username = external_username(user.get_username(), sociallogin.account.provider)
+        user.set_unusable_password()
+        sociallogin.save(request)
+        self._sync(request, sociallogin, created=True)
         return user
+
+    @staticmethod
+    def _sync(request: HttpRequest, sociallogin: Any, *, created: bool) -> None:
+        from portal.services.events import meta_from_request
+        from portal.services.identity import external_identity_sync, raw_groups_from_claims
+
+        meta = meta_from_request(request)
+        external_identity_sync(
+            user=sociallogin.user, provider=sociallogin.account.provider,
+            subject=str(sociallogin.account.uid),
+            raw_groups=raw_groups_from_claims(sociallogin.account.extra_data), created=created,
+            meta=type(meta)(source_ip=meta.source_ip, user_agent=meta.user_agent,
+                            auth_method="sso"))

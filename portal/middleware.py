@@ -1,5 +1,6 @@
 """MFA is required for the admin and approver roles (IA-2(1)): members of those groups who have
-no TOTP authenticator are sent to enrol before they can do anything else in the portal."""
+no TOTP authenticator are sent to enrol before they can do anything else in the portal. Every
+403 and 405 the portal answers is recorded."""
 
 from __future__ import annotations
 
@@ -43,3 +44,28 @@ class MfaRequiredMiddleware:
             target = reverse("mfa_activate_totp")
             return redirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
         return self.get_response(request)
+
+
+# Refusals every request can meet: a role or CSRF check (403), a method a view does not take
+# (405). Each is an attempt, recorded with who made it (AU-2, AC-3).
+_RECORDED_REFUSALS = {403: "request_forbidden", 405: "method_not_allowed"}
+
+
+class RefusalRecordingMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        action = _RECORDED_REFUSALS.get(response.status_code)
+        if action is not None and not request.path_info.startswith(("/mcp/", "/static/")):
+            from portal.services.events import meta_from_request, portal_event
+
+            user: Any = getattr(request, "user", None)
+            signed_in = bool(getattr(user, "is_authenticated", False))
+            portal_event(action, by=user if signed_in else None,
+                         actor=None if signed_in else "", meta=meta_from_request(request),
+                         decision="deny",
+                         detail={"method": request.method[:16], "path": request.path[:500],
+                                 "status": response.status_code})
+        return response

@@ -1,10 +1,10 @@
-"""Sign-in, sign-out, failed sign-ins and MFA enrolment are audit events too."""
+"""Sign-in, sign-out, failed sign-ins, failed MFA codes and MFA enrolment are audit events."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from allauth.mfa.signals import authenticator_added, authenticator_removed
+from allauth.mfa.signals import authentication_failed, authenticator_added, authenticator_removed
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
@@ -61,3 +61,12 @@ def _mfa_removed(sender: Any, request: Any, authenticator: Any, **kwargs: Any) -
     portal_event("mfa_removed", by=authenticator.user, meta=_meta(request),
                  detail={"account": authenticator.user.get_username(),
                          "type": authenticator.type})
+
+
+@receiver(authentication_failed)
+def _mfa_failed(sender: Any, request: Any, user: Any, authenticator: Any,
+                reauthentication: bool = False, **kwargs: Any) -> None:
+    # A wrong code after a right password: someone may hold the password (IA-2(1), AC-7).
+    portal_event("mfa_failed", by=user, meta=_meta(request), decision="deny",
+                 detail={"account": user.get_username(), "type": authenticator.type,
+                         "reauthentication": reauthentication})

@@ -17,3 +17,10 @@ def evaluate_incident_rules() -> list[int]:
     from portal.services.incidents import incident_rules_evaluate
 
     return [incident.pk for incident in incident_rules_evaluate()]
+
+
+@shared_task(name="portal.expire_approvals")
+def expire_approvals() -> int:
+    from portal.services.approvals import query_approvals_expire
+
+    return query_approvals_expire()

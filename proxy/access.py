@@ -199,7 +199,7 @@ class AccessCache:
     def __init__(self, token_key: bytes, ttl_seconds: float = 60.0) -> None:
         self.token_key = token_key
         self.ttl = ttl_seconds
-        self._plans: dict[tuple[int, int], tuple[AccessPlan, float]] = {}
+        self._plans: dict[tuple[int, tuple[str, ...], int], tuple[AccessPlan, float]] = {}
 
     def invalidate(self) -> None:
         self._plans.clear()
@@ -209,7 +209,7 @@ class AccessCache:
 
         from proxy.db import run_db
 
-        key = (user_id, connection_id)
+        key = (user_id, groups, connection_id)  # groups: a group change is a new plan at once
         now = time.time()
         hit = self._plans.get(key)
         if hit is not None and hit[1] > now:

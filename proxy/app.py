@@ -18,6 +18,7 @@ from proxy.asgi_io import (
     Scope,
     Send,
     read_body,
+    repeated_headers,
     request_headers,
     send_json,
 )
@@ -63,6 +64,13 @@ class GatewayApp:
             await send_json(send, 404, jsonrpc_error(-32600, "Unknown gateway endpoint"))
             return
         headers = request_headers(scope)
+        repeated = repeated_headers(scope)
+        if repeated:
+            await self.pipeline.reject_bad_request(
+                scope, headers, match["slug"], send, status=400,
+                reason="request.repeated_header",
+                message=f"Send each of these headers once: {', '.join(repeated)}")
+            return
         refused = self._host_or_origin_refused(headers)
         if refused is not None:
             await self.pipeline.reject_bad_request(
@@ -71,8 +79,10 @@ class GatewayApp:
             return
         method = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
-            await send_json(send, 405, jsonrpc_error(-32600, "Method not allowed"),
-                            {"allow": "GET, POST, DELETE"})
+            await self.pipeline.reject_bad_request(
+                scope, headers, match["slug"], send, status=405, reason="request.bad_method",
+                message=f"HTTP method {method[:16]!r} is not allowed",
+                response_headers={"allow": "GET, POST, DELETE"})
             return
         body = b""
         if method == "POST":

@@ -24,6 +24,21 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
+# Headers that decide who the caller is or which session it speaks in: sent twice, the
+# gateway and the upstream could each read a different one.
+SINGLE_HEADERS = frozenset({"authorization", "mcp-session-id", "host"})
+
+
+def repeated_headers(scope: Scope) -> list[str]:
+    """The identity-bearing headers (SINGLE_HEADERS) the request carries more than once."""
+    seen: dict[str, int] = {}
+    for key, _ in scope["headers"]:
+        name = key.decode("latin-1").lower()
+        if name in SINGLE_HEADERS:
+            seen[name] = seen.get(name, 0) + 1
+    return sorted(name for name, count in seen.items() if count > 1)
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0

@@ -20,11 +20,17 @@ MAX_TOKEN_LENGTH = 16384
 
 
 class AuthFailure(Exception):
-    def __init__(self, reason: str, message: str, auth_method: str = "none") -> None:
+    """A refused credential. `owner` names the account a known credential belongs to (a revoked
+    or expired token, a disabled account), so the refusal is recorded against that person."""
+
+    def __init__(self, reason: str, message: str, auth_method: str = "none", *,
+                 owner: str = "", token_id: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.auth_method = auth_method
+        self.owner = owner
+        self.token_id = token_id
 
 
 def bearer_token(headers: dict[str, str]) -> str:
@@ -60,13 +66,16 @@ def _resolve_personal_token(token_hash: str) -> tuple[Identity, float]:
              .filter(token_hash=token_hash).first())
     if token is None:
         raise AuthFailure("auth.unknown_token", "Unknown or revoked token", "personal_token")
+    owner = {"owner": token.user.get_username(), "token_id": token.pk}
     if token.revoked_at is not None:
-        raise AuthFailure("auth.revoked_token", "This token has been revoked", "personal_token")
+        raise AuthFailure("auth.revoked_token", "This token has been revoked", "personal_token",
+                          **owner)
     now = timezone.now()
     if token.expires_at <= now:
-        raise AuthFailure("auth.expired_token", "This token has expired", "personal_token")
+        raise AuthFailure("auth.expired_token", "This token has expired", "personal_token",
+                          **owner)
     user = token.user
-    _check_user(user.pk, "personal_token")
+    _check_user(user.pk, "personal_token", **owner)
     PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
     identity = Identity(
         user_id=user.pk,
@@ -79,35 +88,42 @@ def _resolve_personal_token(token_hash: str) -> tuple[Identity, float]:
     return identity, token.expires_at.timestamp()
 
 
-def _check_user(user_id: int, method: str) -> None:
+def _check_user(user_id: int, method: str, *, owner: str,
+                token_id: int | None = None) -> None:
     active, quarantined = _active_user(user_id)
     if not active:
-        raise AuthFailure("auth.account_disabled", "This account is disabled", method)
+        raise AuthFailure("auth.account_disabled", "This account is disabled", method,
+                          owner=owner, token_id=token_id)
     if quarantined:
-        raise AuthFailure("auth.quarantined", "This identity is quarantined", method)
+        raise AuthFailure("auth.quarantined", "This identity is quarantined", method,
+                          owner=owner, token_id=token_id)
 
 
 def _provision_oidc_user(verified: VerifiedIdentity) -> Identity:
-    """Map a verified OIDC identity to its account, creating it on first sight and syncing
-    its groups from the token's groups claim (groups carry grants)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-    from django.db import transaction
+    """The account of a verified OIDC identity, keyed by issuer + subject, with its groups
+    synced through the configured group map (portal.services.identity: the same path as
+    portal single sign-on; a name in the token never selects an existing account)."""
+    from portal.services.events import RequestMeta
+    from portal.services.identity import (
+        ExternalIdentityRefused,
+        external_identity_resolve,
+        provider_for_issuer,
+    )
 
-    user_model = get_user_model()
-    with transaction.atomic():
-        user, created = user_model.objects.get_or_create(username=verified.username)
-        if created:
-            user.set_unusable_password()
-            user.save()
-        _check_user(user.pk, "oidc")
-        wanted = set(verified.groups)
-        current = set(user.groups.values_list("name", flat=True))
-        if wanted != current:
-            groups = [Group.objects.get_or_create(name=name)[0] for name in sorted(wanted)]
-            user.groups.set(groups)
+    email = verified.claims.get("email")
+    try:
+        user = external_identity_resolve(
+            provider=provider_for_issuer(verified.issuer), subject=verified.subject,
+            username_hint=verified.username, email=email if isinstance(email, str) else "",
+            claims=verified.claims, raw_groups=verified.groups,
+            meta=RequestMeta(auth_method="oidc"))
+    except ExternalIdentityRefused as exc:
+        raise AuthFailure("auth.bad_subject", f"This identity cannot be used: {exc}",
+                          "oidc") from None
+    _check_user(user.pk, "oidc", owner=user.get_username())
     return Identity(user_id=user.pk, username=user.get_username(),
-                    groups=tuple(sorted(wanted)), auth_method="oidc")
+                    groups=tuple(sorted(user.groups.values_list("name", flat=True))),
+                    auth_method="oidc")
 
 
 @dataclass(slots=True)

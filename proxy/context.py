@@ -37,8 +37,12 @@ class CallContext:
     user_agent: str
     mcp_session_id: str
     protocol_version: str
+    # scheme://host the request came in at (Host checked against the allowed hosts).
+    request_base: str = ""
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     identity: Identity | None = None
+    # The owner of a known credential that was refused (revoked, expired, disabled account).
+    refused_owner: str = ""
     auth_method: str = "none"
     jsonrpc_method: str = ""
     jsonrpc_id: Any = None
@@ -61,7 +65,7 @@ class CallContext:
 
     @property
     def actor(self) -> str:
-        return self.identity.username if self.identity else ""
+        return self.identity.username if self.identity else self.refused_owner
 
     def deny(self, reasons: list[Reason] | tuple[Reason, ...]) -> None:
         self.decision = "deny"

@@ -3,9 +3,9 @@
 The approval is bound to the exact call (identity, connection, tool, SHA-256 of the canonical
 arguments, policy version) and is single-use. A client that sent a progress token keeps the
 call open: the gateway holds it, sending progress notifications, until the approval is
-decided or the hold times out (recorded as a denial). Any other client is told, in the tool
-result, that approval is pending and where; re-running the identical call later runs it once
-approved.
+decided or the hold times out (then it is told the approval is still pending and how to re-run,
+as is any client that cannot be held); re-running the identical call later runs it once
+approved. A denial carries the approver's reason.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ class HoldSettings:
     timeout_seconds: float = 120.0
     poll_seconds: float = 1.0
     approval_ttl: dt.timedelta = dt.timedelta(hours=24)
-    portal_url: str = "http://127.0.0.1:8000"
+    # Empty: the address the request came in at (gateway and portal are one application, and
+    # the Host header was checked against the allowed hosts), so `demo --port` links work.
+    portal_url: str = ""
 
-    def approval_url(self, approval_id: int) -> str:
-        return f"{self.portal_url.rstrip('/')}/approvals/queries/{approval_id}/"
+    def approval_url(self, approval_id: int, request_base: str) -> str:
+        base = self.portal_url or request_base
+        return f"{base.rstrip('/')}/approvals/queries/{approval_id}/"
 
 
 @dataclass(slots=True)
@@ -91,6 +94,30 @@ def _propose(b: HoldBinding, ctx: CallContext, rule: ApprovalRule, ttl: dt.timed
 async def propose(b: HoldBinding, ctx: CallContext, rule: ApprovalRule,
                   settings: HoldSettings) -> tuple[int, bool]:
     return await run_db(_propose, b, ctx, rule, settings.approval_ttl)
+
+
+def _denial_note(approval_id: int) -> str:
+    from portal.services.approvals import query_approval_denial_note
+
+    return query_approval_denial_note(approval_id)
+
+
+async def denial_note(approval_id: int) -> str:
+    """Who denied the approval and why (their comment), for the agent's result."""
+    return await run_db(_denial_note, approval_id)
+
+
+def _last_denial(b: HoldBinding) -> str:
+    from portal.services.approvals import query_approval_last_denial
+
+    return query_approval_last_denial(
+        requester_id=b.user_id, connection_id=b.connection_id, tool=b.tool,
+        arguments_sha256=b.arguments_sha256, policy_version=b.policy_version)
+
+
+async def last_denial(b: HoldBinding) -> str:
+    """Why the caller's last request for this exact call was denied ("" if it was not)."""
+    return await run_db(_last_denial, b)
 
 
 def _status(approval_id: int) -> str | None:

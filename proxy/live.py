@@ -72,19 +72,54 @@ def _open_session(key: str, identity: Identity, connection_id: int, source_ip: s
         process=PROCESS, source_ip=source_ip[:64], user_agent=user_agent[:512]))
 
 
-def _killed_session_keys() -> set[str]:
+@dataclass(frozen=True, slots=True)
+class SessionOwner:
+    """Who opened an MCP session, where, and whether it is over (closed or kill requested)."""
+
+    user_id: int
+    connection_id: int
+    over: bool
+
+
+def _session_owner(key: str) -> SessionOwner | None:
     from portal.models import GatewaySession
 
-    return set(GatewaySession.objects.exclude(kill_requested_at__isnull=True)
-               .filter(closed_at__isnull=True).values_list("session_key", flat=True)) | set(
-        GatewaySession.objects.filter(close_reason__startswith="killed")
-        .values_list("session_key", flat=True))
+    row = (GatewaySession.objects.filter(session_key=key)
+           .values_list("user_id", "connection_id", "closed_at", "kill_requested_at").first())
+    if row is None:
+        return None
+    return SessionOwner(row[0], row[1], row[2] is not None or row[3] is not None)
+
+
+def _sessions_over(keys: set[str]) -> set[str]:
+    from portal.models import GatewaySession
+
+    return set(GatewaySession.objects.filter(session_key__in=keys)
+               .exclude(kill_requested_at__isnull=True, closed_at__isnull=True)
+               .values_list("session_key", flat=True))
 
 
 class LiveRegistry:
     def __init__(self) -> None:
         self._calls: dict[int, LiveCall] = {}
-        self.refused_sessions: set[str] = set()
+        # Session owners seen by this process; forgotten whenever the revision moves (a
+        # session closed or killed anywhere bumps it).
+        self._owners: dict[str, SessionOwner | None] = {}
+
+    async def session_owner(self, key: str) -> SessionOwner | None:
+        """The owner of MCP session `key` (None: not opened through Wardgate)."""
+        if key in self._owners:
+            return self._owners[key]
+        owner = await run_db(_session_owner, key)
+        if owner is not None:  # an unknown key is not remembered: it may be opened next
+            if len(self._owners) > 50_000:
+                self._owners.clear()
+            self._owners[key] = owner
+        return owner
+
+    async def sessions_over(self, keys: set[str]) -> set[str]:
+        """Those of `keys` that are closed or killed (so their subprocesses must go)."""
+        return await run_db(_sessions_over, keys) if keys else set()
 
     @contextmanager
     def track(self, identity: Identity, connection_id: int, session_key: str) -> Iterator[None]:
@@ -102,13 +137,15 @@ class LiveRegistry:
     async def session_opened(self, key: str, identity: Identity, connection_id: int,
                              source_ip: str, user_agent: str) -> None:
         await run_db(_open_session, key, identity, connection_id, source_ip, user_agent)
+        self._owners.pop(key, None)
 
     async def session_closed(self, key: str, reason: str) -> None:
         await run_db(_close_sessions, {key}, reason)
+        self._owners.pop(key, None)
 
     async def sweep(self) -> int:
         """Cancel live calls whose identity, token or session lost access; returns how many."""
-        self.refused_sessions = await run_db(_killed_session_keys)
+        self._owners.clear()
         calls = list(self._calls.values())
         if not calls:
             return 0
@@ -125,7 +162,6 @@ class LiveRegistry:
             call.task.cancel()
         closed = {c.session_key for c in cut if c.session_key}
         if closed:
-            self.refused_sessions |= closed
             await run_db(_close_sessions, closed, "killed: access revoked or session killed")
         if cut:
             log.warning("cut off %d live call(s) after an access change", len(cut))

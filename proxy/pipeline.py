@@ -50,6 +50,8 @@ from proxy.google_auth import (
 from proxy.hold import (
     HoldBinding,
     binding_for,
+    denial_note,
+    last_denial,
     propose,
     use_existing_approval,
     wait_for_decision,
@@ -81,9 +83,9 @@ GUARDED_SERVER_REQUESTS = {"sampling/createMessage": "allow_sampling",
 
 
 class BadMessage(Exception):
-    def __init__(self, reason: str, message: str, code: int = -32600) -> None:
+    def __init__(self, reason: str, message: str, code: int = -32600, method: str = "") -> None:
         super().__init__(message)
-        self.reason, self.message, self.code = reason, message, code
+        self.reason, self.message, self.code, self.method = reason, message, code, method
 
 
 def rpc_error(id_: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict:
@@ -100,6 +102,9 @@ def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
     except (ValueError, UnicodeDecodeError):
         raise BadMessage("request.malformed_json", "Parse error: the body is not JSON",
                          -32700) from None
+    except RecursionError:  # e.g. 100,000 nested arrays: refused, never a crash
+        raise BadMessage("request.too_deep", "Parse error: the body is nested too deeply",
+                         -32700) from None
     if isinstance(message, list):
         raise BadMessage("request.batch", "JSON-RPC batches are not accepted; send one message")
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
@@ -113,6 +118,13 @@ def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
             raise BadMessage("request.bad_method", "Invalid Request: method must be a string")
         if "params" in message and not isinstance(message["params"], dict):
             raise BadMessage("request.bad_params", "Invalid Request: params must be an object")
+        if not has_id and not message["method"].startswith("notifications/"):
+            # A request sent without an id would be answered by nobody and policed by nothing
+            # (e.g. tools/call as a "notification"): refused.
+            raise BadMessage("request.missing_id",
+                             f"Invalid Request: {message['method'][:100]!r} needs an id; only "
+                             "notifications/* may be sent without one",
+                             method=message["method"][:100])
         return message, ("request" if has_id else "notification")
     if has_id and ("result" in message or "error" in message):
         return message, "response"
@@ -165,7 +177,7 @@ class Pipeline:
 
     def _schedule_sweep(self) -> None:
         # Access may have been taken away: re-check what is open in this process.
-        task = asyncio.get_running_loop().create_task(self.live.sweep())
+        task = asyncio.get_running_loop().create_task(self._sweep())
         self._sweeps.add(task)
         task.add_done_callback(self._sweep_done)
 
@@ -174,6 +186,14 @@ class Pipeline:
         if not task.cancelled() and task.exception() is not None:
             # The next revision change sweeps again (e.g. once the database is back).
             log.warning("live-call sweep failed: %r", task.exception())
+
+    async def _sweep(self) -> int:
+        """Cut off live calls that lost access, and end the stdio subprocesses (and the
+        credentials they hold) of sessions that are closed or killed, wherever that happened."""
+        cut = await self.live.sweep()
+        for key in await self.live.sessions_over(self.stdio.session_ids()):
+            await self.stdio.close_session(key)
+        return cut
 
     def invalidate_caches(self) -> None:
         """Forget every cached identity, plan, catalogue and connection (revision moved)."""
@@ -201,9 +221,25 @@ class Pipeline:
         self, scope: Scope, headers: dict[str, str], slug: str, send: Send, *,
         status: int, reason: str, message: str, response_headers: dict[str, str] | None = None,
     ) -> None:
+        """Refuse and record a request that fails before the pipeline proper (bad host,
+        repeated headers, HTTP method, oversized body)."""
         ctx = self._context(scope, headers, slug)
-        await self._failing_closed(ctx, send, self._refuse(ctx, send, status, reason, message,
-                                                           response_headers))
+
+        async def refuse() -> None:
+            if reason != "request.repeated_header":
+                await self._attribute(ctx, headers)
+            await self._refuse(ctx, send, status, reason, message, response_headers)
+
+        await self._failing_closed(ctx, send, refuse())
+
+    async def _attribute(self, ctx: CallContext, headers: dict[str, str]) -> None:
+        """Name who sent a request refused before authentication, when its credential says so
+        (valid, or known but refused); an anonymous request stays anonymous."""
+        try:
+            ctx.identity = await self.authenticator.authenticate(headers)
+            ctx.auth_method = ctx.identity.auth_method
+        except AuthFailure as exc:
+            ctx.auth_method, ctx.refused_owner = exc.auth_method, exc.owner
 
     async def handle(
         self, scope: Scope, headers: dict[str, str], slug: str, method: str, body: bytes,
@@ -260,6 +296,7 @@ class Pipeline:
                 {"reason": "audit.unavailable", "request_id": ctx.request_id}))
         except Exception:
             log.exception("gateway error; failing closed")
+            await self._record_quietly(ctx, "gateway.internal_error")
             await self._send_quietly(send, 500, rpc_error(
                 ctx.jsonrpc_id, GATEWAY_ERROR, "Internal gateway error; the call was not completed",
                 {"reason": "gateway.internal_error", "request_id": ctx.request_id}))
@@ -273,6 +310,9 @@ class Pipeline:
             ctx.identity = await self.authenticator.authenticate(headers)
         except AuthFailure as exc:
             ctx.auth_method = exc.auth_method
+            ctx.refused_owner = exc.owner
+            if exc.token_id is not None:
+                ctx.detail["token_id"] = exc.token_id
             await self._refuse(ctx, send, 401, exc.reason, exc.message,
                                {"www-authenticate": f'Bearer realm="wardgate", error="invalid_token", '
                                                     f'error_description="{exc.reason}"'})
@@ -299,10 +339,20 @@ class Pipeline:
             await self._refuse(ctx, send, 403, "access.no_grant",
                                "You have no grant on this connection")
             return
-        if ctx.mcp_session_id and ctx.mcp_session_id in self.live.refused_sessions:
-            await self._refuse(ctx, send, 404, "session.killed",
-                               "This MCP session was closed by an administrator")
-            return
+        if ctx.mcp_session_id:
+            # A session belongs to whoever opened it, on the connection it was opened on; once
+            # closed or killed (also by disabling its owner) it never serves again.
+            owner = await self.live.session_owner(ctx.mcp_session_id)
+            if owner is not None and (owner.user_id != ctx.identity.user_id
+                                      or owner.connection_id != spec.connection_id):
+                ctx.detail["session_owner_id"] = owner.user_id
+                await self._refuse(ctx, send, 404, "session.not_yours",
+                                   "Unknown MCP session: start a new one")
+                return
+            if owner is not None and owner.over:
+                await self._refuse(ctx, send, 404, "session.closed",
+                                   "This MCP session was closed: start a new one")
+                return
         # Within this identity's share of the gateway, or refused at once (429).
         kind = "stream" if method == "GET" else "request"
         user = ctx.identity.user_id
@@ -339,6 +389,7 @@ class Pipeline:
             self._check_routing_headers(headers, message)
         except BadMessage as exc:
             ctx.detail["body_bytes"] = len(body)
+            ctx.jsonrpc_method = exc.method
             await self._refuse(ctx, send, 400, exc.reason, exc.message, code=exc.code)
             return
         ctx.protocol_version = protocol_version_of(headers, message)
@@ -486,7 +537,7 @@ class Pipeline:
                     send: Send,
                     mask: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
         approval_id, created = await propose(binding, ctx, rule, self.hold)
-        url = self.hold.approval_url(approval_id)
+        url = self.hold.approval_url(approval_id, ctx.request_base)
         ctx.decision = "hold"
         ctx.reasons = [{"rule": "approval.required",
                         "message": f"This call needs approval (rule {rule.id!r}): {url}"}]
@@ -496,9 +547,13 @@ class Pipeline:
         progress_token = meta.get("progressToken")
         pending = {"request_id": ctx.request_id, "approval_id": approval_id, "status": "pending",
                    "url": url, "reasons": ctx.reasons}
+        previous = await last_denial(binding) if created else ""
+        if previous:
+            pending["previous_denial"] = previous
         if progress_token is None or "text/event-stream" not in headers.get("accept", ""):
             text = (f"Approval pending: this call needs approval (rule {rule.id!r}). "
-                    f"An approver can decide at {url}. Re-run the identical call once approved.")
+                    f"An approver can decide at {url}. Re-run the identical call once approved."
+                    + (f" Your previous request {previous}." if previous else ""))
             result = tool_error_result(ctx, text, pending)
             result["_meta"]["io.wardgate/approval"] = pending
             await self._answer(ctx, send, {"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result})
@@ -522,13 +577,27 @@ class Pipeline:
             await self.recorder.record(ctx, "mcp.decision")
             await self._exchange(ctx, upstream, headers, body, send, mask, in_stream=True)
             return
-        # Denied, expired, or the hold timed out: all are denials.
-        ctx.decision = "deny"
-        ctx.reasons = [{"rule": f"approval.{status}",
-                        "message": f"Approval #{approval_id} was not granted ({status})"}]
-        result = tool_error_result(ctx, denial_text(ctx.reasons),
-                                   {"request_id": ctx.request_id, "reasons": ctx.reasons,
-                                    "approval_id": approval_id})
+        if status == "timeout":
+            # Nobody decided yet: the approval stays pending. Say so, and how to go on.
+            ctx.decision = "hold"
+            ctx.reasons = [{"rule": "approval.pending",
+                            "message": f"Approval #{approval_id} is still pending after "
+                                       f"{self.hold.timeout_seconds:g}s: {url}"}]
+            text = (f"Approval pending: approval #{approval_id} has not been decided yet (rule "
+                    f"{rule.id!r}). An approver can decide at {url}. Re-run the identical call "
+                    "once it is approved; it then runs once.")
+            result = tool_error_result(ctx, text, {**pending, "reasons": ctx.reasons})
+            result["_meta"]["io.wardgate/approval"] = {**pending, "reasons": ctx.reasons}
+        else:
+            # Denied (with the approver's reason), expired, or gone: not granted.
+            note = await denial_note(approval_id) if status == "denied" else ""
+            ctx.decision = "deny"
+            ctx.reasons = [{"rule": f"approval.{status}",
+                            "message": f"Approval #{approval_id} was not granted ({status})"
+                                       + (f": {note}" if note else "")}]
+            result = tool_error_result(ctx, denial_text(ctx.reasons),
+                                       {"request_id": ctx.request_id, "reasons": ctx.reasons,
+                                        "approval_id": approval_id})
         out = json.dumps({"jsonrpc": "2.0", "id": ctx.jsonrpc_id, "result": result}).encode()
         await self._finish(ctx, "mcp.outcome", out)
         await stream_chunk(send, SseEvent(data=out.decode(), event="message").encode())
@@ -907,6 +976,7 @@ class Pipeline:
             user_agent=headers.get("user-agent", "")[:512],
             mcp_session_id=headers.get("mcp-session-id", "")[:200],
             protocol_version=headers.get("mcp-protocol-version", "")[:32],
+            request_base=f"{scope.get('scheme', 'http')}://{headers.get('host', '')[:255]}",
         )
 
     async def _upstream(self, spec: UpstreamSpec) -> Any:
@@ -1035,6 +1105,15 @@ class Pipeline:
         out = json.dumps(payload, separators=(",", ":")).encode()
         await self._finish(ctx, "mcp.outcome", out)
         await send_bytes(send, 200, out, {"content-type": "application/json"})
+
+    async def _record_quietly(self, ctx: CallContext, reason: str) -> None:
+        """Best effort: an internal error is recorded too (the caller is failing closed)."""
+        ctx.decision = "error"
+        ctx.reasons = [{"rule": reason, "message": "internal gateway error"}]
+        try:
+            await self.recorder.record(ctx, "mcp.error")
+        except Exception:
+            log.exception("could not record the gateway error")
 
     @staticmethod
     async def _send_quietly(send: Send, status: int, payload: dict[str, Any],

@@ -225,10 +225,11 @@ def demo_policy(demo_connection):  # type: ignore[no-untyped-def]
     """The demo's analyst role granted to engineers, and the upstream catalogue accepted."""
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import demo_policy_ensure
+    from portal.services.events import SYSTEM
 
     role = demo_policy_ensure(demo_connection)
     tool_catalog_refresh(connection=demo_connection)
-    tool_catalog_accept(connection=demo_connection, accepted_by=None)
+    tool_catalog_accept(connection=demo_connection, by=None, meta=SYSTEM)
     return role
 
 
@@ -251,9 +252,10 @@ def engineer(transactional_db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def engineer_token(engineer, demo_connection, demo_policy) -> str:  # type: ignore[no-untyped-def]
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
 
-    _, plaintext = token_issue(user=engineer, connections=[demo_connection])
+    _, plaintext = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
     return plaintext
 
 
@@ -265,6 +267,18 @@ def redis_url() -> str:
             pytest.fail("CI must provide Redis (WARDGATE_TEST_REDIS_URL)")
         pytest.skip("Redis is not available (set WARDGATE_TEST_REDIS_URL)")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _checkpoint_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test exports checkpoints to a directory of its own (the default, var/checkpoints,
+    would collect checkpoints of unrelated test chains, which rightly conflict)."""
+    from django.conf import settings
+
+    previous = settings.WARDGATE_CHECKPOINT_EXPORT
+    settings.WARDGATE_CHECKPOINT_EXPORT = str(tmp_path_factory.mktemp("checkpoints"))
+    yield
+    settings.WARDGATE_CHECKPOINT_EXPORT = previous
 
 
 @pytest.fixture(autouse=True)
@@ -284,6 +298,7 @@ def _audit_maintenance_window(request: pytest.FixtureRequest) -> Iterator[None]:
 
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM audit_maintenance_window")
+    _forget_earlier_windows(connection)
     yield
     if not connection.in_atomic_block:  # transactional test: no rollback, a flush follows
         with connection.cursor() as cursor:
@@ -291,3 +306,17 @@ def _audit_maintenance_window(request: pytest.FixtureRequest) -> Iterator[None]:
                 "INSERT INTO audit_maintenance_window (token, reason) VALUES (%s, %s)",
                 [f"pytest-{os.getpid()}-{time.monotonic_ns()}", "pytest-django flush"],
             )
+
+
+def _forget_earlier_windows(connection) -> None:  # type: ignore[no-untyped-def]
+    """Each test starts on a fresh chain, so it starts with an empty maintenance log too (the
+    log outlives flushes, and refuses DELETE: the guard is lifted for this cleanup only)."""
+    import importlib
+
+    migration = importlib.import_module("audit.migrations.0006_keyed_chain_and_window_log")
+    vendor, name = connection.vendor, "audit_maintenance_log_no_delete"
+    drop = [s for s in migration.REMOVE[vendor] if f"EXISTS {name} " in s + " "]
+    create = [s for s in migration.INSTALL[vendor] if s.lstrip().startswith(f"CREATE TRIGGER {name} ")]
+    with connection.cursor() as cursor:
+        for statement in [*drop, "DELETE FROM audit_maintenance_log", *create]:
+            cursor.execute(statement)

@@ -48,6 +48,9 @@ def test_demo_check_from_fresh_checkout(tmp_path: Path) -> None:
     assert "stopped bigquery-mcp" in out and "stopped the BigQuery emulator" in out
     # It ran on the embedded SQLite database inside the checkout.
     assert (checkout / "var" / "wardgate.sqlite3").exists()
+    # The chain head was signed at start and exported outside the database.
+    assert "audit checkpoint #" in out
+    assert list((checkout / "var" / "checkpoints").glob("checkpoint-*.json"))
 
 
 def test_demo_refuses_production_mode(tmp_path: Path) -> None:
@@ -56,7 +59,9 @@ def test_demo_refuses_production_mode(tmp_path: Path) -> None:
            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0", "WARDGATE_ALLOWED_HOSTS": "gw",
            "WARDGATE_FIELD_ENCRYPTION_KEY": "f" * 44, "WARDGATE_TOKEN_HMAC_KEY": "t" * 44,
            "WARDGATE_CHECKPOINT_SIGNING_KEY": "uUe+t9uhHsmdLLYDgojx4J0H2LtBERkT+LziapgDtu8=",
-           "WARDGATE_PACK_SIGNING_KEY": "k2jMuBGvO+fJah+vMPCjMRe9U1ijf8CO7AM8eugmVVc="}
+           "WARDGATE_PACK_SIGNING_KEY": "k2jMuBGvO+fJah+vMPCjMRe9U1ijf8CO7AM8eugmVVc=",
+           "WARDGATE_AUDIT_CHAIN_KEY": "c" * 44,
+           "WARDGATE_CHECKPOINT_EXPORT": str(tmp_path / "checkpoints")}
     done = subprocess.run([sys.executable, "manage.py", "demo", "--check"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0

@@ -20,6 +20,8 @@ SAFE = {
     "WARDGATE_CHECKPOINT_SIGNING_KEY": "uUe+t9uhHsmdLLYDgojx4J0H2LtBERkT+LziapgDtu8=",
     "WARDGATE_PACK_SIGNING_KEY": "k2jMuBGvO+fJah+vMPCjMRe9U1ijf8CO7AM8eugmVVc=",
     "WARDGATE_PACK_ORGANISATION": "Example Corp",
+    "WARDGATE_AUDIT_CHAIN_KEY": "c" * 44,
+    "WARDGATE_CHECKPOINT_EXPORT": "/srv/worm/wardgate-checkpoints",
 }
 
 
@@ -49,7 +51,8 @@ def test_production_with_demo_defaults_is_refused_with_every_reason() -> None:
     for needle in ("WARDGATE_SECRET_KEY", "DATABASE_URL must point at PostgreSQL",
                    "CELERY_BROKER_URL", "WARDGATE_ALLOWED_HOSTS", "WARDGATE_FIELD_ENCRYPTION_KEY",
                    "WARDGATE_TOKEN_HMAC_KEY", "WARDGATE_CHECKPOINT_SIGNING_KEY",
-                   "WARDGATE_PACK_SIGNING_KEY", "WARDGATE_PACK_ORGANISATION"):
+                   "WARDGATE_PACK_SIGNING_KEY", "WARDGATE_PACK_ORGANISATION",
+                   "WARDGATE_AUDIT_CHAIN_KEY", "WARDGATE_CHECKPOINT_EXPORT"):
         assert needle in done.stderr, needle
 
 

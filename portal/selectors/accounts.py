@@ -48,12 +48,16 @@ def account_grants(user: Any) -> QuerySet[Grant]:
             .select_related("role", "connection", "group", "created_by").order_by("-created_at"))
 
 
-def grant_state(grant: Grant, now: dt.datetime | None = None) -> str:
+def grant_state(grant: Grant, now: dt.datetime | None = None, *, holder: Any = None) -> str:
+    """revoked, expired, suspended (a live grant of a disabled account: it gives nothing until
+    the account is enabled again) or active."""
     now = now or timezone.now()
     if grant.revoked_at is not None:
         return "revoked"
     if grant.expires_at is not None and grant.expires_at <= now:
         return "expired"
+    if holder is not None and not holder.is_active:
+        return "suspended"
     return "active"
 
 

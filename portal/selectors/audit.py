@@ -117,7 +117,25 @@ def export_jsonl(qs: QuerySet[AuditRecord]) -> Iterator[str]:
         yield json.dumps(_row(record), ensure_ascii=False, default=str) + "\n"
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): =, +, -, @, tab, CR,
+# and their full-width forms, also after leading spaces.
+_FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell a spreadsheet shows as text: a string that would start a formula
+    gets a leading apostrophe. Numbers stay numbers."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def export_csv(qs: QuerySet[AuditRecord]) -> Iterator[str]:
+    """CSV for spreadsheets; cells that would be formulas are neutralised (csv_cell)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_FIELDS)
@@ -126,6 +144,5 @@ def export_csv(qs: QuerySet[AuditRecord]) -> Iterator[str]:
         buffer.seek(0)
         buffer.truncate()
         row = _row(record)
-        writer.writerow([json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else
-                         ("" if v is None else v) for v in (row[k] for k in EXPORT_FIELDS)])
+        writer.writerow([csv_cell(row[k]) for k in EXPORT_FIELDS])
         yield buffer.getvalue()

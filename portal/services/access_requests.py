@@ -13,7 +13,7 @@ from django.utils import timezone
 from portal.models import AccessRequest, Connection, Role
 from portal.permissions import has_role
 from portal.roles import Role as PortalRole
-from portal.services.events import SYSTEM, RequestMeta, portal_event
+from portal.services.events import SYSTEM, RequestMeta, portal_event, refusals_recorded
 from portal.services.grants import grant_create
 
 
@@ -52,9 +52,21 @@ def access_request_create(*, requester: Any, connection: Connection, role: Role,
     return req
 
 
-@transaction.atomic
 def access_request_decide(*, access_request: AccessRequest, by: Any, approve: bool,
                           comment: str = "", meta: RequestMeta = SYSTEM) -> AccessRequest:
+    """Approve (a time-bound grant) or deny. Refusals, a self-approval first of all, are
+    recorded as `portal.access_request_refused`."""
+    with refusals_recorded("access_request_refused", by=by, meta=meta,
+                           errors=(AccessRequestError,),
+                           detail={"access_request": access_request.pk, "approve": approve,
+                                   "requester_id": access_request.requester_id}):
+        return _access_request_decide(access_request=access_request, by=by, approve=approve,
+                                      comment=comment, meta=meta)
+
+
+@transaction.atomic
+def _access_request_decide(*, access_request: AccessRequest, by: Any, approve: bool,
+                           comment: str, meta: RequestMeta) -> AccessRequest:
     req = (AccessRequest.objects.select_for_update(of=("self",))
            .select_related("requester", "role", "connection").get(pk=access_request.pk))
     comment = (comment or "").strip()

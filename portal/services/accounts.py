@@ -1,4 +1,5 @@
-"""Account lifecycle (AC-2): create, disable, re-enable, disable when inactive, SSO provisioning.
+"""Account lifecycle (AC-2): create, disable, re-enable, disable when inactive (SSO provisioning:
+portal.services.identity).
 Every change is an audit event naming who did it and why."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from portal.models import ApiToken, PersonalToken, PortalSession
 from portal.permissions import ALL_ROLES
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
+from portal.services.sessions import sessions_close_for
 from portal.services.tokens import token_revoke
 
 
@@ -80,16 +82,18 @@ def account_disable(*, account: Any, by: Any, reason: str, meta: RequestMeta = S
     account.save(update_fields=["is_active"])
     revoked = []
     for token in PersonalToken.objects.filter(user=account, revoked_at__isnull=True):
-        token_revoke(token=token)
+        token_revoke(token=token, by=by, meta=meta, reason=f"account disabled: {reason}")
         revoked.append(token.pk)
     api_revoked = ApiToken.objects.filter(user=account, revoked_at__isnull=True).update(
         revoked_at=timezone.now())
     sessions = _end_portal_sessions(account)
+    mcp_sessions = sessions_close_for(user=account, reason=f"account disabled: {reason}")
     security_revision_bump()
     portal_event(event, by=by, meta=meta,
                  detail={"account": account.get_username(), "reason": reason,
                          "was_active": was_active, "tokens_revoked": revoked,
-                         "api_tokens_revoked": api_revoked, "portal_sessions_ended": sessions})
+                         "api_tokens_revoked": api_revoked, "portal_sessions_ended": sessions,
+                         "mcp_sessions_closed": len(mcp_sessions)})
     return account
 
 
@@ -125,21 +129,6 @@ def account_roles_set(*, account: Any, roles: list[str], by: Any, reason: str,
                  detail={"account": account.get_username(), "before": before,
                          "after": sorted(set(roles)), "reason": reason})
     return account
-
-
-@transaction.atomic
-def account_sso_sync(*, user: Any, provider: str, groups: list[str], created: bool) -> None:
-    """An SSO identity's groups follow its IdP's groups claim (provisioned on first login)."""
-    before = sorted(user.groups.values_list("name", flat=True))
-    wanted = sorted(set(groups))
-    if wanted != before:
-        user.groups.set([Group.objects.get_or_create(name=name)[0] for name in wanted])
-        security_revision_bump()
-    if created or wanted != before:
-        portal_event("account_provisioned" if created else "account_groups_synced", by=user,
-                     meta=RequestMeta(auth_method="sso"),
-                     detail={"account": user.get_username(), "provider": provider,
-                             "before": before, "after": wanted})
 
 
 def account_last_activity(user: Any) -> dt.datetime:

@@ -117,9 +117,24 @@ def query_approval_consume(*, approval_id: int, request_id: str, actor: str) -> 
     return bool(used)
 
 
-@transaction.atomic
 def query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
                           comment: str = "", source_ip: str = "", user_agent: str = "") -> QueryApproval:
+    """One approver's vote on a held call. Refusals (their own request, not pending, not in an
+    approver group, ...) are recorded as `portal.approval_refused`."""
+    from portal.services.events import RequestMeta, refusals_recorded
+
+    meta = RequestMeta(source_ip=source_ip, user_agent=user_agent[:512])
+    with refusals_recorded("approval_refused", by=approver, meta=meta, errors=(ApprovalError,),
+                           detail={"approval_id": approval.pk, "approve": approve,
+                                   "requester_id": approval.requester_id}):
+        return _query_approval_decide(approval=approval, approver=approver, approve=approve,
+                                      comment=comment, source_ip=source_ip,
+                                      user_agent=user_agent)
+
+
+@transaction.atomic
+def _query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
+                           comment: str, source_ip: str, user_agent: str) -> QueryApproval:
     approval = QueryApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.requester_id == approver.pk:
         raise ApprovalError("Separation of duties: nobody approves their own request")
@@ -159,6 +174,25 @@ def query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser
     return approval
 
 
+def query_approval_denial_note(approval_id: int) -> str:
+    """'denied by NAME: "comment"' for each denying vote (what the caller is told)."""
+    votes = (ApprovalVote.objects.filter(approval_id=approval_id, approve=False)
+             .select_related("approver").order_by("at"))
+    return "; ".join(f"denied by {v.approver.get_username()}: \"{v.comment.strip()}\""
+                     for v in votes)
+
+
+def query_approval_last_denial(*, requester_id: int, connection_id: int, tool: str,
+                               arguments_sha256: str, policy_version: int) -> str:
+    """'#N denied by NAME: "comment"' for the latest denied approval of this exact call, so a
+    caller who re-runs it learns why the last one was refused; "" if none."""
+    last = QueryApproval.objects.filter(
+        requester_id=requester_id, connection_id=connection_id, tool=tool,
+        arguments_sha256=arguments_sha256, policy_version=policy_version,
+        status=QueryApproval.Status.DENIED).order_by("-decided_at", "-pk").first()
+    return f"#{last.pk} {query_approval_denial_note(last.pk)}" if last is not None else ""
+
+
 def query_approval_status(approval_id: int) -> str | None:
     row = QueryApproval.objects.filter(pk=approval_id).values_list("status", "expires_at").first()
     if row is None:
@@ -169,8 +203,17 @@ def query_approval_status(approval_id: int) -> str | None:
     return status
 
 
+@transaction.atomic
 def query_approvals_expire(now: dt.datetime | None = None) -> int:
-    """Mark pending approvals past their expiry as expired (a scheduled task calls this)."""
-    return QueryApproval.objects.filter(
-        status=QueryApproval.Status.PENDING, expires_at__lte=now or timezone.now()
-    ).update(status=QueryApproval.Status.EXPIRED, decided_at=F("expires_at"))
+    """Mark pending approvals past their expiry as expired, recorded (Celery beat runs this
+    every minute: portal.expire_approvals)."""
+    due = QueryApproval.objects.select_for_update().filter(
+        status=QueryApproval.Status.PENDING, expires_at__lte=now or timezone.now())
+    ids = sorted(due.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    count = QueryApproval.objects.filter(pk__in=ids).update(
+        status=QueryApproval.Status.EXPIRED, decided_at=F("expires_at"))
+    write_sync(AuditEntry(event="portal.approvals_expired", actor="system", decision="info",
+                          detail={"approval_ids": ids[:1000], "count": count}))
+    return count

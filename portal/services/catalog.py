@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import Connection, ToolCatalogEntry
+from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 from proxy.tool_catalog import tool_digest
 
@@ -61,16 +62,26 @@ def tool_catalog_observe(*, connection: Connection, tools: list[dict[str, Any]])
     return created
 
 
-def tool_catalog_refresh(*, connection: Connection) -> list[ToolCatalogEntry]:
-    """Ask the upstream for its tools now and store what is new (pending)."""
+def tool_catalog_refresh(*, connection: Connection, by: AbstractBaseUser | None = None,
+                         meta: RequestMeta = SYSTEM) -> list[ToolCatalogEntry]:
+    """Ask the upstream for its tools now and store what is new (pending: hidden until
+    accepted), recorded when anything is new."""
     tools = async_to_sync(_list_upstream_tools)(connection)
-    return tool_catalog_observe(connection=connection, tools=tools)
+    with transaction.atomic():
+        created = tool_catalog_observe(connection=connection, tools=tools)
+        if created:
+            portal_event("tool_catalog_refreshed", by=by, meta=meta, connection=connection.slug,
+                         detail={"connection": connection.slug, "pending": [
+                             {"name": e.name, "digest": e.digest} for e in created]})
+    return created
 
 
 @transaction.atomic
 def tool_catalog_accept(
-    *, connection: Connection, accepted_by: AbstractBaseUser | None, names: list[str] | None = None
+    *, connection: Connection, by: AbstractBaseUser | None, meta: RequestMeta,
+    names: list[str] | None = None,
 ) -> list[ToolCatalogEntry]:
+    """Accept pending tool versions (all, or the named tools), as an audit event."""
     pending = connection.tool_catalog.select_for_update().filter(
         status=ToolCatalogEntry.Status.PENDING)
     if names:
@@ -81,10 +92,13 @@ def tool_catalog_accept(
         connection.tool_catalog.filter(name=entry.name, status=ToolCatalogEntry.Status.ACCEPTED) \
             .update(status=ToolCatalogEntry.Status.SUPERSEDED)
         entry.status = ToolCatalogEntry.Status.ACCEPTED
-        entry.decided_by = accepted_by
+        entry.decided_by = by
         entry.decided_at = now
         entry.save(update_fields=["status", "decided_by", "decided_at"])
         accepted.append(entry)
     if accepted:
         security_revision_bump()
+        portal_event("tool_catalog_accepted", by=by, meta=meta, connection=connection.slug,
+                     detail={"connection": connection.slug,
+                             "tools": [{"name": e.name, "digest": e.digest} for e in accepted]})
     return accepted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +21,16 @@ class RequestMeta:
     source_ip: str = ""
     user_agent: str = ""
     auth_method: str = "session"
+    # Who acted when there is no account (`by` is None): e.g. os:<user> for a command.
+    actor: str = ""
 
 
 SYSTEM = RequestMeta(auth_method="")
+
+
+def meta_from_command(actor: Any) -> RequestMeta:
+    """A management command's audit metadata (audit.actors.CommandActor)."""
+    return RequestMeta(user_agent=actor.user_agent, auth_method="cli", actor=actor.name)
 
 
 def meta_from_request(request: Any) -> RequestMeta:
@@ -47,8 +56,24 @@ def portal_event(action: str, *, by: Any, meta: RequestMeta, detail: dict[str, A
     """Record `portal.<action>`. Call inside the service's transaction so the record commits
     (or rolls back) with the change it describes."""
     return write_sync(AuditEntry(
-        event=f"portal.{action}", actor=actor_name(by) if actor is None else actor,
+        event=f"portal.{action}",
+        actor=actor if actor is not None else (
+            meta.actor if by is None and meta.actor else actor_name(by)),
         auth_method=meta.auth_method,
         source_ip=meta.source_ip, user_agent=meta.user_agent, connection=connection,
         decision=decision, reasons=reasons or [], detail=detail, sql_text=sql_text, tool=tool,
     ))
+
+
+@contextmanager
+def refusals_recorded(action: str, *, by: Any, meta: RequestMeta, detail: dict[str, Any],
+                      errors: tuple[type[Exception], ...], connection: str = "") -> Iterator[None]:
+    """Record `portal.<action>` (decision deny, the error as its reason) when the block raises
+    one of `errors`, then re-raise. Use it outside the service's transaction, so the refusal is
+    kept although the attempted change rolls back (e.g. a blocked self-approval)."""
+    try:
+        yield
+    except errors as exc:
+        portal_event(action, by=by, meta=meta, decision="deny", connection=connection,
+                     reasons=[{"rule": f"portal.{action}", "message": str(exc)}], detail=detail)
+        raise

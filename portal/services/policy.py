@@ -154,19 +154,6 @@ def role_save(*, role: Role, by: Any, reason: str, meta: RequestMeta = SYSTEM) -
     return role
 
 
-@transaction.atomic
-def catalog_accept(*, connection: Connection, names: list[str] | None, by: Any,
-                   meta: RequestMeta = SYSTEM) -> list[ToolCatalogEntry]:
-    from portal.services.catalog import tool_catalog_accept
-
-    accepted = tool_catalog_accept(connection=connection, accepted_by=by, names=names or None)
-    if accepted:
-        portal_event("tool_catalog_accepted", by=by, meta=meta, connection=connection.slug,
-                     detail={"connection": connection.slug,
-                             "tools": [{"name": e.name, "digest": e.digest} for e in accepted]})
-    return accepted
-
-
 # ----------------------------------------------------------------------------- try it
 
 @dataclass

@@ -68,7 +68,7 @@ def account_new(request: HttpRequest) -> HttpResponse:
 def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(get_user_model(), pk=pk)
     now = timezone.now()
-    grants = [(g, grant_state(g, now)) for g in account_grants(account)]
+    grants = [(g, grant_state(g, now, holder=account)) for g in account_grants(account)]
     roles = sorted(account.groups.values_list("name", flat=True))
     return render(request, "portal/account_detail.html", {
         "account": account, "grants": grants, "tokens": account_tokens(account),

@@ -14,7 +14,11 @@ from portal.roles import Role
 from portal.selectors.queues import access_requests_pending, query_approvals_pending
 from portal.services.access_requests import AccessRequestError, access_request_decide
 from portal.services.approvals import ApprovalError, query_approval_decide
-from portal.views._base import meta_from_request, role_required
+from portal.views._base import has_role, meta_from_request, role_required
+
+
+def _past(decision: str) -> str:
+    return {"approve": "approved", "deny": "denied"}[decision]
 
 
 def _queues(request: HttpRequest) -> dict:
@@ -48,16 +52,19 @@ def access_request_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     except AccessRequestError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Access request #{req.pk} {form.cleaned_data['decision']}d.")
+        messages.success(request, f"Access request #{req.pk} {_past(form.cleaned_data['decision'])}.")
     return redirect("portal:approvals")
 
 
-@role_required(Role.APPROVER)
+@role_required()
 def query_approval_page(request: HttpRequest, pk: int) -> HttpResponse:
-    """One held query (the link the gateway gives the caller and notifications carry)."""
+    """One held query: the link the gateway gives the caller. Approvers decide here; the caller
+    who opens it sees their own request's status (and an approver's reason)."""
     approval = get_object_or_404(QueryApproval.objects.select_related("requester", "connection")
                                  .prefetch_related("votes__approver"), pk=pk)
     own = approval.requester_id == request.user.pk
+    if not own and not has_role(request.user, Role.APPROVER):
+        raise PermissionDenied("Only approvers and the caller may open this held query.")
     return render(request, "portal/query_approval.html",
                   {"approval": approval, "own": own, "form": DecisionForm()})
 
@@ -66,8 +73,6 @@ def query_approval_page(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.APPROVER)
 def query_approval_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     approval = get_object_or_404(QueryApproval, pk=pk)
-    if approval.requester_id == request.user.pk:
-        raise PermissionDenied("Separation of duties: nobody approves their own query.")
     form = DecisionForm(request.POST)
     if not form.is_valid():
         messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
@@ -81,5 +86,5 @@ def query_approval_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ApprovalError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Query #{approval.pk} {form.cleaned_data['decision']}d.")
+        messages.success(request, f"Query #{approval.pk} {_past(form.cleaned_data['decision'])}.")
     return redirect("portal:approvals")

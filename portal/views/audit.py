@@ -74,6 +74,10 @@ def chart_svg(days: list[dict[str, Any]], *, width: int = 900, height: int = 180
 def audit_page(request: HttpRequest) -> HttpResponse:
     form, f = filter_from(request.GET)
     page = Paginator(audit_search(f), 50).get_page(request.GET.get("page"))
+    # Reviewing the trail is itself evidence (AU-6): who searched for what.
+    portal_event("audit_searched", by=request.user, meta=meta_from_request(request),
+                 detail={"filter": f.as_detail(), "page": page.number,
+                         "records": page.paginator.count})
     query = request.GET.copy()
     query.pop("page", None)
     days = calls_per_day(f)
@@ -85,6 +89,8 @@ def audit_page(request: HttpRequest) -> HttpResponse:
 @role_required(Role.AUDITOR, Role.ADMIN)
 def audit_record_page(request: HttpRequest, seq: int) -> HttpResponse:
     record = audit_record(seq)
+    portal_event("audit_record_viewed", by=request.user, meta=meta_from_request(request),
+                 detail={"seq": seq, "found": record is not None})
     if record is None:
         raise Http404("No such audit record")
     return render(request, "portal/audit_record.html",

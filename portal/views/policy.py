@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 from portal.forms import ConnectionForm, CredentialsForm, RoleForm, TryForm
 from portal.models import Connection, Role, ToolCatalogEntry
 from portal.roles import Role as PortalRole
+from portal.services.catalog import tool_catalog_accept
 from portal.services.policy import (
     PolicyError,
-    catalog_accept,
     connection_credentials_set,
     connection_save,
     policy_export,
@@ -88,8 +88,8 @@ def connection_credentials(request: HttpRequest, slug: str) -> HttpResponse:
 def connection_catalog_accept(request: HttpRequest, slug: str) -> HttpResponse:
     connection = get_object_or_404(Connection, slug=slug)
     names = [n for n in request.POST.getlist("names") if n]
-    accepted = catalog_accept(connection=connection, names=names or None, by=request.user,
-                              meta=meta_from_request(request))
+    accepted = tool_catalog_accept(connection=connection, names=names or None,
+                                   by=request.user, meta=meta_from_request(request))
     messages.success(request, f"Accepted {len(accepted)} tool version(s).")
     return redirect("portal:connection_edit", slug=slug)
 

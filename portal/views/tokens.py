@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from portal.forms import ApiTokenForm, TokenForm
 from portal.models import ApiToken, PersonalToken
 from portal.services.api_tokens import api_token_issue, api_token_revoke
-from portal.services.tokens import token_issue_recorded, token_revoke_recorded
+from portal.services.tokens import token_issue, token_revoke
 from portal.views._base import meta_from_request
 
 
@@ -24,9 +24,9 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
     shown = None
     if request.method == "POST" and request.POST.get("kind") == "gateway" and form.is_valid():
         data = form.cleaned_data
-        _, shown = token_issue_recorded(user=request.user, connections=data["connections"],
-                                        name=data["name"], ttl=dt.timedelta(days=data["days"]),
-                                        by=request.user, meta=meta_from_request(request))
+        _, shown = token_issue(user=request.user, connections=data["connections"],
+                               name=data["name"], ttl=dt.timedelta(days=data["days"]),
+                               by=request.user, meta=meta_from_request(request))
     elif request.method == "POST" and request.POST.get("kind") == "api" and api_form.is_valid():
         data = api_form.cleaned_data
         _, shown = api_token_issue(user=request.user, name=data["name"], by=request.user,
@@ -43,7 +43,7 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
 @login_required
 def token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(PersonalToken, pk=pk, user=request.user)
-    token_revoke_recorded(token=token, by=request.user, meta=meta_from_request(request))
+    token_revoke(token=token, by=request.user, meta=meta_from_request(request))
     messages.success(request, "Token revoked.")
     return redirect("portal:tokens")
 

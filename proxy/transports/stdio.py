@@ -709,6 +709,10 @@ class StdioSessionPool:
     def processes(self) -> list[StdioProcessInfo]:
         return [channel.info() for channel in list(self._channels)]
 
+    def session_ids(self) -> set[str]:
+        """The MCP sessions this pool holds a subprocess for."""
+        return set(self._sessions)
+
     async def close_session(self, session_id: str) -> None:
         channel = self._sessions.get(session_id)
         if channel is not None:

@@ -13,7 +13,7 @@ from django.db import connection
 from audit.chain import HASHED_FIELDS, compute_hash
 from audit.maintenance import purge_window
 from audit.models import AuditRecord
-from audit.services import append_records
+from audit.services import append_records, chain_key
 
 from .conftest import append_only, make_entry, sql
 
@@ -57,9 +57,12 @@ def stored(seq: int) -> dict[str, Any]:
     return AuditRecord.objects.values(*HASHED_FIELDS, "hash").get(seq=seq)
 
 
-def rewrite_from(seq: int, **changes: Any) -> str:
+def rewrite_from(seq: int, *, key: bytes | None | str = "stolen", **changes: Any) -> str:
     """Edit record `seq` and recompute every later hash and link, then move the chain head to
-    match: the chain alone verifies afterwards. Returns the new head hash."""
+    match. By default as an attacker who also stole the chain key (the chain alone verifies
+    afterwards); key=None: one without it. Returns the new head hash."""
+    if key == "stolen":
+        key = chain_key()
     last = AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first()
     prev_hash = stored(seq)["prev_hash"]
     with triggers_dropped("audit_record_no_update", "audit_chain_head_forward_only"):
@@ -67,7 +70,7 @@ def rewrite_from(seq: int, **changes: Any) -> str:
             fields = {**stored(current), "prev_hash": prev_hash}
             if current == seq:
                 fields.update(changes)
-            new_hash = compute_hash(prev_hash, fields)
+            new_hash = compute_hash(prev_hash, fields, key)  # type: ignore[arg-type]
             if current == seq:
                 assignments = ", ".join(f"{name} = %s" for name in changes)
                 sql(

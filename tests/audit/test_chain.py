@@ -10,7 +10,7 @@ import pytest
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, compute_hash
 from audit.models import AppendOnlyError, AuditChainHead, AuditRecord
-from audit.services import AuditEntry, append_records
+from audit.services import AuditEntry, append_records, chain_key
 from audit.verify import verify_chain
 
 from .conftest import make_entry
@@ -111,7 +111,7 @@ def test_values_that_databases_change_on_a_round_trip_are_normalised_before_hash
     )
     stored = AuditRecord.objects.values(*HASHED_FIELDS, "hash").get(seq=record.seq)
     assert stored == {name: getattr(record, name) for name in (*HASHED_FIELDS, "hash")}
-    assert compute_hash(stored["prev_hash"], stored) == stored["hash"]
+    assert compute_hash(stored["prev_hash"], stored, chain_key()) == stored["hash"]
     arguments = stored["arguments"]
     assert arguments["nul"] == "a\ufffdb" and arguments["1"] == "an int key"
     assert arguments["huge_float"] == 10**20 and arguments["nan"] == "nan"

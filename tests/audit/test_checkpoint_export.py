@@ -87,7 +87,8 @@ def test_audit_checkpoint_command_signs_and_exports(
     out = capsys.readouterr().out
     assert "checkpoint #4" in out and "exported 1 checkpoint(s): #4..#4" in out
     assert len(exported_files(tmp_path / "cp")) == 1
-    with pytest.raises(CommandError, match="WARDGATE_CHECKPOINT_EXPORT"):
+    with override_settings(WARDGATE_CHECKPOINT_EXPORT=""), \
+            pytest.raises(CommandError, match="WARDGATE_CHECKPOINT_EXPORT"):
         call_command("audit_checkpoint", "--export")
 
 
@@ -109,8 +110,9 @@ def test_verification_from_the_export_catches_a_rewrite_the_database_hides(
     rewrite_from(3, decision="deny")
     with purge_window("attacker"):
         sql("DELETE FROM audit_checkpoint")
-    assert verify_chain().ok
-    assert verify_log().ok  # the database alone now looks clean
+    assert verify_chain().ok  # (with the chain key stolen too: the chain alone verifies)
+    # The database alone no longer looks clean: the window the deletion needed is on record.
+    assert any("(attacker) was opened and no purge record" in p for p in verify_log().problems)
 
     result = verify_log(checkpoints_from=str(export))
     assert not result.ok
@@ -144,7 +146,7 @@ def test_truncation_is_caught_from_the_export_with_database_checkpoints_gone(
     truncate_and_rewind(keep_up_to=5)
     with purge_window("attacker"):
         sql("DELETE FROM audit_checkpoint")
-    assert verify_log().ok
+    assert any("(attacker) was opened" in p for p in verify_log().problems)
     problems = verify_log(checkpoints_from=str(tmp_path)).problems
     assert any(p.startswith("the log was truncated: checkpoint #8") for p in problems)
 

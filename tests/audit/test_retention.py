@@ -3,6 +3,7 @@ cover, never under a legal hold, record the purge, and keep the log verifiable a
 
 from __future__ import annotations
 
+import getpass
 import sys
 import types
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
@@ -66,7 +68,7 @@ def packs(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return covered
 
 
-def history(clock: Clock) -> None:
+def history(clock: Clock, *, export: bool = True) -> None:
     """Records 1..5 (day 0, checkpoint at 5), 6..10 (day 10, checkpoint at 10), 11..12 (day
     400, no checkpoint)."""
     chain(5)
@@ -74,6 +76,8 @@ def history(clock: Clock) -> None:
     clock.now = T0 + timedelta(days=10)
     chain(5, start=5)
     checkpoint_create()
+    if export:
+        checkpoint_export()  # to the write-once directory every deployment now has
     clock.now = LATER
     chain(2, start=10)
 
@@ -179,6 +183,7 @@ def test_repeated_purges_keep_the_log_verifiable(clock: Clock, packs: dict[str, 
     clock.now = LATER + timedelta(days=1)
     chain(3, start=20)
     checkpoint_create()
+    checkpoint_export()
     clock.now = LATER + timedelta(days=500)
     chain(1, start=30)
     second = retention_purge(now=clock.now, retention_days=365)
@@ -217,17 +222,19 @@ def test_a_prefix_deleted_by_someone_else_is_not_taken_for_a_purge(
         [AuditEntry(event=PURGE_EVENT, detail={"to_seq": 5, "anchor_hash": anchor.hash})]
     )
     problems = verify_log().problems
-    assert problems == (
+    assert problems[0] == (
         "the purge record #13 is not covered by a signed checkpoint (latest: "
-        "#10); run audit_checkpoint --export",
-    )
+        "#10); run audit_checkpoint --export")
+    # ...and the windows the deletions needed are on record, unexplained by any purge.
+    assert sum("(attacker) was opened and no purge record accounts for it" in p
+               for p in problems) == 2
 
 
 def test_with_an_export_location_only_exported_checkpoints_count(
     clock: Clock, packs: dict[str, int], tmp_path: Path
 ) -> None:
-    history(clock)
     with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path)):
+        history(clock, export=False)
         assert retention_purge(now=LATER, retention_days=365).skipped.startswith(
             "no signed checkpoint covers"
         )
@@ -249,6 +256,7 @@ def test_dry_run_and_the_commands(
         call_command("audit_retention", "--dry-run")
         assert "would purge records 1..10 (10)" in capsys.readouterr().out
         assert seqs()[0] == 1
+        get_user_model().objects.create_user("counsel")
         call_command("audit_legal_hold", "--place", "regulator inquiry", "--by", "counsel")
         call_command("audit_retention")
         assert "nothing purged: legal hold #" in capsys.readouterr().out
@@ -257,10 +265,17 @@ def test_dry_run_and_the_commands(
         call_command("audit_legal_hold")
         assert f"#{hold.pk} released" in capsys.readouterr().out
         checkpoint_create()
+        checkpoint_export()
         call_command("audit_retention")
         assert "purged records 1..14 (14); recorded as #15" in capsys.readouterr().out
-    with pytest.raises(CommandError, match="--by"):
-        call_command("audit_legal_hold", "--place", "x")
+        # Who ran it is recorded: --by names an account, else the OS user.
+        purge = AuditRecord.objects.get(seq=15)
+        assert purge.actor == f"os:{getpass.getuser()}" and purge.auth_method == "cli"
+    with pytest.raises(CommandError, match="--by: no active account 'nobody'"):
+        call_command("audit_legal_hold", "--place", "x", "--by", "nobody")
+    call_command("audit_legal_hold", "--place", "x")
+    assert LegalHold.objects.filter(released_at__isnull=True).get().created_by == \
+        f"os:{getpass.getuser()}"
 
 
 # --- the evidence pack hook --------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.db import IntegrityError, connection, transaction
 from audit.chain import HASHED_FIELDS, compute_hash
 from audit.maintenance import purge_window
 from audit.models import AuditRecord
-from audit.services import append_records
+from audit.services import append_records, chain_key
 from audit.verify import verify_chain
 
 from .conftest import make_entry, sql, update_trigger_dropped
@@ -54,10 +54,20 @@ def test_an_edited_record_is_named(batch_size: int) -> None:
     assert result.records_checked == 7
 
 
-def test_an_edited_record_with_a_recomputed_hash_breaks_the_next_link() -> None:
+def test_an_edited_record_rehashed_without_the_chain_key_is_named() -> None:
     chain(10)
     forged = {**stored(5), "actor": "mallory"}
-    forged_hash = compute_hash(str(forged["prev_hash"]), forged)
+    rewrite("UPDATE audit_record SET actor = 'mallory', hash = %s WHERE seq = 5",
+            [compute_hash(str(forged["prev_hash"]), forged)])  # the legacy, unkeyed format
+    result = verify_chain()
+    assert (result.ok, result.first_broken_seq) == (False, 5)
+    assert "not keyed" in (result.problem or "")
+
+
+def test_an_edited_record_rehashed_with_a_stolen_key_breaks_the_next_link() -> None:
+    chain(10)
+    forged = {**stored(5), "actor": "mallory"}
+    forged_hash = compute_hash(str(forged["prev_hash"]), forged, chain_key())
     rewrite("UPDATE audit_record SET actor = 'mallory', hash = %s WHERE seq = 5", [forged_hash])
     result = verify_chain()
     assert (result.ok, result.first_broken_seq) == (False, 6)
@@ -101,7 +111,7 @@ def test_a_record_inserted_beyond_the_head_is_detected() -> None:
     fields = {name: getattr(records[-1], name) for name in HASHED_FIELDS}
     fields.update(seq=4, prev_hash=records[-1].hash, actor="mallory")
     AuditRecord.objects.bulk_create(
-        [AuditRecord(**fields, hash=compute_hash(records[-1].hash, fields))]
+        [AuditRecord(**fields, hash=compute_hash(records[-1].hash, fields, chain_key()))]
     )
     result = verify_chain()
     assert (result.ok, result.first_broken_seq) == (False, 4)

@@ -10,6 +10,7 @@ import pytest
 
 from audit.verify import verify_chain
 from portal.models import QueryApproval
+from portal.services.events import SYSTEM
 from portal.services.security import security_revision_bump
 from portal.services.tokens import token_issue
 from tests.browser.conftest import screenshot, sign_in
@@ -27,7 +28,7 @@ def test_held_query_approved_in_the_portal(gateway, demo_connection, demo_policy
     security_revision_bump()
     engineer = portal_user("erin", "engineer", "approver")  # an approver too: still not her own
     portal_user("avery", "approver")
-    _, token = token_issue(user=engineer, connections=[demo_connection])
+    _, token = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
     url = gateway.url(demo_connection.slug)
 
     held = call_tool(url, token)
@@ -60,3 +61,43 @@ def test_held_query_approved_in_the_portal(gateway, demo_connection, demo_policy
     again = call_tool(url, token)  # single use: the next identical call is held again
     assert not isinstance(again, Exception) and again.is_error
     assert verify_chain().ok
+
+
+def test_the_engineer_follows_the_link_and_learns_why_it_was_denied(gateway, demo_connection,
+                                                                     demo_policy, new_page) -> None:
+    demo_policy.rules = {**demo_policy.rules, "approval": [
+        {"id": "customers-pii", "tables": ["*.shop.customers"], "approver_groups": ["approver"]}]}
+    demo_policy.save()
+    security_revision_bump()
+    engineer = portal_user("dev", "engineer")
+    portal_user("avery", "approver")
+    _, token = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
+    url = gateway.url(demo_connection.slug)
+
+    held = call_tool(url, token)
+    link = held.meta["io.wardgate/approval"]["url"]
+    # The link points where the portal is actually served (this test's port, not :8000).
+    assert link.startswith(f"{gateway.base_url}/approvals/queries/"), link
+
+    own = new_page()
+    sign_in(own, gateway.base_url, "dev", PASSWORD)
+    response = own.goto(link)
+    assert response is not None and response.status == 200  # not a bare 403
+    assert "waits for an approver" in own.inner_text("#own-query-status")
+
+    page = new_page()
+    sign_in(page, gateway.base_url, "avery", PASSWORD, TOTP_SECRET)
+    page.goto(link)
+    page.fill("textarea[name=comment]", "no PII exports this quarter")
+    page.click("button[value=deny]")
+    page.wait_for_selector("text=denied")
+
+    own.goto(link)
+    assert "no PII exports this quarter" in own.inner_text("#own-query-status")
+    own.goto(f"{gateway.base_url}/requests/")
+    assert "no PII exports this quarter" in own.inner_text("main")
+    screenshot(own, "14-held-query-denied")
+    # The agent re-running the identical call is told why the last one was refused.
+    again = call_tool(url, token)
+    text = " ".join(getattr(c, "text", "") for c in again.content)
+    assert "no PII exports this quarter" in text and "denied by avery" in text

@@ -25,6 +25,7 @@ from django.utils import timezone
 from audit.models import AuditRecord
 from audit.verify import verify_chain
 from portal.models import AccessRequest, Grant
+from portal.services.events import SYSTEM
 from portal.services.security import security_revision_bump
 from portal.services.tokens import token_issue
 from tests.browser.conftest import screenshot, sign_in
@@ -114,7 +115,7 @@ def test_request_approve_call_disable_audit(gateway, demo_connection, demo_polic
     # Only the access request may give erin access: no standing group grant.
     Grant.objects.filter(group__name="engineer").update(revoked_at=timezone.now())
     security_revision_bump()
-    _, token = token_issue(user=engineer, connections=[demo_connection])
+    _, token = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
     before = call_tool(url, token)
     assert isinstance(before, Exception) or before.is_error, _text(before)
 

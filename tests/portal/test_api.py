@@ -63,7 +63,9 @@ def test_query_approval_separation_of_duties(people, connection) -> None:
     assert refused.status_code == 403
     page = client_for(both)
     assert page.post(f"/approvals/queries/{mine.pk}/decide/",
-                     {"decision": "approve"}).status_code == 403
+                     {"decision": "approve"}).status_code == 302  # back, with the refusal shown
+    blocked = AuditRecord.objects.filter(event="portal.approval_refused").get()
+    assert blocked.actor == both.username and "Separation of duties" in blocked.reasons[0]["message"]
     assert b"your own query" in page.get(f"/approvals/queries/{mine.pk}/").content
     mine.refresh_from_db()
     assert mine.status == "pending"

@@ -19,6 +19,7 @@ from portal.services.accounts import (
     accounts_disable_inactive,
 )
 from portal.services.api_tokens import api_token_issue
+from portal.services.events import SYSTEM
 from portal.services.security import security_revision_current
 from portal.services.tokens import token_issue
 from tests.portal.conftest import client_for, portal_user
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_disable_revokes_tokens_ends_sessions_bumps_and_records(people, connection) -> None:
     admin, eng = people["admin"], people["engineer"]
-    token, _ = token_issue(user=eng, connections=[connection])
+    token, _ = token_issue(user=eng, connections=[connection], by=None, meta=SYSTEM)
     api_token, _ = api_token_issue(user=eng, name="ci", by=eng)
     client = client_for(eng)
     client.get("/")  # a live portal session (recorded by the login signal)
@@ -84,7 +85,7 @@ def test_inactive_accounts_are_disabled_by_the_scheduled_task(people, connection
     used = portal_user("token-user", "engineer")
     used.date_joined = used.last_login = now - dt.timedelta(days=90)
     used.save()
-    token, _ = token_issue(user=used, connections=[connection])
+    token, _ = token_issue(user=used, connections=[connection], by=None, meta=SYSTEM)
     PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now - dt.timedelta(days=2))
 
     from portal.tasks import disable_inactive_accounts

@@ -1,5 +1,5 @@
-"""MFA is required for admins and approvers; sign-in is rate limited and audited; the Django
-admin is for superusers only; SSO identities are provisioned with their groups mapped."""
+"""MFA is required for admins and approvers; sign-in is rate limited and audited; there is no
+Django admin; SSO identities are provisioned with their groups mapped."""
 
 from __future__ import annotations
 
@@ -73,27 +73,30 @@ def test_failed_logins_are_rate_limited() -> None:
     assert b"Too many failed login attempts" in pages[-1]
 
 
-def test_django_admin_is_for_superusers_and_signs_in_through_allauth() -> None:
-    assert Client().get("/admin/login/")["Location"].startswith("/accounts/login/")
-    staff_admin = portal_user("staff-admin", "admin", is_staff=True)
-    assert client_for(staff_admin).get("/admin/").status_code == 302
+def test_there_is_no_django_admin_to_change_things_unrecorded() -> None:
+    # The Django admin changed users, groups and grants with no audit record and without the
+    # services' side effects; it is gone, even for a superuser.
     root = portal_user("root", "admin", is_staff=True, is_superuser=True)
-    assert client_for(root).get("/admin/").status_code == 200
+    for path in ("/admin/", "/admin/auth/user/", "/admin/login/"):
+        assert client_for(root).get(path).status_code == 404, path
 
 
-def test_sso_groups_claim_maps_to_roles(settings) -> None:
+def test_sso_groups_claim_maps_to_roles_and_unmapped_values_grant_nothing(settings) -> None:
     settings.WARDGATE_SSO_GROUP_MAP = {"idp-data-eng": "engineer", "idp-sec": "auditor"}
-    assert groups_from_claims({"groups": ["idp-data-eng", "idp-sec", "other"]}) == \
-        ["auditor", "engineer", "other"]
+    assert groups_from_claims({"groups": ["idp-data-eng", "idp-sec", "other", "admin"]}) == \
+        ["auditor", "engineer"]
     assert groups_from_claims({"userinfo": {"groups": "idp-sec"}}) == ["auditor"]
     assert groups_from_claims({"sub": "x"}) == []
 
     from django.contrib.auth import get_user_model
 
-    from portal.services.accounts import account_sso_sync
+    from portal.services.events import RequestMeta
+    from portal.services.identity import external_identity_sync
 
     user = get_user_model().objects.create(username="sso-person")
-    account_sso_sync(user=user, provider="openid_connect", groups=["engineer"], created=True)
+    external_identity_sync(user=user, provider="sso", subject="s-1",
+                           raw_groups=["idp-data-eng", "admin"], created=True,
+                           meta=RequestMeta(auth_method="sso"))
     assert list(user.groups.values_list("name", flat=True)) == ["engineer"]
     record = AuditRecord.objects.get(event="portal.account_provisioned")
     assert record.detail["after"] == ["engineer"] and record.auth_method == "sso"

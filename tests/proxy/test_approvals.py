@@ -53,6 +53,29 @@ async def call(gateway, token, sql=SQL, **kw):  # type: ignore[no-untyped-def]
         return await client.call_tool("execute_sql", {"sql": sql}, **kw)
 
 
+async def call_while_deciding(gateway, token, on_progress, approver, *, ok: bool,  # type: ignore[no-untyped-def]
+                              comment: str = "looks fine"):
+    """A held call (progress token) while an approver, on another thread, decides it."""
+    from portal.models import QueryApproval
+
+    def decide_when_pending() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pending = QueryApproval.objects.filter(status="pending").first()
+            if pending is not None:
+                time.sleep(0.6)
+                approve(pending.pk, approver, ok=ok, comment=comment)
+                return
+            time.sleep(0.1)
+
+    approver_thread = threading.Thread(target=lambda: _closing(decide_when_pending))
+    approver_thread.start()
+    try:
+        return await call(gateway, token, progress_callback=on_progress)
+    finally:
+        approver_thread.join()
+
+
 def pending_id(result) -> int:  # type: ignore[no-untyped-def]
     assert result.is_error, result
     approval = result.meta["io.wardgate/approval"]
@@ -116,7 +139,6 @@ async def test_approval_is_void_under_a_new_policy_version(gateway, engineer_tok
 
 
 async def test_open_call_is_held_with_progress_until_approved(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
-    from portal.models import QueryApproval
 
     gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=30, poll_seconds=0.2)
     progress: list[str] = []
@@ -124,37 +146,46 @@ async def test_open_call_is_held_with_progress_until_approved(gateway, engineer_
     async def on_progress(done, total, message) -> None:  # type: ignore[no-untyped-def]
         progress.append(message or "")
 
-    def approve_when_pending() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            pending = QueryApproval.objects.filter(status="pending").first()
-            if pending is not None:
-                time.sleep(0.6)
-                approve(pending.pk, approver)
-                return
-            time.sleep(0.1)
-
-    approver_thread = threading.Thread(target=lambda: _closing(approve_when_pending))
-    approver_thread.start()
-    result = await call(gateway, engineer_token, progress_callback=on_progress)
-    approver_thread.join()
+    result = await call_while_deciding(gateway, engineer_token, on_progress, approver, ok=True)
     assert not result.is_error, result.content
     assert len(result.structured_content["rows"]) == 3
     assert progress and "Waiting for approval" in progress[0]
 
 
-async def test_a_hold_that_times_out_is_a_recorded_denial(gateway, engineer_token, approval_policy) -> None:  # type: ignore[no-untyped-def]
+async def test_a_hold_that_times_out_says_the_approval_is_still_pending(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
     gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=0.8, poll_seconds=0.2)
 
     async def on_progress(done, total, message) -> None:  # type: ignore[no-untyped-def]
         pass
 
     result = await call(gateway, engineer_token, progress_callback=on_progress)
-    assert result.is_error and "approval.timeout" in result.content[0].text
+    text = result.content[0].text
+    assert result.is_error and "Approval pending" in text and "not been decided yet" in text
+    assert "denied" not in text and "Re-run the identical call" in text
+    approval_id = pending_id(result)
+    # The link is the address this gateway (and portal) is served at.
+    assert result.meta["io.wardgate/approval"]["url"] == \
+        f"{gateway.base_url}/approvals/queries/{approval_id}/"
     from audit.models import AuditRecord
 
     outcome = await run_db(lambda: AuditRecord.objects.filter(event="mcp.outcome").last())
-    assert outcome.decision == "deny" and outcome.reasons[0]["rule"] == "approval.timeout"
+    assert outcome.decision == "hold" and outcome.reasons[0]["rule"] == "approval.pending"
+    # Still pending, so approving it now and re-running works, as the agent was told.
+    await run_db(approve, approval_id, approver)
+    assert not (await call(gateway, engineer_token)).is_error
+
+
+async def test_a_denied_held_call_carries_the_approvers_reason(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
+
+    gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=30, poll_seconds=0.2)
+
+    async def on_progress(done, total, message) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    result = await call_while_deciding(gateway, engineer_token, on_progress, approver, ok=False,
+                                       comment="use the aggregated view")
+    assert result.is_error
+    assert 'denied by approver: "use the aggregated view"' in result.content[0].text
 
 
 async def test_n_of_m_approvals(gateway, engineer_token, demo_policy, approver) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from mcp.client import Client
 
+from portal.services.events import SYSTEM
 from proxy.db import run_db
 from tests.conftest import make_user
 from wardgate.mcp_client import gateway_client
@@ -61,19 +62,20 @@ async def test_missing_malformed_and_forged_tokens_are_refused_and_recorded(gate
 async def test_expired_and_revoked_personal_tokens_are_refused(gateway, engineer, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue, token_revoke
 
     def issue_two():  # type: ignore[no-untyped-def]
-        expired, expired_plain = token_issue(user=engineer, connections=[demo_connection])
+        expired, expired_plain = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
         expired.expires_at = timezone.now() - dt.timedelta(seconds=1)
         expired.save()
-        live, live_plain = token_issue(user=engineer, connections=[demo_connection])
+        live, live_plain = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
         return expired_plain, live, live_plain
 
     expired_plain, live, live_plain = await run_db(issue_two)
     await assert_refused(await post(gateway, expired_plain), 401, "auth.expired_token")
     assert (await post(gateway, live_plain)).status_code == 200
-    await run_db(lambda: token_revoke(token=live))
+    await run_db(lambda: token_revoke(token=live, by=None, meta=SYSTEM))
     await gateway.gateway.pipeline.watcher.check_now()
     await assert_refused(await post(gateway, live_plain), 401, "auth.revoked_token")
 
@@ -111,7 +113,7 @@ async def test_token_scope_and_missing_grant_are_forbidden(gateway, engineer_tok
         other = Connection.objects.create(slug="other", name="other",
                                           upstream_url="http://127.0.0.1:9/mcp")
         outsider = make_user("outsider", "contractors")
-        return other, token_issue(user=outsider, connections=[demo_connection])[1]
+        return other, token_issue(user=outsider, connections=[demo_connection], by=None, meta=SYSTEM)[1]
 
     other, outsider_token = await run_db(other_connection_and_outsider)
     await assert_refused(await post(gateway, engineer_token, slug="other"), 403,
@@ -119,8 +121,9 @@ async def test_token_scope_and_missing_grant_are_forbidden(gateway, engineer_tok
     await assert_refused(await post(gateway, outsider_token), 403, "access.no_grant")
 
 
-async def test_oidc_token_with_groups_claim_works_through_the_official_client(gateway, oidc_issuer, demo_policy) -> None:  # type: ignore[no-untyped-def]
-    token = oidc_issuer.token("alice", ["engineer", "data-team"])
+async def test_oidc_token_with_groups_claim_works_through_the_official_client(gateway, oidc_issuer, demo_policy, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.WARDGATE_SSO_GROUP_MAP = {"idp-engineers": "engineer", "idp-data": "data-team"}
+    token = oidc_issuer.token("alice", ["idp-engineers", "idp-data", "unmapped"])
     async with gateway_client(gateway.url("demo-bigquery"), token) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool("execute_sql", {"sql": "SELECT email FROM shop.customers LIMIT 1"})

@@ -19,6 +19,7 @@ def stdio_connection(bigquery_emulator, engineer):  # type: ignore[no-untyped-de
     from portal.models import Connection, Grant
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import DEMO_COLUMN_CLASSES, demo_policy_ensure
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
 
     conn = Connection(
@@ -35,8 +36,8 @@ def stdio_connection(bigquery_emulator, engineer):  # type: ignore[no-untyped-de
     role = demo_policy_ensure(conn)
     assert Grant.objects.filter(connection=conn, role=role).exists()
     tool_catalog_refresh(connection=conn)
-    tool_catalog_accept(connection=conn, accepted_by=None)
-    return conn, token_issue(user=engineer, connections=[conn])[1]
+    tool_catalog_accept(connection=conn, by=None, meta=SYSTEM)
+    return conn, token_issue(user=engineer, connections=[conn], by=None, meta=SYSTEM)[1]
 
 
 async def test_stdio_upstream_is_policed_and_masked(gateway, stdio_connection) -> None:  # type: ignore[no-untyped-def]

@@ -87,7 +87,7 @@ async def test_an_admin_can_kill_one_session(gateway, engineer, engineer_token) 
 
     took, after = await run_cutoff(gateway, engineer_token, kill)
     assert took < 1.0, f"the session stayed open {took:.2f}s"
-    assert after["status"] == "404" and "session.killed" in after["body"]
+    assert after["status"] == "404" and "session.closed" in after["body"]
     # The account itself still works: a new session may be opened.
     async with httpx.AsyncClient(timeout=30) as http:
         await open_legacy_session(http, gateway.url("demo-bigquery"), engineer_token)

@@ -64,15 +64,16 @@ def wait_until_all(bases: list[str], token: str, code: int, limit: float = 5.0) 
 def test_revocation_and_quarantine_reach_every_gateway_process(two_gateways, engineer_token, engineer, demo_connection) -> None:  # type: ignore[no-untyped-def]
     from audit.verify import verify_chain
     from portal.models import PersonalToken, Quarantine
+    from portal.services.events import SYSTEM
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue, token_revoke
 
     assert [status(b, engineer_token) for b in two_gateways] == [200, 200]
-    token_revoke(token=PersonalToken.objects.get(user=engineer))
+    token_revoke(token=PersonalToken.objects.get(user=engineer), by=None, meta=SYSTEM)
     took = wait_until_all(two_gateways, engineer_token, 401)
     assert took < 1.0, f"revocation took {took:.2f}s to reach both processes"
 
-    _, fresh = token_issue(user=engineer, connections=[demo_connection])
+    _, fresh = token_issue(user=engineer, connections=[demo_connection], by=None, meta=SYSTEM)
     assert [status(b, fresh) for b in two_gateways] == [200, 200]
     Quarantine.objects.create(connection=demo_connection, reason="incident drill")
     security_revision_bump()

@@ -132,6 +132,7 @@ def set_up_connection(upstream: str, user: Any, gateway_url: str, *, slug: str =
         tool_catalog_observe,
         tool_catalog_refresh,
     )
+    from portal.services.events import SYSTEM
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue
 
@@ -145,9 +146,9 @@ def set_up_connection(upstream: str, user: Any, gateway_url: str, *, slug: str =
     # server-everything offers some tools only to clients that declare sampling/elicitation,
     # which the portal's refresh does not: observe those too (see the report).
     tool_catalog_observe(connection=connection, tools=async_to_sync(_list_tools)(upstream))
-    tool_catalog_accept(connection=connection, accepted_by=None)
+    tool_catalog_accept(connection=connection, by=None, meta=SYSTEM)
     security_revision_bump()
-    _, token = token_issue(user=user, connections=[connection])
+    _, token = token_issue(user=user, connections=[connection], by=None, meta=SYSTEM)
     return Everything(connection, token, upstream, gateway_url)
 
 
@@ -243,7 +244,10 @@ async def test_same_results_direct_and_through_the_gateway(everything: Everythin
     listed = {r.jsonrpc_method for r in audit if r.event == "mcp.request"}
     assert {"initialize", "tools/list", "resources/list", "prompts/list"} <= listed
     assert "notifications/initialized" in {r.jsonrpc_method for r in audit}
-    assert {r.actor for r in audit} == {"engineer"}
+    assert {r.actor for r in audit if r.event.startswith("mcp.")} == {"engineer"}
+    # The setup's catalogue review is on record too (by the system, in this fixture).
+    assert {r.event for r in audit if r.actor == "system"} == {
+        "portal.tool_catalog_refreshed", "portal.tool_catalog_accepted"}
     assert await chain_ok()
 
 

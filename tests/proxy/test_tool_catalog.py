@@ -6,6 +6,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from bigquery_mcp.emulator import free_port
+from portal.services.events import SYSTEM
 from proxy.db import run_db
 from tests.conftest import RunningGateway
 from wardgate.mcp_client import gateway_client
@@ -45,14 +46,15 @@ def upstreams():  # type: ignore[no-untyped-def]
 def lookup_connection(upstreams, engineer):  # type: ignore[no-untyped-def]
     from portal.models import Connection, Grant, Role
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
 
     conn = Connection.objects.create(slug="lookup", name="Lookup", upstream_url=upstreams[0])
     role = Role.objects.create(name="lookup-user", rules={"tools": ["*"]})
     Grant.objects.create(role=role, connection=conn, user=engineer)
     tool_catalog_refresh(connection=conn)
-    tool_catalog_accept(connection=conn, accepted_by=None)
-    return conn, token_issue(user=engineer, connections=[conn])[1]
+    tool_catalog_accept(connection=conn, by=None, meta=SYSTEM)
+    return conn, token_issue(user=engineer, connections=[conn], by=None, meta=SYSTEM)[1]
 
 
 def catalog_changes() -> list:
@@ -91,7 +93,7 @@ async def test_changed_and_new_tools_are_hidden_until_an_admin_accepts(  # type:
     pending = await run_db(lambda: sorted(ToolCatalogEntry.objects.filter(
         connection=conn, status="pending").values_list("name", flat=True)))
     assert pending == ["exfiltrate", "lookup"]
-    await run_db(lambda: tool_catalog_accept(connection=conn, accepted_by=None, names=["lookup"]))
+    await run_db(lambda: tool_catalog_accept(connection=conn, by=None, meta=SYSTEM, names=["lookup"]))
     await gateway.gateway.pipeline.watcher.check_now()
     async with gateway_client(url, token) as client:
         assert [t.name for t in (await client.list_tools()).tools] == ["lookup"]

@@ -59,6 +59,7 @@ def system_state(db: None) -> dict[str, Any]:
     from django.contrib.auth.models import Group
 
     from portal.models import Connection, Quarantine, Role
+    from portal.services.events import SYSTEM
     from portal.services.grants import grant_create
     from portal.services.tokens import token_issue
     from tests.conftest import make_user
@@ -76,7 +77,7 @@ def system_state(db: None) -> dict[str, Any]:
         "masking": {"actions": {"email": "partial"}, "default_action": "redact"}})
     grant_create(role=role, connection=conn, group=Group.objects.get(name="engineer"),
                  by=auditor, reason="analysts of the data team")
-    token_issue(user=engineer, connections=[conn])
+    token_issue(user=engineer, connections=[conn], by=None, meta=SYSTEM)
     Quarantine.objects.create(user=gone, reason="contract ended")
     return {"auditor": auditor, "engineer": engineer, "connection": conn}
 

@@ -3,6 +3,7 @@ reconcile with the database, the assessments, OSCAL, and what verification catch
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,10 @@ def test_evidence_pack_command_sync(small_log, pack_dir, tmp_path, capsys) -> No
                                                        "name": pack_requester().username}
     assert zipped.manifest["pack"]["completeness"] == "COMPLETE"
     call_command("verify_pack", str(out))
+    from audit.models import AuditRecord
+
+    requested = AuditRecord.objects.get(event="reports.pack_requested")
+    assert requested.actor == f"os:{getpass.getuser()}" and requested.auth_method == "cli"
 
 
 def test_pack_files_are_whole_or_absent(db, pack_dir, monkeypatch) -> None:

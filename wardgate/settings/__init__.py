@@ -43,6 +43,11 @@ WARDGATE_FIELD_ENCRYPTION_KEY = env_str(
 WARDGATE_TOKEN_HMAC_KEY = env_str(
     "WARDGATE_TOKEN_HMAC_KEY", "" if PRODUCTION else _derived_demo_key("tokenize")
 )
+# Keys the audit hash chain (HMAC-SHA256, audit/chain.py). Never stored in the database: without
+# it, a database-level attacker cannot recompute the chain after an edit.
+WARDGATE_AUDIT_CHAIN_KEY = env_str(
+    "WARDGATE_AUDIT_CHAIN_KEY", "" if PRODUCTION else _derived_demo_key("audit-chain")
+)
 
 # Every settings block adds what is wrong here; start-up is refused once, at the end of this
 # module, listing every problem at once.
@@ -61,7 +66,6 @@ if PRODUCTION:
     )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -91,6 +95,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.MfaRequiredMiddleware",
+    "portal.middleware.RefusalRecordingMiddleware",
 ]
 
 ROOT_URLCONF = "wardgate.urls"
@@ -242,7 +247,9 @@ if WARDGATE_OIDC_ISSUER and not WARDGATE_OIDC_JWKS_URL:
 # and the portal address put in "approval pending" links.
 WARDGATE_HOLD_TIMEOUT_SECONDS = env_int("WARDGATE_HOLD_TIMEOUT_SECONDS", 120)
 WARDGATE_APPROVAL_TTL_HOURS = env_int("WARDGATE_APPROVAL_TTL_HOURS", 24)
-WARDGATE_PORTAL_URL = env_str("WARDGATE_PORTAL_URL", "http://127.0.0.1:8000")
+# Empty: links use the address the request came in at (right for the demo and any --port);
+# set it when clients reach the gateway at another address than people reach the portal.
+WARDGATE_PORTAL_URL = env_str("WARDGATE_PORTAL_URL", "")
 
 # Portal ------------------------------------------------------------------------------------
 # Sign-in (allauth): local accounts; OIDC providers from env (off when unset); SAML only when
@@ -267,7 +274,8 @@ MFA_TOTP_ISSUER = env_str("WARDGATE_MFA_ISSUER", "Wardgate")
 # Portal roles whose members must have a TOTP authenticator before they can do anything.
 WARDGATE_MFA_REQUIRED_ROLES = env_list("WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"])
 # An SSO identity's groups claim, and how its values map to portal roles / Django groups:
-# "wardgate-admins=admin,wardgate-engineers=engineer" (unmapped values are kept as groups).
+# "wardgate-admins=admin,wardgate-engineers=engineer". Used for portal SSO and gateway OIDC
+# tokens alike; a claim value not in the map grants nothing (portal.services.identity).
 WARDGATE_SSO_GROUPS_CLAIM = env_str("WARDGATE_SSO_GROUPS_CLAIM", "groups")
 WARDGATE_SSO_GROUP_MAP = dict(
     item.split("=", 1) for item in env_list("WARDGATE_SSO_GROUP_MAP", []) if "=" in item
@@ -358,6 +366,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.evaluate_incident_rules",
         "schedule": 60.0,
     },
+    "portal-expire-approvals": {
+        "task": "portal.expire_approvals",
+        "schedule": 60.0,
+    },
 }
 
 # --- Audit checkpoints, SIEM export, retention ------------------------------------------------
@@ -373,8 +385,10 @@ WARDGATE_CHECKPOINT_SIGNING_KEY = env_str(
     "WARDGATE_CHECKPOINT_SIGNING_KEY", "" if PRODUCTION else _demo_signing_key(SECRET_KEY)
 )
 WARDGATE_CHECKPOINT_VERIFY_KEYS = env_list("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
-# Write-once location for checkpoint copies: a directory, or gs://bucket/prefix. Empty = none.
-WARDGATE_CHECKPOINT_EXPORT = env_str("WARDGATE_CHECKPOINT_EXPORT", "")
+# Write-once location for checkpoint copies, outside the database: a directory (in the demo
+# var/checkpoints), or gs://bucket/prefix. Required in production.
+WARDGATE_CHECKPOINT_EXPORT = env_str(
+    "WARDGATE_CHECKPOINT_EXPORT", "" if PRODUCTION else str(VAR_DIR / "checkpoints"))
 WARDGATE_CHECKPOINT_INTERVAL_MINUTES = env_int("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", 15)
 
 # SIEM sinks: a JSON list of objects, e.g.
@@ -399,6 +413,12 @@ WARDGATE_AUDIT_RETENTION_DAYS = env_int("WARDGATE_AUDIT_RETENTION_DAYS", 365)
 if WARDGATE_AUDIT_RETENTION_DAYS < 1:
     raise ValueError("WARDGATE_AUDIT_RETENTION_DAYS must be at least 1")
 
+if PRODUCTION and not WARDGATE_CHECKPOINT_EXPORT.strip():
+    STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_EXPORT must name a write-once location outside "
+                            "the database (a WORM directory or gs://bucket/prefix)")
+if PRODUCTION and len(WARDGATE_AUDIT_CHAIN_KEY) < 32:
+    STARTUP_PROBLEMS.append("WARDGATE_AUDIT_CHAIN_KEY must be set (32+ random characters, kept "
+                            "out of the database)")
 if PRODUCTION and not WARDGATE_CHECKPOINT_SIGNING_KEY:
     STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_SIGNING_KEY must be set (Ed25519, PEM or base64)")
 elif _problem := _signing_key_problem(WARDGATE_CHECKPOINT_SIGNING_KEY):

@@ -1,5 +1,6 @@
-"""`manage.py audit_legal_hold`: list, place (--place REASON --by USER) or release
-(--release ID --by USER) legal holds. While one is active, retention purges nothing."""
+"""`manage.py audit_legal_hold`: list, place (--place REASON) or release (--release ID) legal
+holds, recorded with who did it (--by USER, else the OS user). While one is active, retention
+purges nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.actors import add_by_argument, command_actor
 from audit.control_models import LegalHold
 from audit.retention import legal_hold_place, legal_hold_release
 
@@ -18,22 +20,21 @@ class Command(BaseCommand):
         action = parser.add_mutually_exclusive_group()
         action.add_argument("--place", metavar="REASON", default=None)
         action.add_argument("--release", metavar="ID", type=int, default=None)
-        parser.add_argument("--by", default="", help="who places or releases (a username)")
+        add_by_argument(parser)
 
     def handle(
         self, *args: Any, place: str | None, release: int | None, by: str, **options: Any
     ) -> None:
-        if (place or release) and not by:
-            raise CommandError("--by USER is required to place or release a hold")
+        who = command_actor(by, "audit_legal_hold").name
         if place:
-            hold = legal_hold_place(reason=place, created_by=by)
+            hold = legal_hold_place(reason=place, created_by=who)
             self.stdout.write(f"placed {hold}")
             return
         if release is not None:
             found = LegalHold.objects.filter(pk=release).first()
             if found is None:
                 raise CommandError(f"no legal hold #{release}")
-            self.stdout.write(f"released {legal_hold_release(found, released_by=by)}")
+            self.stdout.write(f"released {legal_hold_release(found, released_by=who)}")
             return
         for hold in LegalHold.objects.all():
             self.stdout.write(

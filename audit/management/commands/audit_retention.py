@@ -1,5 +1,5 @@
-"""`manage.py audit_retention [--dry-run]`: purge audit records past retention that a signed
-checkpoint and an exported evidence pack cover (never under a legal hold)."""
+"""`manage.py audit_retention [--dry-run] [--by USER]`: purge audit records past retention that a signed
+checkpoint and an exported evidence pack cover (never under a legal hold). The purge record names who ran it (--by, else the OS user)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.actors import CLI_AUTH_METHOD, add_by_argument, command_actor
 from audit.retention import RetentionError, retention_purge
 
 
@@ -16,10 +17,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="say what would be purged")
         parser.add_argument("--days", type=int, default=None, help="override the retention days")
+        add_by_argument(parser)
 
-    def handle(self, *args: Any, dry_run: bool, days: int | None, **options: Any) -> None:
+    def handle(self, *args: Any, dry_run: bool, days: int | None, by: str,
+               **options: Any) -> None:
+        actor = command_actor(by, "audit_retention")
         try:
-            result = retention_purge(retention_days=days, dry_run=dry_run)
+            result = retention_purge(retention_days=days, dry_run=dry_run, by=actor.name,
+                                     auth_method=CLI_AUTH_METHOD)
         except RetentionError as exc:
             raise CommandError(str(exc), returncode=1) from exc
         if result.purged and not dry_run:

@@ -1,12 +1,14 @@
 """`manage.py policy_apply policy.yaml [--dry-run] --reason TEXT [--by USER]`: print what would
-change, then apply it (group grants are declarative: those not listed are revoked)."""
+change, then apply it (group grants are declarative: those not listed are revoked). Recorded
+with who ran it (--by, else the OS user)."""
 
 from __future__ import annotations
 
 import yaml
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.actors import add_by_argument, command_actor
+from portal.services.events import meta_from_command
 from portal.services.policy import PolicyError, policy_apply, policy_diff
 
 
@@ -17,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("file")
         parser.add_argument("--dry-run", action="store_true", help="print the diff only")
         parser.add_argument("--reason", default="", help="why (recorded with the policy version)")
-        parser.add_argument("--by", default="", help="the admin account applying it")
+        add_by_argument(parser)
 
     def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -25,11 +27,7 @@ class Command(BaseCommand):
                 data = yaml.safe_load(fh)
         except (OSError, yaml.YAMLError) as exc:
             raise CommandError(f"Cannot read {opts['file']}: {exc}") from exc
-        by = None
-        if opts["by"]:
-            by = get_user_model().objects.filter(username=opts["by"], is_active=True).first()
-            if by is None:
-                raise CommandError(f"No active user {opts['by']!r}")
+        actor = command_actor(opts["by"], "policy_apply")
         try:
             diff = policy_diff(data)
         except PolicyError as exc:
@@ -44,7 +42,7 @@ class Command(BaseCommand):
             return
         reason = opts["reason"] or f"manage.py policy_apply {opts['file']}"
         try:
-            policy_apply(data=data, by=by, reason=reason)
+            policy_apply(data=data, by=actor.user, reason=reason, meta=meta_from_command(actor))
         except PolicyError as exc:
             raise CommandError(f"Invalid policy: {exc}") from exc
         self.stdout.write(self.style.SUCCESS(f"Applied {len(diff.lines)} change(s)."))

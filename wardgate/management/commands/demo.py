@@ -8,12 +8,14 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.actors import command_actor
 from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
 from portal.services.demo import (
     DEMO_CONNECTION_SLUG,
@@ -22,6 +24,7 @@ from portal.services.demo import (
     demo_policy_ensure,
     demo_users_ensure,
 )
+from portal.services.events import meta_from_command
 from portal.services.tokens import token_issue
 from wardgate.demo_stack import DemoError, DemoStack, running
 from wardgate.mcp_client import SNIPPET, call_tool
@@ -68,15 +71,17 @@ class Command(BaseCommand):
                 demo_policy_ensure(connection)
                 # The demo trusts its own bundled MCP server: its current tools are reviewed
                 # and accepted on start, as an admin would do for a new connection.
-                admin = get_user_model().objects.get(username="admin")
-                tool_catalog_refresh(connection=connection)
-                accepted = tool_catalog_accept(connection=connection, accepted_by=admin)
+                demo_meta = meta_from_command(command_actor("", "demo"))
+                tool_catalog_refresh(connection=connection, meta=demo_meta)
+                accepted = tool_catalog_accept(connection=connection, by=None, meta=demo_meta)
                 say(f"  tool catalogue: {len(accepted)} new tool version(s) accepted")
                 stack.start_worker()
                 stack.start_web()
                 engineer = get_user_model().objects.get(username="engineer")
-                _, token = token_issue(user=engineer, connections=[connection],
-                                       name="demo token", ttl=dt.timedelta(days=1))
+                _, token = token_issue(user=engineer, connections=[connection], by=None,
+                                       meta=demo_meta, name="demo token",
+                                       ttl=dt.timedelta(days=1))
+                self._checkpoint(say)
                 gateway_url = f"{stack.base_url}/mcp/{DEMO_CONNECTION_SLUG}"
                 say(self.style.SUCCESS(f"Ready in {time.monotonic() - started:.1f}s"))
                 if opts["check"]:
@@ -91,6 +96,21 @@ class Command(BaseCommand):
             say("\nStopped while starting.")
         except DemoError as exc:
             raise CommandError(str(exc)) from exc
+
+    @staticmethod
+    def _checkpoint(say: Any) -> None:
+        """Sign the chain head now and export it (Celery beat repeats this every
+        WARDGATE_CHECKPOINT_INTERVAL_MINUTES)."""
+        from audit.checkpoints import CheckpointError
+        from audit.tasks import checkpoint
+
+        try:
+            signed = checkpoint()
+        except CheckpointError as exc:
+            say(f"  audit checkpoint FAILED: {exc} (run manage.py audit_verify)")
+            return
+        say(f"  audit checkpoint #{signed['seq']} signed; exported to "
+            f"{settings.WARDGATE_CHECKPOINT_EXPORT}")
 
     def _check(self, gateway_url: str, token: str, dataset: str) -> None:
         sql = f"SELECT customer_id, full_name, email, country FROM {dataset}.customers ORDER BY customer_id LIMIT 1"
@@ -112,7 +132,7 @@ class Command(BaseCommand):
     def _banner(self, stack: DemoStack, gateway_url: str, token: str, logins) -> None:  # type: ignore[no-untyped-def]
         say = self.stdout.write
         say("")
-        say(f"  Portal:   {stack.base_url}/   (admin site: {stack.base_url}/admin/)")
+        say(f"  Portal:   {stack.base_url}/")
         say(f"  Gateway:  {gateway_url}")
         say(f"  Upstream: {stack.mcp_url} (BigQuery MCP server -> emulator {stack.emulator.endpoint})")
         say("")

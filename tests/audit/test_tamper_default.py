@@ -1,0 +1,102 @@
+"""The chain cannot be rewritten quietly, with the default configuration: checkpoints are signed
+and exported to a directory outside the database by the scheduled task, the chain is keyed with
+a secret the database does not hold, every audit table is guarded, and `audit_verify` (no
+options) names the first record that differs although the attacker recomputed everything after
+it."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, connection, transaction
+from django.test import override_settings
+
+from audit.chain import compute_hash
+from audit.models import AuditRecord
+from audit.services import append_records
+from audit.tasks import checkpoint as checkpoint_task
+from audit.verify import verify_chain, verify_log
+
+from .conftest import make_entry, sql
+from .controls_helpers import chain, rewrite_from, stored, triggers_dropped
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def cut_tail_and_rewind(keep_up_to: int) -> None:
+    """As someone with plain write access: open a maintenance window by INSERT, delete the tail,
+    the head and the database's checkpoints, close the window again."""
+    head_hash = stored(keep_up_to)["hash"]
+    sql("INSERT INTO audit_maintenance_window (token, reason) VALUES ('x', 'routine')")
+    sql("DELETE FROM audit_record WHERE seq > %s", [keep_up_to])
+    sql("DELETE FROM audit_chain_head")
+    sql("INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, %s, %s)",
+        [keep_up_to, head_hash])
+    sql("DELETE FROM audit_checkpoint")
+    sql("DELETE FROM audit_maintenance_window")
+
+
+def test_a_recomputed_chain_is_caught_and_the_edited_record_named(capsys) -> None:  # type: ignore[no-untyped-def]
+    chain(80)
+    assert checkpoint_task()["exported"] == [80]  # the scheduled job signs and exports
+    chain(20, start=80)
+    # Edit record 73, recompute every later hash (without the chain key, which is not in the
+    # database), cut the tail off at 90 and delete every trace in the database.
+    rewrite_from(73, key=None, decision="allow", actor="nobody")
+    cut_tail_and_rewind(keep_up_to=90)
+
+    result = verify_chain()
+    assert (result.ok, result.first_broken_seq) == (False, 73)
+    with pytest.raises(CommandError) as broken:
+        call_command("audit_verify")
+    message = str(broken.value)
+    assert "audit chain BROKEN at record 73" in message
+    assert "checkpoint #80 is in the export" in message and "deleted" in message
+    assert "maintenance window" in message
+
+
+def test_with_a_stolen_key_the_exported_checkpoint_still_names_the_edited_range() -> None:
+    chain(30)
+    checkpoint_task()
+    rewrite_from(12, actor="mallory")  # the key stolen too: the chain itself verifies
+    with triggers_dropped("audit_checkpoint_no_delete"):
+        sql("DELETE FROM audit_checkpoint")
+    assert verify_chain().ok
+    problems = verify_log().problems
+    assert any("records 1..30 were edited or rewritten" in p for p in problems)
+
+
+def test_every_audit_table_is_guarded_and_a_forged_window_stays_on_record() -> None:
+    chain(5)
+    checkpoint_task()
+    sql("INSERT INTO audit_maintenance_window (token, reason) VALUES ('forged', 'cleanup')")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sql("UPDATE audit_maintenance_window SET reason = 'retention'")
+    sql("DELETE FROM audit_checkpoint")
+    sql("DELETE FROM audit_maintenance_window")
+    for statement in ("DELETE FROM audit_maintenance_log",
+                      "UPDATE audit_maintenance_log SET reason = 'retention'"):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            sql(statement)
+    problems = verify_log().problems
+    assert any("maintenance window forged" in p and "(cleanup)" in p for p in problems)
+
+
+def test_a_chain_written_before_keying_is_continued_keyed() -> None:
+    with override_settings(WARDGATE_AUDIT_CHAIN_KEY=""):
+        chain(4)  # the v1 (unkeyed) format, as every chain before this change
+    legacy = stored(4)
+    assert legacy["hash"] == compute_hash(legacy["prev_hash"], legacy)
+    assert verify_chain().ok is False  # a configured key expects a keyed record by now
+    migration = importlib.import_module("audit.migrations.0006_keyed_chain_and_window_log")
+    migration.start_keyed_chain(None, types.SimpleNamespace(connection=connection))
+    marker = AuditRecord.objects.get(seq=5)
+    assert marker.event == "audit.chain_keyed" and marker.detail["legacy_head_seq"] == 4
+    append_records([make_entry(9)])
+    assert verify_chain().ok and verify_log().ok
+    # A legacy-format record after the keyed ones is a rewrite without the key.
+    rewrite_from(6, key=None, actor="mallory")
+    assert (verify_chain().ok, verify_chain().first_broken_seq) == (False, 6)

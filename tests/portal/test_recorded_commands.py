@@ -1,0 +1,66 @@
+"""Every state-changing management command records who ran it: the account named by --by,
+else the operating-system user (os:<name>), with auth method "cli"."""
+
+from __future__ import annotations
+
+import getpass
+import io
+
+import pytest
+import yaml
+from django.core.management import CommandError, call_command
+
+from audit.models import AuditRecord
+from audit.verify import verify_chain
+from portal.models import Connection, ToolCatalogEntry
+from portal.services.catalog import tool_catalog_observe
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+OS_USER = f"os:{getpass.getuser()}"
+
+
+def last(event: str) -> AuditRecord:
+    return AuditRecord.objects.filter(event=event).order_by("-seq").first()
+
+
+@pytest.fixture
+def connection() -> Connection:
+    return Connection.objects.create(slug="demo-bigquery", name="d",
+                                     upstream_url="http://127.0.0.1:9/mcp")
+
+
+def test_issue_token_records_the_os_user_or_the_named_account(connection) -> None:  # type: ignore[no-untyped-def]
+    make_user("dana")
+    make_user("root-admin", "admin")
+    out = io.StringIO()
+    call_command("issue_token", "dana", "--connection", "demo-bigquery", stdout=out,
+                 stderr=io.StringIO())
+    issued = last("portal.token_issued")
+    assert issued is not None, "issue_token left no audit record"
+    assert issued.actor == OS_USER and issued.auth_method == "cli"
+    assert issued.detail["account"] == "dana" and out.getvalue().strip() not in str(issued.detail)
+    call_command("issue_token", "dana", "--connection", "demo-bigquery", "--by", "root-admin",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    assert last("portal.token_issued").actor == "root-admin"
+    with pytest.raises(CommandError, match="no active account 'ghost'"):
+        call_command("issue_token", "dana", "--connection", "demo-bigquery", "--by", "ghost")
+    assert verify_chain().ok
+
+
+def test_tool_catalog_accept_is_recorded(connection) -> None:  # type: ignore[no-untyped-def]
+    tool_catalog_observe(connection=connection, tools=[{"name": "lookup", "inputSchema": {}}])
+    call_command("tool_catalog", "demo-bigquery", "--accept", stdout=io.StringIO())
+    assert ToolCatalogEntry.objects.get().status == ToolCatalogEntry.Status.ACCEPTED
+    accepted = last("portal.tool_catalog_accepted")
+    assert accepted is not None, "tool_catalog --accept left no audit record"
+    assert accepted.actor == OS_USER and accepted.detail["tools"][0]["name"] == "lookup"
+
+
+def test_policy_apply_without_by_records_the_os_user(connection, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"roles": {"viewer": {"description": "tables only",
+                                                         "rules": {"tools": ["list_*"]}}}}))
+    call_command("policy_apply", str(path), "--reason", "r", stdout=io.StringIO())
+    applied = AuditRecord.objects.filter(event__startswith="portal.policy").order_by("-seq").first()
+    assert applied is not None and applied.actor == OS_USER and applied.auth_method == "cli"
