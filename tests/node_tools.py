@@ -71,8 +71,10 @@ def _installed() -> bool:
 
 def _install(npm: str) -> str | None:
     """Run npm; the reason it failed, or None."""
-    args = ["ci"] if (NODE_DIR / "package-lock.json").is_file() else ["install"]
-    args += ["--no-audit", "--no-fund", "--loglevel=error"]
+    # `npm install` with the lock file present installs the locked versions. `npm ci` would be
+    # stricter but refuses this lock: the MCP Toolbox lists per-platform optional packages
+    # (darwin, win32) that npm leaves out of a lock written on Linux.
+    args = ["install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error"]
     try:
         done = subprocess.run([npm, *args], cwd=NODE_DIR, capture_output=True, text=True,
                               timeout=INSTALL_TIMEOUT_SECONDS, check=False)
