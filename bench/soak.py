@@ -287,6 +287,7 @@ def set_up_policy(upstream_url: str, bigquery_endpoint: str) -> list[str]:
 
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import demo_connection_ensure, demo_policy_ensure
+    from portal.services.events import SYSTEM
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue
 
@@ -298,7 +299,7 @@ def set_up_policy(upstream_url: str, bigquery_endpoint: str) -> list[str]:
     role.save()
     security_revision_bump()
     tool_catalog_refresh(connection=connection)
-    tool_catalog_accept(connection=connection, accepted_by=None)
+    tool_catalog_accept(connection=connection, by=None, meta=SYSTEM)
     users = get_user_model().objects
     engineers = Group.objects.get_or_create(name="engineer")[0]
     approver = users.create_user(username="soak-approver", password="x-soak-pass-123")
@@ -307,7 +308,7 @@ def set_up_policy(upstream_url: str, bigquery_endpoint: str) -> list[str]:
     for i in range(IDENTITIES):
         user = users.create_user(username=f"soak-{i}", password="x-soak-pass-123")
         user.groups.add(engineers)
-        tokens.append(token_issue(user=user, connections=[connection])[1])
+        tokens.append(token_issue(user=user, connections=[connection], by=None, meta=SYSTEM)[1])
     return tokens
 
 

@@ -60,7 +60,7 @@ def test_demo_refuses_production_mode(tmp_path: Path) -> None:
            "WARDGATE_FIELD_ENCRYPTION_KEY": "f" * 44, "WARDGATE_TOKEN_HMAC_KEY": "t" * 44,
            "WARDGATE_CHECKPOINT_SIGNING_KEY": "uUe+t9uhHsmdLLYDgojx4J0H2LtBERkT+LziapgDtu8=",
            "WARDGATE_PACK_SIGNING_KEY": "k2jMuBGvO+fJah+vMPCjMRe9U1ijf8CO7AM8eugmVVc=",
-           "WARDGATE_AUDIT_CHAIN_KEY": "c" * 44,
+           "WARDGATE_AUDIT_CHAIN_KEY": "c" * 44, "WARDGATE_PACK_ORGANISATION": "Example Corp",
            "WARDGATE_CHECKPOINT_EXPORT": str(tmp_path / "checkpoints")}
     done = subprocess.run([sys.executable, "manage.py", "demo", "--check"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)

@@ -33,10 +33,11 @@ def rejected(reason: str) -> int:
 
 @pytest.fixture
 def other_token(demo_connection, demo_policy) -> str:  # type: ignore[no-untyped-def]
+    from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
 
     _, plaintext = token_issue(user=make_user("analyst2", "engineer"),
-                               connections=[demo_connection])
+                               connections=[demo_connection], by=None, meta=SYSTEM)
     return plaintext
 
 

@@ -92,6 +92,7 @@ def remote(engineer, standin_url, bigquery_emulator, token_endpoint, twin_datase
     both hold the analyst role on both."""
     from portal.models import Grant, Role
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.events import SYSTEM
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue
     from tests.conftest import make_user
@@ -104,12 +105,14 @@ def remote(engineer, standin_url, bigquery_emulator, token_endpoint, twin_datase
         Grant.objects.create(role=role, connection=conn, group=engineer.groups.get(),
                              reason="remote stand-in")
         tool_catalog_refresh(connection=conn)
-        tool_catalog_accept(connection=conn, accepted_by=None)
+        tool_catalog_accept(connection=conn, by=None, meta=SYSTEM)
         conns[slug] = conn
     security_revision_bump()
     colleague = make_user("colleague", "engineer")
-    _, mine = token_issue(user=engineer, connections=list(conns.values()))
-    _, theirs = token_issue(user=colleague, connections=list(conns.values()))
+    _, mine = token_issue(user=engineer, connections=list(conns.values()),
+                           by=None, meta=SYSTEM)
+    _, theirs = token_issue(user=colleague, connections=list(conns.values()),
+                           by=None, meta=SYSTEM)
     return {"token": mine, "colleague": theirs, "connections": conns, "sa": sa}
 
 

@@ -85,6 +85,7 @@ def analyst_token(engineer, demo_connection, demo_policy, twin_dataset) -> str: 
     from portal.models import Connection, Grant, Role
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import DEMO_ANALYST_RULES
+    from portal.services.events import SYSTEM
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue
 
@@ -99,9 +100,9 @@ def analyst_token(engineer, demo_connection, demo_policy, twin_dataset) -> str: 
     Grant.objects.create(role=role, connection=twin, group=engineer.groups.get(),
                          reason="twin of the demo connection")
     tool_catalog_refresh(connection=twin)
-    tool_catalog_accept(connection=twin, accepted_by=None)
+    tool_catalog_accept(connection=twin, by=None, meta=SYSTEM)
     security_revision_bump()
-    _, plaintext = token_issue(user=engineer, connections=[demo_connection, twin])
+    _, plaintext = token_issue(user=engineer, connections=[demo_connection, twin], by=None, meta=SYSTEM)
     return plaintext
 
 

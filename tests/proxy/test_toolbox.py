@@ -34,6 +34,7 @@ GRANTED = ["execute_sql", "list_table_ids", "get_table_info", "list_dataset_ids"
 def toolbox(engineer, bigquery_emulator, tmp_path):  # type: ignore[no-untyped-def]
     from portal.models import Connection, Grant, Role
     from portal.services.demo import DEMO_ANALYST_RULES, DEMO_COLUMN_CLASSES
+    from portal.services.events import SYSTEM
     from portal.services.policy import connection_credentials_set, connection_save
     from portal.services.security import security_revision_bump
     from portal.services.tokens import token_issue
@@ -59,7 +60,7 @@ def toolbox(engineer, bigquery_emulator, tmp_path):  # type: ignore[no-untyped-d
                                                               "tools": GRANTED})
     Grant.objects.create(role=role, connection=conn, group=engineer.groups.get(), reason="t")
     security_revision_bump()
-    _, token = token_issue(user=engineer, connections=[conn])
+    _, token = token_issue(user=engineer, connections=[conn], by=None, meta=SYSTEM)
     yield {"connection": conn, "token": token, "endpoint": endpoint}
     endpoint.stop()
 
@@ -73,6 +74,7 @@ async def test_toolbox_tools_are_listed_pinned_and_policed(gateway, toolbox) -> 
     from asgiref.sync import sync_to_async
 
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.events import SYSTEM
     from proxy.db import run_db
 
     url = gateway.url("toolbox")
@@ -90,7 +92,7 @@ async def test_toolbox_tools_are_listed_pinned_and_policed(gateway, toolbox) -> 
     assert {"execute_sql", "get_table_info", "list_table_ids", "forecast"} <= pending
     # The admin's review asks the Toolbox itself (with the minted token): same catalogue.
     assert await sync_to_async(tool_catalog_refresh)(connection=conn) == []
-    await run_db(tool_catalog_accept, connection=conn, accepted_by=None)
+    await run_db(tool_catalog_accept, connection=conn, by=None, meta=SYSTEM)
     await _wait_for(lambda: _tool_names(url, toolbox["token"]), sorted(GRANTED))
     assert toolbox["endpoint"].issued  # the gateway minted a token for the Toolbox
 
