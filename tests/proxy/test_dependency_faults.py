@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -184,3 +185,40 @@ async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
     assert len(allowed) == served  # every answer the client got has its record
     result = await run_db(verify_chain)
     assert result.ok
+
+
+async def test_a_redis_outage_fails_closed_and_recovers(gateway_process, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """Redis holds the portal's shared cache (sign-in rate limits, TOTP replay protection):
+    while it is away sign-in is refused rather than unthrottled, and it works again once
+    Redis is back."""
+    from urllib.parse import urlsplit
+
+    from tests.conftest import make_user
+
+    await run_db(make_user, "redis-user", "engineer")
+    parts = urlsplit(redis_url)
+    relay = Relay(parts.port or 6379)
+    gw = gateway_process(REDIS_URL=f"redis://127.0.0.1:{relay.port}{parts.path or '/0'}")
+
+    async def sign_in() -> int:
+        async with httpx.AsyncClient(base_url=gw.base_url) as http:
+            page = await http.get("/accounts/login/", timeout=30)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+            assert token, page.text[:500]
+            response = await http.post("/accounts/login/", timeout=30, data={
+                "login": "redis-user", "password": "x-test-pass-123",
+                "csrfmiddlewaretoken": token[1]}, headers={"referer": f"{gw.base_url}/"})
+            return response.status_code
+
+    try:
+        assert await sign_in() == 302
+        relay.outage(3)
+        assert await sign_in() >= 500  # refused, never signed in unthrottled
+        back = relay.down_until
+        while time.monotonic() < back:
+            await asyncio.sleep(0.1)
+        while (status := await sign_in()) != 302:
+            assert time.monotonic() - back < 5, f"sign-in still fails ({status}) 5 s after"
+            await asyncio.sleep(0.2)
+    finally:
+        relay.close()
