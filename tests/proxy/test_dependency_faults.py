@@ -15,6 +15,7 @@ import pytest
 from django.db import connection
 
 from bigquery_mcp.emulator import free_port
+from proxy.asgi_io import read_body
 from proxy.db import run_db
 from tests.conftest import RunningGateway
 from tests.proxy.faults import Blackhole, Relay
@@ -80,13 +81,7 @@ class SlowUpstream:
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = json.loads(body)
+        request = json.loads(await read_body(receive, 1_000_000))
         self.received.append(request)
         if "id" not in request:
             await send({"type": "http.response.start", "status": 202, "headers": []})
