@@ -450,6 +450,8 @@ class Soak:
             return None
         n = self.issued
         self.issued += 1
+        if n and n % max(1, self.target // 10) == 0:
+            print(f"  ... {n} calls issued", flush=True)
         if n % max(1, self.target // max(1, self.adversarial)) == 0 and self.adversarial:
             return n, "adversarial", self.corpus[n % len(self.corpus)]
         kind, sql = call_mix(self.rng, n)
