@@ -47,7 +47,7 @@ async def test_a_hung_bigquery_is_timed_out_and_the_denial_recorded(
         hung.close()
     assert status == 200 and answer["result"]["isError"]
     assert decision_rules(answer) in (["bigquery.timeout"], ["bigquery.schema_unavailable"])
-    assert took < 8, f"the denial took {took:.1f}s"
+    assert took < 20, f"the denial took {took:.1f}s"  # without a timeout: minutes
     decisions = await run_db(outcomes, event="mcp.decision", decision="deny")
     assert [r.reasons[0]["rule"] for r in decisions] == decision_rules(answer)
 
@@ -65,7 +65,7 @@ async def test_a_hung_jwks_is_timed_out(gateway_process, oidc_issuer, demo_polic
             took = time.monotonic() - started
     finally:
         hung.close()
-    assert status == 401 and took < 5, (status, took)
+    assert status == 401 and took < 15, (status, took)
     assert len(await run_db(outcomes, event="mcp.rejected")) == 1
 
 
@@ -170,7 +170,8 @@ async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
             if got:
                 after_outage.append(time.monotonic() - back_at)
                 break
-            assert time.monotonic() - back_at < 5, "not recovered within 5 s"
+            # The soak measures recovery times; here, generous for a loaded machine.
+            assert time.monotonic() - back_at < 15, "not recovered within 15 s"
             await asyncio.sleep(0.1)
         for _ in range(5):
             served += await one()
@@ -213,7 +214,7 @@ async def test_a_redis_outage_fails_closed_and_recovers(gateway_process, redis_u
         while time.monotonic() < back:
             await asyncio.sleep(0.1)
         while (status := await sign_in()) != 302:
-            assert time.monotonic() - back < 5, f"sign-in still fails ({status}) 5 s after"
+            assert time.monotonic() - back < 15, f"sign-in still fails ({status}) 15 s after"
             await asyncio.sleep(0.2)
     finally:
         relay.close()
