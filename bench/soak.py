@@ -71,6 +71,11 @@ def wait_port(port: int, timeout: float = 60) -> float:
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -436,6 +441,7 @@ class Soak:
     def __init__(self, stack: Stack, calls: int, adversarial: int, fuzz: int, seed: int,
                  faults: bool = True) -> None:
         self.inject = faults
+        self.warm_rss: dict[str, float] = {}
         self.stack, self.target, self.adversarial, self.fuzz = stack, calls, adversarial, fuzz
         self.rng = random.Random(seed)
         self.issued = 0
@@ -451,6 +457,11 @@ class Soak:
             return None
         n = self.issued
         self.issued += 1
+        if n and n % max(1, self.target // 10) == 0:
+            print(f"  ... {n} calls issued", flush=True)
+            if n == self.target // 10:  # caches warm, no fault yet: the baseline for RSS
+                self.warm_rss = {g.name: rss_mb(g.proc.pid) for g in self.stack.gateways
+                                 if g.proc and g.proc.poll() is None}
         if n % max(1, self.target // max(1, self.adversarial)) == 0 and self.adversarial:
             return n, "adversarial", self.corpus[n % len(self.corpus)]
         kind, sql = call_mix(self.rng, n)
@@ -620,7 +631,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def report(soak: Soak, rss: dict[str, tuple[float, float]], elapsed: float, say: Any) -> tuple[int, int, bool]:
+def report(soak: Soak, rss: dict[str, tuple[float, float, float]], cpu: dict[str, float],
+           elapsed: float, say: Any) -> tuple[int, int, bool]:
     from django.db import connections
 
     from audit.models import AuditRecord
@@ -669,9 +681,15 @@ def report(soak: Soak, rss: dict[str, tuple[float, float]], elapsed: float, say:
     say(f"chain: {'ok' if chain.ok else 'BROKEN'} ({chain.records_checked} records checked)")
     say(f"classified cells leaked: {soak.leaked} "
         f"(answers compared with {len(soak.stack.raw)} raw values and encodings)")
-    for name, (start, end) in rss.items():
-        growth = (end - start) / start * 100 if start else float("nan")
-        say(f"RSS {name}: {start:.0f} MB at start, {end:.0f} MB at end ({growth:+.1f} %)")
+    for name, (start, warm, end) in rss.items():
+        line = f"RSS {name}: {start:.0f} MB at start, {end:.0f} MB at end " \
+               f"({(end - start) / start * 100:+.1f} %)"
+        if warm:
+            line += f"; {warm:.0f} MB after the first 10 % of calls (caches filled), " \
+                    f"{(end - warm) / warm * 100:+.1f} % since"
+        say(line)
+    say("CPU seconds (process itself, children excluded; the busiest bounds the rate): " +
+        ", ".join(f"{name} {seconds:.0f}" for name, seconds in sorted(cpu.items())))
     return lost, soak.leaked, chain.ok
 
 
@@ -710,11 +728,16 @@ def main() -> int:
         rss = {}
         for gateway in stack.gateways:
             name = gateway.name
+            now = rss_mb(gateway.proc.pid) if gateway.proc else 0.0
             if gateway.proc and gateway.proc.pid == pids[name]:
-                rss[name] = (start_rss[name], rss_mb(gateway.proc.pid))
+                rss[name] = (start_rss[name], soak.warm_rss.get(name, 0.0), now)
             elif gateway.proc:
-                rss[f"{name} (restarted)"] = (start_rss[name], rss_mb(gateway.proc.pid))
-        lost, leaked, chain_ok = report(soak, rss, elapsed, say)
+                rss[f"{name} (killed and restarted)"] = (start_rss[name], 0.0, now)
+        cpu = {c.name: cpu_seconds(c.proc.pid) for c in (*stack.gateways, stack.upstream)
+               if c.proc and c.proc.poll() is None}
+        if stack.emulator.process is not None:
+            cpu["emulator"] = cpu_seconds(stack.emulator.process.pid)
+        lost, leaked, chain_ok = report(soak, rss, cpu, elapsed, say)
     finally:
         stop_all(running)
         if not args.keep:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -14,6 +15,7 @@ import pytest
 from django.db import connection
 
 from bigquery_mcp.emulator import free_port
+from proxy.asgi_io import read_body
 from proxy.db import run_db
 from tests.conftest import RunningGateway
 from tests.proxy.faults import Blackhole, Relay
@@ -45,7 +47,7 @@ async def test_a_hung_bigquery_is_timed_out_and_the_denial_recorded(
         hung.close()
     assert status == 200 and answer["result"]["isError"]
     assert decision_rules(answer) in (["bigquery.timeout"], ["bigquery.schema_unavailable"])
-    assert took < 8, f"the denial took {took:.1f}s"
+    assert took < 20, f"the denial took {took:.1f}s"  # without a timeout: minutes
     decisions = await run_db(outcomes, event="mcp.decision", decision="deny")
     assert [r.reasons[0]["rule"] for r in decisions] == decision_rules(answer)
 
@@ -63,7 +65,7 @@ async def test_a_hung_jwks_is_timed_out(gateway_process, oidc_issuer, demo_polic
             took = time.monotonic() - started
     finally:
         hung.close()
-    assert status == 401 and took < 5, (status, took)
+    assert status == 401 and took < 15, (status, took)
     assert len(await run_db(outcomes, event="mcp.rejected")) == 1
 
 
@@ -79,13 +81,7 @@ class SlowUpstream:
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = json.loads(body)
+        request = json.loads(await read_body(receive, 1_000_000))
         self.received.append(request)
         if "id" not in request:
             await send({"type": "http.response.start", "status": 202, "headers": []})
@@ -174,7 +170,8 @@ async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
             if got:
                 after_outage.append(time.monotonic() - back_at)
                 break
-            assert time.monotonic() - back_at < 5, "not recovered within 5 s"
+            # The soak measures recovery times; here, generous for a loaded machine.
+            assert time.monotonic() - back_at < 15, "not recovered within 15 s"
             await asyncio.sleep(0.1)
         for _ in range(5):
             served += await one()
@@ -184,3 +181,40 @@ async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
     assert len(allowed) == served  # every answer the client got has its record
     result = await run_db(verify_chain)
     assert result.ok
+
+
+async def test_a_redis_outage_fails_closed_and_recovers(gateway_process, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """Redis holds the portal's shared cache (sign-in rate limits, TOTP replay protection):
+    while it is away sign-in is refused rather than unthrottled, and it works again once
+    Redis is back."""
+    from urllib.parse import urlsplit
+
+    from tests.conftest import make_user
+
+    await run_db(make_user, "redis-user", "engineer")
+    parts = urlsplit(redis_url)
+    relay = Relay(parts.port or 6379)
+    gw = gateway_process(REDIS_URL=f"redis://127.0.0.1:{relay.port}{parts.path or '/0'}")
+
+    async def sign_in() -> int:
+        async with httpx.AsyncClient(base_url=gw.base_url) as http:
+            page = await http.get("/accounts/login/", timeout=30)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+            assert token, page.text[:500]
+            response = await http.post("/accounts/login/", timeout=30, data={
+                "login": "redis-user", "password": "x-test-pass-123",
+                "csrfmiddlewaretoken": token[1]}, headers={"referer": f"{gw.base_url}/"})
+            return response.status_code
+
+    try:
+        assert await sign_in() == 302
+        relay.outage(3)
+        assert await sign_in() >= 500  # refused, never signed in unthrottled
+        back = relay.down_until
+        while time.monotonic() < back:
+            await asyncio.sleep(0.1)
+        while (status := await sign_in()) != 302:
+            assert time.monotonic() - back < 15, f"sign-in still fails ({status}) 15 s after"
+            await asyncio.sleep(0.2)
+    finally:
+        relay.close()
