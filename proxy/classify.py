@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 POLICY_TAG_PREFIX = "policytag:"
 
@@ -15,6 +15,10 @@ POLICY_TAG_PREFIX = "policytag:"
 class ColumnClassifier:
     column_rules: tuple[tuple[re.Pattern[str], str], ...]
     tag_rules: tuple[tuple[re.Pattern[str], str], ...]
+    # Classes per (column, its policy tags): the masked-use check asks for the same few columns
+    # on every call, and each answer otherwise costs one regex match per rule.
+    _known: dict[tuple[str, tuple[str, ...]], frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def from_config(cls, data: Mapping[str, str]) -> ColumnClassifier:
@@ -37,7 +41,14 @@ class ColumnClassifier:
     def classes_of(self, table: str, column: str,
                    policy_tags: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
         key = f"{table}.{column}".lower()
+        tags = tuple(policy_tags.get(key, ()))
+        known = self._known.get((key, tags))
+        if known is not None:
+            return known
         found = {cls for rx, cls in self.column_rules if rx.fullmatch(key)}
-        for tag in policy_tags.get(key, ()):
+        for tag in tags:
             found.update(cls for rx, cls in self.tag_rules if rx.fullmatch(tag))
-        return frozenset(found)
+        if len(self._known) >= 65536:  # bounded: names come from schemas and callers' SQL
+            self._known.clear()
+        known = self._known[(key, tags)] = frozenset(found)
+        return known
