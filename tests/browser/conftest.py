@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.portal.conftest import totp_now
 
 CHROMIUM = os.environ.get("WARDGATE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -60,12 +61,6 @@ def new_page(chromium_browser: Any) -> Iterator[Any]:
     yield make
     for context in contexts:
         context.close()
-
-
-def totp_now(secret: str, offset: int = 0) -> str:
-    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
-
-    return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + offset))
 
 
 def sign_in(page: Any, base_url: str, username: str, password: str,

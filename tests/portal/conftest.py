@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,18 @@ from django.test import Client
 from tests.conftest import make_user
 
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def totp_now(secret: str = TOTP_SECRET, offset: int = 0, margin: float = 8.0) -> str:
+    """The current code, taken early enough in its 30 s window that the server still accepts
+    it when the browser submits it (allauth allows no clock tolerance): near the end of a
+    window, wait for the next one."""
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.05)
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + offset))
 
 
 def enrol_totp(user: Any, secret: str = TOTP_SECRET) -> None:
