@@ -13,12 +13,15 @@ from django.utils import timezone
 from portal.models import AccessRequest, Connection, Role
 from portal.permissions import has_role
 from portal.roles import Role as PortalRole
+from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event, refusals_recorded
 from portal.services.grants import grant_create
 
 
-class AccessRequestError(Exception):
-    pass
+class AccessRequestError(ServiceError):
+    """An access request, decision or withdrawal a rule refuses."""
+
+    default_code = "access_request_refused"
 
 
 def _detail(req: AccessRequest) -> dict[str, Any]:

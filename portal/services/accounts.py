@@ -16,14 +16,17 @@ from django.utils import timezone
 
 from portal.models import ApiToken, PersonalToken, PortalSession
 from portal.permissions import ALL_ROLES
+from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 from portal.services.sessions import sessions_close_for
 from portal.services.tokens import token_revoke
 
 
-class AccountError(Exception):
-    pass
+class AccountError(ServiceError):
+    """An account lifecycle change a rule refuses."""
+
+    default_code = "account_refused"
 
 
 def _require_reason(reason: str) -> str:

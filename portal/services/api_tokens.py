@@ -12,13 +12,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import ApiToken
+from portal.services.errors import InvalidServiceInput, ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 
 API_TOKEN_PREFIX = "wga_"
 
 
-class ApiTokenInvalid(Exception):
-    pass
+class ApiTokenInvalid(ServiceError):
+    """The presented API token is unknown, revoked, expired or its account disabled."""
+
+    default_code = "api_token_invalid"
+    status = 401
 
 
 def _hash(plaintext: str) -> str:
@@ -30,9 +34,9 @@ def api_token_issue(*, user: Any, name: str, by: Any, meta: RequestMeta = SYSTEM
                     ttl: dt.timedelta | None = None) -> tuple[ApiToken, str]:
     ttl = ttl or dt.timedelta(days=settings.WARDGATE_API_TOKEN_DAYS)
     if ttl <= dt.timedelta(0) or ttl > dt.timedelta(days=365):
-        raise ValueError("token lifetime must be between 1 second and 365 days")
+        raise InvalidServiceInput("token lifetime must be between 1 second and 365 days")
     if not user.is_active:
-        raise ValueError("a disabled account cannot hold tokens")
+        raise InvalidServiceInput("a disabled account cannot hold tokens")
     plaintext = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name[:200] or "API token",
                                     prefix=plaintext[:12], token_hash=_hash(plaintext),

@@ -20,11 +20,14 @@ from django.utils import timezone
 from audit.services import AuditEntry
 from audit.writer import write_sync
 from portal.models import ApprovalVote, PolicyVersion, QueryApproval
+from portal.services.errors import InvalidServiceInput, ServiceError
 from portal.services.security import security_revision_bump
 
 
-class ApprovalError(Exception):
+class ApprovalError(ServiceError):
     """A decision that may not be made (separation of duties, wrong group, not pending)."""
+
+    default_code = "approval_refused"
 
 
 def canonical_arguments_sha256(arguments: Any) -> str:
@@ -45,7 +48,7 @@ def policy_version_create(*, by: AbstractBaseUser | None, reason: str,
     """A new policy version (after any change to roles, rules or masking). Approvals granted
     under an older version no longer unlock calls."""
     if not reason.strip():
-        raise ValueError("a policy change needs a reason")
+        raise InvalidServiceInput("a policy change needs a reason")
     number = policy_version_current() + 1
     version = PolicyVersion.objects.create(number=number, created_by=by, reason=reason,
                                            snapshot=snapshot or {})

@@ -9,12 +9,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import Connection, Grant, Role
+from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 
 
-class GrantError(Exception):
-    pass
+class GrantError(ServiceError):
+    """A grant or revocation a rule refuses."""
+
+    default_code = "grant_refused"
 
 
 def _grant_detail(grant: Grant) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
+from portal.services.errors import ServiceError
 from portal.services.events import RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 
@@ -34,8 +35,11 @@ _USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
 MAX_SUBJECT_LENGTH = 191  # allauth SocialAccount.uid
 
 
-class ExternalIdentityRefused(Exception):
-    pass
+class ExternalIdentityRefused(ServiceError):
+    """An external (SSO/OIDC) identity that may not sign in or be provisioned."""
+
+    default_code = "external_identity_refused"
+    status = 403
 
 
 def sso_group_map() -> dict[str, str]:

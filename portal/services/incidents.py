@@ -14,12 +14,15 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from portal.models import Connection, Incident, Quarantine
+from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 
 
-class IncidentError(Exception):
-    pass
+class IncidentError(ServiceError):
+    """A quarantine or incident action a rule refuses."""
+
+    default_code = "incident_refused"
 
 
 def _quarantine_detail(q: Quarantine) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import Connection, Grant, Role, ToolCatalogEntry
+from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 
@@ -28,10 +29,17 @@ CONNECTION_POLICY_FIELDS = ("name", "transport", "upstream_url", "upstream_comma
                             "column_classes", "allow_sampling", "allow_elicitation", "enabled")
 
 
-class PolicyError(Exception):
+class PolicyError(ServiceError):
+    """A connection, role or policy file a rule refuses; `errors` names the fields at fault."""
+
+    default_code = "policy_invalid"
+
     def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
-        self.errors = errors or {}
+        super().__init__(message, field_errors=errors)
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        return self.field_errors
 
 
 def _validation_errors(exc: ValidationError) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from audit.services import AuditEntry
 from audit.writer import write_sync
 from portal.models import GatewaySession
+from portal.services.errors import InvalidServiceInput
 from portal.services.security import security_revision_bump
 
 
@@ -25,7 +26,7 @@ def session_kill(*, session: GatewaySession, by: AbstractBaseUser | None, reason
     through the security revision) cuts its open calls and ends its stdio subprocess. Closed
     here, not by whichever process happens to hold a call, so none stays "closing"."""
     if not reason.strip():
-        raise ValueError("killing a session needs a reason")
+        raise InvalidServiceInput("killing a session needs a reason")
     session = GatewaySession.objects.select_for_update().get(pk=session.pk)
     now = timezone.now()
     if session.kill_requested_at is None:

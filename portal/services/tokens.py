@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import Connection, PersonalToken
+from portal.services.errors import InvalidServiceInput
 from portal.services.events import RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 
@@ -30,12 +31,12 @@ def token_issue(
     """Create a token, as an audit event; the plaintext is returned once and never stored
     (nor recorded)."""
     if ttl <= dt.timedelta(0) or ttl > dt.timedelta(days=365):
-        raise ValueError("token lifetime must be between 1 second and 365 days")
+        raise InvalidServiceInput("token lifetime must be between 1 second and 365 days")
     if not user.is_active:
-        raise ValueError("a disabled account cannot hold tokens")
+        raise InvalidServiceInput("a disabled account cannot hold tokens")
     connections = list(connections)
     if not connections:
-        raise ValueError("a token must be scoped to at least one connection")
+        raise InvalidServiceInput("a token must be scoped to at least one connection")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = PersonalToken.objects.create(
         user=user,
