@@ -84,13 +84,11 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     @staticmethod
     def _sync(request: HttpRequest, sociallogin: Any, *, created: bool) -> None:
-        from portal.services.events import meta_from_request
+        from portal.edge import meta_from_request
         from portal.services.identity import external_identity_sync, raw_groups_from_claims
 
-        meta = meta_from_request(request)
         external_identity_sync(
             user=sociallogin.user, provider=sociallogin.account.provider,
             subject=str(sociallogin.account.uid),
             raw_groups=raw_groups_from_claims(sociallogin.account.extra_data), created=created,
-            meta=type(meta)(source_ip=meta.source_ip, user_agent=meta.user_agent,
-                            auth_method="sso"))
+            meta=meta_from_request(request, auth_method="sso"))

@@ -59,7 +59,8 @@ class RefusalRecordingMiddleware:
         response = self.get_response(request)
         action = _RECORDED_REFUSALS.get(response.status_code)
         if action is not None and not request.path_info.startswith(("/mcp/", "/static/")):
-            from portal.services.events import meta_from_request, portal_event
+            from portal.edge import meta_from_request
+            from portal.services.events import portal_event
 
             user: Any = getattr(request, "user", None)
             signed_in = bool(getattr(user, "is_authenticated", False))

@@ -8,8 +8,9 @@ from allauth.mfa.signals import authentication_failed, authenticator_added, auth
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from portal.edge import meta_from_request
 from portal.models import PortalSession
-from portal.services.events import RequestMeta, meta_from_request, portal_event
+from portal.services.events import RequestMeta, portal_event
 
 
 def _meta(request: Any) -> RequestMeta:

@@ -12,12 +12,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api.permissions import PortalRoles
-from portal.services.events import meta_from_request
+from portal.edge import meta_from_request
+from portal.services.errors import ServiceError
 from reports.catalog import ALL_LABELS
 from reports.selectors import (
     PACK_ROLES,
@@ -108,7 +109,8 @@ class EvidencePackViewSet(viewsets.ViewSet):
                                          created_by=request.user,
                                          origin=meta_from_request(request))
         except PackRequestError as exc:
-            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+            # The reports app's own refusal, answered like every portal service refusal.
+            raise ServiceError(str(exc), code="pack_request_invalid") from None
         return Response(evidence_pack_progress(pack), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[PACK_ID], responses=PackSerializer)

@@ -1,5 +1,9 @@
 """The portal API: the same actions as the pages, through the same services (thin views).
 
+Each action parses its input (a serializer), calls one service and serializes the result. A
+service's refusal (ServiceError) is answered by the one exception handler,
+portal.api.exceptions.exception_handler; reads come from portal.selectors.
+
 Authentication: a portal API token (`Authorization: Bearer wga_…`, issued on the Tokens page)
 or the signed-in session (with its CSRF token). Permissions per portal role; deny by default.
 """
@@ -8,49 +12,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.models import AuditRecord
 from portal.api import serializers as s
 from portal.api.permissions import PortalRoles
-from portal.models import AccessRequest, Grant, Incident, Quarantine, QueryApproval
+from portal.edge import meta_from_request
+from portal.models import AccessRequest, QueryApproval
 from portal.roles import Role
+from portal.selectors.accounts import account_list
 from portal.selectors.audit import AuditFilter, audit_search
-from portal.selectors.queues import access_requests_pending, query_approvals_pending
+from portal.selectors.grants import grant_list
+from portal.selectors.incidents import incident_list, quarantine_list
+from portal.selectors.queues import (
+    access_requests_mine,
+    access_requests_pending,
+    query_approvals_pending,
+)
 from portal.services.access_requests import (
-    AccessRequestError,
     access_request_cancel,
     access_request_create,
     access_request_decide,
 )
-from portal.services.accounts import (
-    AccountError,
-    account_create,
-    account_disable,
-    account_enable,
-)
-from portal.services.approvals import ApprovalError, query_approval_decide
-from portal.services.events import meta_from_request
-from portal.services.grants import GrantError, grant_create, grant_revoke
-from portal.services.incidents import (
-    IncidentError,
-    incident_lift,
-    quarantine_create,
-    quarantine_lift,
-)
+from portal.services.accounts import account_create, account_disable, account_enable
+from portal.services.approvals import query_approval_decide
+from portal.services.grants import grant_create, grant_revoke
+from portal.services.incidents import incident_lift, quarantine_create, quarantine_lift
 
 ADMIN, ENGINEER, APPROVER, AUDITOR = Role.ADMIN, Role.ENGINEER, Role.APPROVER, Role.AUDITOR
-
-
-def _fail(exc: Exception) -> ValidationError:
-    return ValidationError({"non_field_errors": [str(exc)]})
 
 
 def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
@@ -72,29 +67,22 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def get_queryset(self) -> Any:
         if self.action in ("queue", "decide"):
             return access_requests_pending(for_user=self.request.user)
-        return AccessRequest.objects.filter(requester=self.request.user).select_related(
-            "requester", "role", "connection", "decided_by")
+        return access_requests_mine(self.request.user)
 
     def perform_create(self, serializer: Any) -> None:
-        try:
-            serializer.instance = access_request_create(
-                requester=self.request.user, meta=meta_from_request(self.request),
-                connection=serializer.validated_data["connection"],
-                role=serializer.validated_data["role"],
-                duration_hours=serializer.validated_data["duration_hours"],
-                justification=serializer.validated_data["justification"])
-        except AccessRequestError as exc:
-            raise _fail(exc) from exc
+        serializer.instance = access_request_create(
+            requester=self.request.user, meta=meta_from_request(self.request),
+            connection=serializer.validated_data["connection"],
+            role=serializer.validated_data["role"],
+            duration_hours=serializer.validated_data["duration_hours"],
+            justification=serializer.validated_data["justification"])
 
     @extend_schema(request=None, responses=s.AccessRequestSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         req = self.get_object()
-        try:
-            req = access_request_cancel(access_request=req, by=request.user,
-                                        meta=meta_from_request(request))
-        except AccessRequestError as exc:
-            raise _fail(exc) from exc
+        req = access_request_cancel(access_request=req, by=request.user,
+                                    meta=meta_from_request(request))
         return Response(s.AccessRequestSerializer(req).data)
 
     @extend_schema(responses=s.AccessRequestSerializer(many=True))
@@ -109,12 +97,9 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if req.requester_id == request.user.pk:
             raise PermissionDenied("Separation of duties: nobody approves their own request.")
         data = _valid(s.DecisionSerializer, request.data)
-        try:
-            req = access_request_decide(access_request=req, by=request.user,
-                                        approve=data["decision"] == "approve",
-                                        comment=data["comment"], meta=meta_from_request(request))
-        except AccessRequestError as exc:
-            raise _fail(exc) from exc
+        req = access_request_decide(access_request=req, by=request.user,
+                                    approve=data["decision"] == "approve",
+                                    comment=data["comment"], meta=meta_from_request(request))
         return Response(s.AccessRequestSerializer(req).data)
 
 
@@ -139,14 +124,9 @@ class QueryApprovalViewSet(viewsets.GenericViewSet):
         if approval.requester_id == request.user.pk:
             raise PermissionDenied("Separation of duties: nobody approves their own query.")
         data = _valid(s.DecisionSerializer, request.data)
-        meta = meta_from_request(request)
-        try:
-            approval = query_approval_decide(approval=approval, approver=request.user,
-                                             approve=data["decision"] == "approve",
-                                             comment=data["comment"], source_ip=meta.source_ip,
-                                             user_agent=meta.user_agent)
-        except ApprovalError as exc:
-            raise _fail(exc) from exc
+        approval = query_approval_decide(approval=approval, approver=request.user,
+                                         approve=data["decision"] == "approve",
+                                         comment=data["comment"], meta=meta_from_request(request))
         return Response(s.QueryApprovalSerializer(approval).data)
 
 
@@ -156,27 +136,21 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     permission_classes = [PortalRoles]
     roles = {"list": (ADMIN, AUDITOR), "retrieve": (ADMIN, AUDITOR), "create": (ADMIN,),
              "revoke": (ADMIN,)}
-    queryset = Grant.objects.select_related("role", "connection", "user", "group", "created_by")
+    queryset = grant_list()
 
     def perform_create(self, serializer: Any) -> None:
         d = serializer.validated_data
-        try:
-            serializer.instance = grant_create(
-                role=d["role"], connection=d["connection"], user=d.get("user"),
-                group=d.get("group"), expires_at=d.get("expires_at"), reason=d["reason"],
-                by=self.request.user, meta=meta_from_request(self.request))
-        except GrantError as exc:
-            raise _fail(exc) from exc
+        serializer.instance = grant_create(
+            role=d["role"], connection=d["connection"], user=d.get("user"),
+            group=d.get("group"), expires_at=d.get("expires_at"), reason=d["reason"],
+            by=self.request.user, meta=meta_from_request(self.request))
 
     @extend_schema(request=s.ReasonSerializer, responses=s.GrantSerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:
         data = _valid(s.ReasonSerializer, request.data)
-        try:
-            grant = grant_revoke(grant=self.get_object(), by=request.user,
-                                 reason=data["reason"], meta=meta_from_request(request))
-        except GrantError as exc:
-            raise _fail(exc) from exc
+        grant = grant_revoke(grant=self.get_object(), by=request.user,
+                             reason=data["reason"], meta=meta_from_request(request))
         return Response(s.GrantSerializer(grant).data)
 
 
@@ -185,29 +159,23 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     permission_classes = [PortalRoles]
     roles = {"list": (ADMIN, AUDITOR), "retrieve": (ADMIN, AUDITOR), "create": (ADMIN,),
              "disable": (ADMIN,), "enable": (ADMIN,)}
-    queryset = get_user_model().objects.order_by("username").prefetch_related("groups")
+    queryset = account_list()
 
     @extend_schema(request=s.AccountCreateSerializer, responses={201: s.AccountSerializer})
     def create(self, request: Request) -> Response:
         d = _valid(s.AccountCreateSerializer, request.data)
-        try:
-            user = account_create(username=d["username"], email=d["email"],
-                                  password=d["password"] or None, roles=d["roles"],
-                                  by=request.user, reason=d["reason"],
-                                  meta=meta_from_request(request))
-        except AccountError as exc:
-            raise _fail(exc) from exc
+        user = account_create(username=d["username"], email=d["email"],
+                              password=d["password"] or None, roles=d["roles"],
+                              by=request.user, reason=d["reason"],
+                              meta=meta_from_request(request))
         return Response(s.AccountSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ReasonSerializer, responses=s.AccountSerializer)
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, pk: str) -> Response:
         data = _valid(s.ReasonSerializer, request.data)
-        try:
-            user = account_disable(account=self.get_object(), by=request.user,
-                                   reason=data["reason"], meta=meta_from_request(request))
-        except AccountError as exc:
-            raise _fail(exc) from exc
+        user = account_disable(account=self.get_object(), by=request.user,
+                               reason=data["reason"], meta=meta_from_request(request))
         return Response(s.AccountSerializer(user).data)
 
     @extend_schema(request=s.ReasonSerializer, responses=s.AccountSerializer)
@@ -223,17 +191,14 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     serializer_class = s.IncidentSerializer
     permission_classes = [PortalRoles]
     roles = {"list": (ADMIN, AUDITOR), "retrieve": (ADMIN, AUDITOR), "lift": (ADMIN,)}
-    queryset = Incident.objects.select_related("user", "reviewed_by")
+    queryset = incident_list()
 
     @extend_schema(request=s.ReasonSerializer, responses=s.IncidentSerializer)
     @action(detail=True, methods=["post"])
     def lift(self, request: Request, pk: str) -> Response:
         data = _valid(s.ReasonSerializer, request.data)
-        try:
-            incident = incident_lift(incident=self.get_object(), by=request.user,
-                                     comment=data["reason"], meta=meta_from_request(request))
-        except IncidentError as exc:
-            raise _fail(exc) from exc
+        incident = incident_lift(incident=self.get_object(), by=request.user,
+                                 comment=data["reason"], meta=meta_from_request(request))
         return Response(s.IncidentSerializer(incident).data)
 
 
@@ -243,26 +208,20 @@ class QuarantineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     permission_classes = [PortalRoles]
     roles = {"list": (ADMIN, AUDITOR), "retrieve": (ADMIN, AUDITOR), "create": (ADMIN,),
              "lift": (ADMIN,)}
-    queryset = Quarantine.objects.select_related("user", "connection", "created_by")
+    queryset = quarantine_list()
 
     def perform_create(self, serializer: Any) -> None:
         d = serializer.validated_data
-        try:
-            serializer.instance = quarantine_create(
-                user=d.get("user"), connection=d.get("connection"), reason=d["reason"],
-                by=self.request.user, meta=meta_from_request(self.request))
-        except IncidentError as exc:
-            raise _fail(exc) from exc
+        serializer.instance = quarantine_create(
+            user=d.get("user"), connection=d.get("connection"), reason=d["reason"],
+            by=self.request.user, meta=meta_from_request(self.request))
 
     @extend_schema(request=s.ReasonSerializer, responses=s.QuarantineSerializer)
     @action(detail=True, methods=["post"])
     def lift(self, request: Request, pk: str) -> Response:
         data = _valid(s.ReasonSerializer, request.data)
-        try:
-            q = quarantine_lift(quarantine=self.get_object(), by=request.user,
-                                reason=data["reason"], meta=meta_from_request(request))
-        except IncidentError as exc:
-            raise _fail(exc) from exc
+        q = quarantine_lift(quarantine=self.get_object(), by=request.user,
+                            reason=data["reason"], meta=meta_from_request(request))
         return Response(s.QuarantineSerializer(q).data)
 
 

@@ -116,3 +116,12 @@ def account_history(user: Any, *, limit: int = 100) -> QuerySet[AuditRecord]:
     return (AuditRecord.objects.filter(event__in=LIFECYCLE_EVENTS,
                                        detail__account=user.get_username())
             .order_by("-seq")[:limit])
+
+
+def account_list() -> QuerySet[Any]:
+    """Every account by username, with its groups (its portal roles)."""
+    return get_user_model().objects.order_by("username").prefetch_related("groups")
+
+
+def account_get_by_username(username: str) -> Any | None:
+    return get_user_model().objects.filter(username=username).first()

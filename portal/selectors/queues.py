@@ -30,9 +30,15 @@ def query_approvals_pending(*, for_user: Any) -> list[QueryApproval]:
 
 def access_requests_mine(user: Any) -> QuerySet[AccessRequest]:
     return (AccessRequest.objects.filter(requester=user)
-            .select_related("role", "connection", "decided_by", "grant"))
+            .select_related("requester", "role", "connection", "decided_by", "grant"))
 
 
 def query_approvals_mine(user: Any) -> QuerySet[QueryApproval]:
     return QueryApproval.objects.filter(requester=user).select_related("connection") \
         .prefetch_related("votes__approver")
+
+
+def query_approval_get(pk: int) -> QueryApproval | None:
+    """One held query with its votes (the page the gateway links the caller to)."""
+    return (QueryApproval.objects.select_related("requester", "connection")
+            .prefetch_related("votes__approver").filter(pk=pk).first())

@@ -21,6 +21,7 @@ from audit.services import AuditEntry
 from audit.writer import write_sync
 from portal.models import ApprovalVote, PolicyVersion, QueryApproval
 from portal.services.errors import InvalidServiceInput, ServiceError
+from portal.services.events import RequestMeta, refusals_recorded
 from portal.services.security import security_revision_bump
 
 
@@ -121,11 +122,14 @@ def query_approval_consume(*, approval_id: int, request_id: str, actor: str) -> 
 
 
 def query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
-                          comment: str = "", source_ip: str = "", user_agent: str = "") -> QueryApproval:
+                          comment: str = "", meta: RequestMeta | None = None,
+                          source_ip: str = "", user_agent: str = "") -> QueryApproval:
     """One approver's vote on a held call. Refusals (their own request, not pending, not in an
-    approver group, ...) are recorded as `portal.approval_refused`."""
-    from portal.services.events import RequestMeta, refusals_recorded
-
+    approver group, ...) are recorded as `portal.approval_refused`. Where the vote came from is
+    `meta` (built at the edge) or, for older callers, `source_ip` and `user_agent`; the records
+    name the session as the way in, as they always have."""
+    if meta is not None:
+        source_ip, user_agent = meta.source_ip, meta.user_agent
     meta = RequestMeta(source_ip=source_ip, user_agent=user_agent[:512])
     with refusals_recorded("approval_refused", by=approver, meta=meta, errors=(ApprovalError,),
                            detail={"approval_id": approval.pk, "approve": approve,

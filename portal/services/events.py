@@ -16,7 +16,8 @@ SYSTEM_ACTOR = "system"
 
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
-    """Where an action came from: the portal (session), the API (token) or a scheduled job."""
+    """Where an action came from: the portal (session), the API (token) or a scheduled job.
+    Built at the edge (portal.edge.meta_from_request, meta_from_command) and passed in."""
 
     source_ip: str = ""
     user_agent: str = ""
@@ -31,18 +32,6 @@ SYSTEM = RequestMeta(auth_method="")
 def meta_from_command(actor: Any) -> RequestMeta:
     """A management command's audit metadata (audit.actors.CommandActor)."""
     return RequestMeta(user_agent=actor.user_agent, auth_method="cli", actor=actor.name)
-
-
-def meta_from_request(request: Any) -> RequestMeta:
-    from portal.api.auth import ApiTokenAuthentication
-
-    auth_method = "session"
-    if isinstance(getattr(request, "successful_authenticator", None), ApiTokenAuthentication):
-        auth_method = "api_token"
-    meta = getattr(request, "META", {})
-    return RequestMeta(source_ip=str(meta.get("REMOTE_ADDR", ""))[:64],
-                       user_agent=str(meta.get("HTTP_USER_AGENT", ""))[:512],
-                       auth_method=auth_method)
 
 
 def actor_name(user: Any) -> str:

@@ -10,8 +10,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from portal.edge import meta_from_request
 from portal.permissions import has_role, user_roles
-from portal.services.events import meta_from_request
 
 __all__ = ["has_role", "meta_from_request", "role_required", "user_roles"]
 
