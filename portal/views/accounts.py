@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +17,7 @@ from portal.roles import Role
 from portal.selectors.accounts import (
     account_api_tokens,
     account_gateway_sessions,
+    account_get_by_username,
     account_grants,
     account_history,
     account_portal_sessions,
@@ -22,15 +25,21 @@ from portal.selectors.accounts import (
     accounts_with_activity,
     grant_state,
 )
+from portal.selectors.grants import grant_list
 from portal.services.accounts import (
-    AccountError,
     account_create,
     account_disable,
     account_enable,
     account_roles_set,
 )
-from portal.services.grants import GrantError, grant_create, grant_revoke
-from portal.views._base import act_with_reason, meta_from_request, role_required
+from portal.services.grants import grant_create, grant_revoke
+from portal.views._base import (
+    act_with_reason,
+    form_act,
+    meta_from_request,
+    role_required,
+    service_call,
+)
 
 
 def _live_sessions(user: object) -> list:
@@ -51,14 +60,11 @@ def account_new(request: HttpRequest) -> HttpResponse:
     form = AccountCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
-            user = account_create(username=data["username"], email=data["email"],
-                                  password=data["password"] or None, roles=data["roles"],
-                                  by=request.user, reason=data["reason"],
-                                  meta=meta_from_request(request))
-        except AccountError as exc:
-            form.add_error(None, str(exc))
-        else:
+        user = service_call(request, lambda: account_create(
+            username=data["username"], email=data["email"], password=data["password"] or None,
+            roles=data["roles"], by=request.user, reason=data["reason"],
+            meta=meta_from_request(request)), form=form)
+        if user is not None:
             messages.success(request, f"Account {user.username} created.")
             return redirect("portal:account_detail", pk=user.pk)
     return render(request, "portal/account_new.html", {"form": form})
@@ -91,8 +97,7 @@ def account_disable_view(request: HttpRequest, pk: int) -> HttpResponse:
                         meta=meta_from_request(request))
         return f"{account.username} disabled: tokens revoked, sessions ended, gateways told."
 
-    act_with_reason(request, missing="Give a reason for disabling the account.", act=disable,
-                    errors=(AccountError,))
+    act_with_reason(request, missing="Give a reason for disabling the account.", act=disable)
     return redirect("portal:account_detail", pk=pk)
 
 
@@ -114,16 +119,14 @@ def account_enable_view(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def account_roles_view(request: HttpRequest, pk: int) -> HttpResponse:
     account = get_object_or_404(get_user_model(), pk=pk)
-    form = AccountRolesForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason for changing roles.")
-    else:
-        try:
-            account_roles_set(account=account, roles=form.cleaned_data["roles"], by=request.user,
-                              reason=form.cleaned_data["reason"], meta=meta_from_request(request))
-            messages.success(request, f"Roles of {account.username} updated.")
-        except AccountError as exc:
-            messages.error(request, str(exc))
+
+    def set_roles(data: dict[str, Any]) -> str:
+        account_roles_set(account=account, roles=data["roles"], by=request.user,
+                          reason=data["reason"], meta=meta_from_request(request))
+        return f"Roles of {account.username} updated."
+
+    form_act(request, AccountRolesForm(request.POST), invalid="Give a reason for changing roles.",
+             act=set_roles)
     return redirect("portal:account_detail", pk=pk)
 
 
@@ -134,23 +137,17 @@ def grants_page(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         user = None
         if data["username"]:
-            user = get_user_model().objects.filter(username=data["username"]).first()
+            user = account_get_by_username(data["username"])
             if user is None:
                 form.add_error("username", "No such account.")
-        if not form.errors:
-            try:
-                grant_create(role=data["role"], connection=data["connection"], user=user,
-                             group=data["group"], expires_at=data["expires_at"],
-                             reason=data["reason"], by=request.user,
-                             meta=meta_from_request(request))
-            except GrantError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, "Grant created.")
-                return redirect("portal:grants")
+        if not form.errors and service_call(request, lambda: grant_create(
+                role=data["role"], connection=data["connection"], user=user, group=data["group"],
+                expires_at=data["expires_at"], reason=data["reason"], by=request.user,
+                meta=meta_from_request(request)), form=form) is not None:
+            messages.success(request, "Grant created.")
+            return redirect("portal:grants")
     now = timezone.now()
-    grants = [(g, grant_state(g, now)) for g in Grant.objects.select_related(
-        "role", "connection", "user", "group", "created_by")[:300]]
+    grants = [(g, grant_state(g, now)) for g in grant_list()[:300]]
     return render(request, "portal/grants.html", {"form": form, "grants": grants,
                                                   "reason_form": ReasonForm()})
 
@@ -164,6 +161,5 @@ def grant_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         grant_revoke(grant=grant, by=request.user, reason=reason, meta=meta_from_request(request))
         return f"Grant #{grant.pk} revoked."
 
-    act_with_reason(request, missing="Give a reason for revoking the grant.", act=revoke,
-                    errors=(GrantError,))
+    act_with_reason(request, missing="Give a reason for revoking the grant.", act=revoke)
     return redirect(request.POST.get("next") or "portal:grants")

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
+from typing import Any
+
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.forms import DecisionForm
 from portal.models import AccessRequest, QueryApproval
 from portal.roles import Role
-from portal.selectors.queues import access_requests_pending, query_approvals_pending
-from portal.services.access_requests import AccessRequestError, access_request_decide
-from portal.services.approvals import ApprovalError, query_approval_decide
-from portal.views._base import has_role, meta_from_request, role_required
+from portal.selectors.queues import (
+    access_requests_pending,
+    query_approval_get,
+    query_approvals_pending,
+)
+from portal.services.access_requests import access_request_decide
+from portal.services.approvals import query_approval_decide
+from portal.views._base import form_act, has_role, meta_from_request, role_required
 
 
 def _past(decision: str) -> str:
@@ -40,19 +45,14 @@ def approvals_fragment(request: HttpRequest) -> HttpResponse:
 @role_required(Role.APPROVER)
 def access_request_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(AccessRequest, pk=pk)
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
-        return redirect("portal:approvals")
-    try:
+
+    def decide(data: dict[str, Any]) -> str:
         access_request_decide(access_request=req, by=request.user,
-                              approve=form.cleaned_data["decision"] == "approve",
-                              comment=form.cleaned_data["comment"],
+                              approve=data["decision"] == "approve", comment=data["comment"],
                               meta=meta_from_request(request))
-    except AccessRequestError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Access request #{req.pk} {_past(form.cleaned_data['decision'])}.")
+        return f"Access request #{req.pk} {_past(data['decision'])}."
+
+    form_act(request, DecisionForm(request.POST), act=decide)
     return redirect("portal:approvals")
 
 
@@ -60,8 +60,9 @@ def access_request_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
 def query_approval_page(request: HttpRequest, pk: int) -> HttpResponse:
     """One held query: the link the gateway gives the caller. Approvers decide here; the caller
     who opens it sees their own request's status (and an approver's reason)."""
-    approval = get_object_or_404(QueryApproval.objects.select_related("requester", "connection")
-                                 .prefetch_related("votes__approver"), pk=pk)
+    approval = query_approval_get(pk)
+    if approval is None:
+        raise Http404("No such held query")
     own = approval.requester_id == request.user.pk
     if not own and not has_role(request.user, Role.APPROVER):
         raise PermissionDenied("Only approvers and the caller may open this held query.")
@@ -73,18 +74,13 @@ def query_approval_page(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.APPROVER)
 def query_approval_decide_view(request: HttpRequest, pk: int) -> HttpResponse:
     approval = get_object_or_404(QueryApproval, pk=pk)
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
-        return redirect("portal:query_approval", pk=pk)
-    meta = meta_from_request(request)
-    try:
+
+    def decide(data: dict[str, Any]) -> str:
         query_approval_decide(approval=approval, approver=request.user,
-                              approve=form.cleaned_data["decision"] == "approve",
-                              comment=form.cleaned_data["comment"], source_ip=meta.source_ip,
-                              user_agent=meta.user_agent)
-    except ApprovalError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Query #{approval.pk} {_past(form.cleaned_data['decision'])}.")
+                              approve=data["decision"] == "approve", comment=data["comment"],
+                              meta=meta_from_request(request))
+        return f"Query #{approval.pk} {_past(data['decision'])}."
+
+    if form_act(request, DecisionForm(request.POST), act=decide) == "invalid":
+        return redirect("portal:query_approval", pk=pk)
     return redirect("portal:approvals")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -11,14 +10,17 @@ from django.views.decorators.http import require_POST
 from portal.forms import QuarantineForm, ReasonForm
 from portal.models import GatewaySession, Incident, Quarantine
 from portal.roles import Role
-from portal.services.incidents import (
-    IncidentError,
-    incident_lift,
-    quarantine_create,
-    quarantine_lift,
-)
+from portal.selectors.accounts import account_get_by_username
+from portal.selectors.incidents import incident_list, quarantine_list
+from portal.services.incidents import incident_lift, quarantine_create, quarantine_lift
 from portal.services.sessions import session_kill, sessions_live
-from portal.views._base import act_with_reason, has_role, meta_from_request, role_required
+from portal.views._base import (
+    act_with_reason,
+    has_role,
+    meta_from_request,
+    role_required,
+    service_call,
+)
 
 
 @role_required(Role.ADMIN, Role.AUDITOR)
@@ -31,26 +33,19 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             user = None
             if data["username"]:
-                user = get_user_model().objects.filter(username=data["username"]).first()
+                user = account_get_by_username(data["username"])
                 if user is None:
                     form.add_error("username", "No such account.")
-            if not form.errors:
-                try:
-                    quarantine_create(user=user, connection=data["connection"],
-                                      reason=data["reason"], by=request.user,
-                                      meta=meta_from_request(request))
-                except IncidentError as exc:
-                    form.add_error(None, str(exc))
-                else:
-                    messages.success(request, "Quarantined. Gateways drop it within a second.")
-                    return redirect("portal:incidents")
+            if not form.errors and service_call(request, lambda: quarantine_create(
+                    user=user, connection=data["connection"], reason=data["reason"],
+                    by=request.user, meta=meta_from_request(request)), form=form) is not None:
+                messages.success(request, "Quarantined. Gateways drop it within a second.")
+                return redirect("portal:incidents")
     return render(request, "portal/incidents.html", {
         "form": form, "reason_form": ReasonForm(),
-        "incidents": Incident.objects.select_related("user", "reviewed_by")[:200],
-        "quarantines": Quarantine.objects.filter(lifted_at__isnull=True)
-        .select_related("user", "connection", "created_by"),
-        "lifted": Quarantine.objects.filter(lifted_at__isnull=False)
-        .select_related("user", "connection", "created_by")[:50],
+        "incidents": incident_list()[:200],
+        "quarantines": quarantine_list(lifted=False),
+        "lifted": quarantine_list(lifted=True)[:50],
         "live_sessions": sessions_live()[:200],
         "can_act": has_role(request.user, Role.ADMIN),
     })
@@ -66,8 +61,7 @@ def quarantine_lift_view(request: HttpRequest, pk: int) -> HttpResponse:
                         meta=meta_from_request(request))
         return "Quarantine lifted."
 
-    act_with_reason(request, missing="Give a reason for lifting the quarantine.", act=lift,
-                    errors=(IncidentError,))
+    act_with_reason(request, missing="Give a reason for lifting the quarantine.", act=lift)
     return redirect("portal:incidents")
 
 
@@ -81,8 +75,7 @@ def incident_lift_view(request: HttpRequest, pk: int) -> HttpResponse:
                       meta=meta_from_request(request))
         return f"Incident #{incident.pk} reviewed and lifted."
 
-    act_with_reason(request, missing="Record what the review found.", act=lift,
-                    errors=(IncidentError,))
+    act_with_reason(request, missing="Record what the review found.", act=lift)
     return redirect("portal:incidents")
 
 

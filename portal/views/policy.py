@@ -11,34 +11,24 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.forms import ConnectionForm, CredentialsForm, RoleForm, TryForm
-from portal.models import Connection, Role, ToolCatalogEntry
+from portal.models import Connection, Role
 from portal.roles import Role as PortalRole
+from portal.selectors.policy import connections_with_pending_tools, role_list
 from portal.services.catalog import tool_catalog_accept
 from portal.services.policy import (
-    PolicyError,
     connection_credentials_set,
     connection_save,
     policy_export,
     policy_try,
     role_save,
 )
-from portal.views._base import meta_from_request, role_required
-
-
-def _apply_errors(form: Any, exc: PolicyError) -> None:
-    for field, errors in (exc.errors or {"__all__": [str(exc)]}).items():
-        target = field if field in form.fields else None
-        for error in errors:
-            form.add_error(target, error if target else f"{field}: {error}")
+from portal.views._base import form_act, meta_from_request, role_required, service_call
 
 
 @role_required(PortalRole.ADMIN)
 def connections_page(request: HttpRequest) -> HttpResponse:
-    connections = Connection.objects.prefetch_related("tool_catalog")
-    pending = {c.pk: [e for e in c.tool_catalog.all()
-                      if e.status == ToolCatalogEntry.Status.PENDING] for c in connections}
     return render(request, "portal/connections.html",
-                  {"connections": [(c, pending[c.pk]) for c in connections]})
+                  {"connections": connections_with_pending_tools()})
 
 
 @role_required(PortalRole.ADMIN)
@@ -46,13 +36,10 @@ def connection_edit(request: HttpRequest, slug: str | None = None) -> HttpRespon
     connection = get_object_or_404(Connection, slug=slug) if slug else Connection()
     form = ConnectionForm(request.POST or None, instance=connection)
     if request.method == "POST" and form.is_valid():
-        try:
-            saved = connection_save(connection=form.instance, by=request.user,
-                                    reason=form.cleaned_data["reason"],
-                                    meta=meta_from_request(request))
-        except PolicyError as exc:
-            _apply_errors(form, exc)
-        else:
+        saved = service_call(request, lambda: connection_save(
+            connection=form.instance, by=request.user, reason=form.cleaned_data["reason"],
+            meta=meta_from_request(request)), form=form)
+        if saved is not None:
             messages.success(request, f"Connection {saved.slug} saved.")
             return redirect("portal:connection_edit", slug=saved.slug)
     catalog = connection.tool_catalog.all() if connection.pk else []
@@ -65,21 +52,15 @@ def connection_edit(request: HttpRequest, slug: str | None = None) -> HttpRespon
 @role_required(PortalRole.ADMIN)
 def connection_credentials(request: HttpRequest, slug: str) -> HttpResponse:
     connection = get_object_or_404(Connection, slug=slug)
-    form = CredentialsForm(request.POST)
-    if form.is_valid():
-        try:
-            connection_credentials_set(connection=connection, by=request.user,
-                                       credentials=form.cleaned_data["credentials"],
-                                       reason=form.cleaned_data["reason"],
-                                       meta=meta_from_request(request))
-        except PolicyError as exc:
-            messages.error(request, "Credentials not changed: " + "; ".join(
-                e for errs in exc.errors.values() for e in errs) or str(exc))
-        else:
-            messages.success(request, "Credentials replaced (stored encrypted, never shown).")
-    else:
-        messages.error(request, "Credentials not changed: "
-                       + "; ".join(e for errs in form.errors.values() for e in errs))
+
+    def replace(data: dict[str, Any]) -> str:
+        connection_credentials_set(connection=connection, by=request.user,
+                                   credentials=data["credentials"], reason=data["reason"],
+                                   meta=meta_from_request(request))
+        return "Credentials replaced (stored encrypted, never shown)."
+
+    form_act(request, CredentialsForm(request.POST), act=replace,
+             prefix="Credentials not changed: ")
     return redirect("portal:connection_edit", slug=slug)
 
 
@@ -96,7 +77,7 @@ def connection_catalog_accept(request: HttpRequest, slug: str) -> HttpResponse:
 
 @role_required(PortalRole.ADMIN)
 def roles_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/roles.html", {"roles": Role.objects.all()})
+    return render(request, "portal/roles.html", {"roles": role_list()})
 
 
 @role_required(PortalRole.ADMIN)
@@ -104,12 +85,10 @@ def role_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     role = get_object_or_404(Role, pk=pk) if pk else Role()
     form = RoleForm(request.POST or None, instance=role)
     if request.method == "POST" and form.is_valid():
-        try:
-            saved = role_save(role=form.instance, by=request.user,
-                              reason=form.cleaned_data["reason"], meta=meta_from_request(request))
-        except PolicyError as exc:
-            _apply_errors(form, exc)
-        else:
+        saved = service_call(request, lambda: role_save(
+            role=form.instance, by=request.user, reason=form.cleaned_data["reason"],
+            meta=meta_from_request(request)), form=form)
+        if saved is not None:
             messages.success(request, f"Role {saved.name} saved.")
             return redirect("portal:role_edit", pk=saved.pk)
     return render(request, "portal/role_edit.html", {"form": form, "role": role})
@@ -127,11 +106,10 @@ def policy_try_view(request: HttpRequest) -> HttpResponse:
         if sql_tool and data["sql"]:
             arguments[sql_tool[0]] = data["sql"]
         try:
-            result = policy_try(role=data["role"], connection=connection, tool=data["tool"],
-                                arguments=arguments, run_sample=data["run_sample"],
-                                by=request.user, meta=meta_from_request(request))
-        except PolicyError as exc:
-            form.add_error(None, str(exc))
+            result = service_call(request, lambda: policy_try(
+                role=data["role"], connection=connection, tool=data["tool"], arguments=arguments,
+                run_sample=data["run_sample"], by=request.user, meta=meta_from_request(request)),
+                form=form)
         except Exception as exc:  # BigQuery unreachable, bad SQL for the sample, ...
             form.add_error(None, f"Could not evaluate: {exc}")
     return render(request, "portal/policy_try.html", {"form": form, "result": result})

@@ -11,12 +11,8 @@ from portal.forms import AccessRequestForm
 from portal.models import AccessRequest
 from portal.roles import Role
 from portal.selectors.queues import access_requests_mine, query_approvals_mine
-from portal.services.access_requests import (
-    AccessRequestError,
-    access_request_cancel,
-    access_request_create,
-)
-from portal.views._base import meta_from_request, role_required
+from portal.services.access_requests import access_request_cancel, access_request_create
+from portal.views._base import meta_from_request, role_required, service_call
 
 
 def _mine(request: HttpRequest) -> dict:
@@ -27,15 +23,12 @@ def _mine(request: HttpRequest) -> dict:
 @role_required(Role.ENGINEER)
 def requests_page(request: HttpRequest) -> HttpResponse:
     form = AccessRequestForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            access_request_create(requester=request.user, meta=meta_from_request(request),
-                                  **form.cleaned_data)
-        except AccessRequestError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, "Request sent to the approvers.")
-            return redirect("portal:requests")
+    if request.method == "POST" and form.is_valid() and service_call(
+            request, lambda: access_request_create(
+                requester=request.user, meta=meta_from_request(request), **form.cleaned_data),
+            form=form) is not None:
+        messages.success(request, "Request sent to the approvers.")
+        return redirect("portal:requests")
     return render(request, "portal/requests.html", {"form": form, **_mine(request)})
 
 
@@ -48,9 +41,7 @@ def requests_fragment(request: HttpRequest) -> HttpResponse:
 @role_required(Role.ENGINEER)
 def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     req = get_object_or_404(AccessRequest, pk=pk, requester=request.user)
-    try:
-        access_request_cancel(access_request=req, by=request.user, meta=meta_from_request(request))
+    if service_call(request, lambda: access_request_cancel(
+            access_request=req, by=request.user, meta=meta_from_request(request))) is not None:
         messages.success(request, f"Request #{req.pk} withdrawn.")
-    except AccessRequestError as exc:
-        messages.error(request, str(exc))
     return redirect("portal:requests")

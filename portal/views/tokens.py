@@ -12,31 +12,32 @@ from django.views.decorators.http import require_POST
 
 from portal.forms import ApiTokenForm, TokenForm
 from portal.models import ApiToken, PersonalToken
+from portal.selectors.accounts import account_api_tokens, account_tokens
 from portal.services.api_tokens import api_token_issue, api_token_revoke
 from portal.services.tokens import token_issue, token_revoke
-from portal.views._base import meta_from_request
+from portal.views._base import meta_from_request, service_call
 
 
 @login_required
 def tokens_page(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None, prefix="gw")
     api_form = ApiTokenForm(request.POST or None, prefix="api")
-    shown = None
+    issued = None
     if request.method == "POST" and request.POST.get("kind") == "gateway" and form.is_valid():
         data = form.cleaned_data
-        _, shown = token_issue(user=request.user, connections=data["connections"],
-                               name=data["name"], ttl=dt.timedelta(days=data["days"]),
-                               by=request.user, meta=meta_from_request(request))
+        issued = service_call(request, lambda: token_issue(
+            user=request.user, connections=data["connections"], name=data["name"],
+            ttl=dt.timedelta(days=data["days"]), by=request.user,
+            meta=meta_from_request(request)), form=form)
     elif request.method == "POST" and request.POST.get("kind") == "api" and api_form.is_valid():
         data = api_form.cleaned_data
-        _, shown = api_token_issue(user=request.user, name=data["name"], by=request.user,
-                                   ttl=dt.timedelta(days=data["days"]),
-                                   meta=meta_from_request(request))
+        issued = service_call(request, lambda: api_token_issue(
+            user=request.user, name=data["name"], by=request.user,
+            ttl=dt.timedelta(days=data["days"]), meta=meta_from_request(request)), form=api_form)
     return render(request, "portal/tokens.html", {
-        "form": form, "api_form": api_form, "shown": shown,
+        "form": form, "api_form": api_form, "shown": issued[1] if issued else None,
         "gateway_base": request.build_absolute_uri("/mcp/"),
-        "tokens": PersonalToken.objects.filter(user=request.user).prefetch_related("connections"),
-        "api_tokens": ApiToken.objects.filter(user=request.user)})
+        "tokens": account_tokens(request.user), "api_tokens": account_api_tokens(request.user)})
 
 
 @require_POST
