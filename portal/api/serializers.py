@@ -137,13 +137,8 @@ class QuarantineSerializer(serializers.ModelSerializer):
     class Meta:
         model = Quarantine
         fields = ["id", "user", "connection", "reason", "created_by", "created_at", "lifted_at"]
+        # "Exactly one identity or one connection" is the service's rule (quarantine_create).
         read_only_fields = ["created_at", "lifted_at"]
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if (attrs.get("user") is None) == (attrs.get("connection") is None):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["Quarantine exactly one user or one connection."]})
-        return attrs
 
 
 class AuditRecordSerializer(serializers.ModelSerializer):
