@@ -1,10 +1,9 @@
-"""Live gateway sessions: who is connected, and killing one (IR-4)."""
+"""Live gateway sessions: killing one (IR-4); who is connected: portal.selectors.sessions."""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.services import AuditEntry
@@ -12,12 +11,6 @@ from audit.writer import write_sync
 from portal.models import GatewaySession
 from portal.services.errors import InvalidServiceInput
 from portal.services.security import security_revision_bump
-
-
-def sessions_live(*, user: AbstractBaseUser | None = None) -> QuerySet[GatewaySession]:
-    sessions = GatewaySession.objects.filter(closed_at__isnull=True).select_related(
-        "user", "connection")
-    return sessions.filter(user=user) if user is not None else sessions
 
 
 @transaction.atomic

@@ -26,6 +26,7 @@ from portal.selectors.accounts import (
     grant_state,
 )
 from portal.selectors.grants import grant_list
+from portal.selectors.sessions import gateway_sessions_live
 from portal.services.accounts import (
     account_create,
     account_disable,
@@ -40,14 +41,6 @@ from portal.views._base import (
     role_required,
     service_call,
 )
-
-
-def _live_sessions(user: object) -> list:
-    try:
-        from portal.services.sessions import sessions_live
-    except ImportError:
-        return []
-    return list(sessions_live(user=user))  # type: ignore[arg-type]
 
 
 @role_required(Role.ADMIN)
@@ -80,7 +73,7 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "account": account, "grants": grants, "tokens": account_tokens(account),
         "api_tokens": account_api_tokens(account),
         "portal_sessions": account_portal_sessions(account),
-        "live_sessions": _live_sessions(account),
+        "live_sessions": list(gateway_sessions_live(user=account)),
         "recent_sessions": account_gateway_sessions(account),
         "history": account_history(account), "reason_form": ReasonForm(),
         "roles_form": AccountRolesForm(initial={"roles": roles}), "now": now,

@@ -12,8 +12,9 @@ from portal.models import GatewaySession, Incident, Quarantine
 from portal.roles import Role
 from portal.selectors.accounts import account_get_by_username
 from portal.selectors.incidents import incident_list, quarantine_list
+from portal.selectors.sessions import gateway_sessions_live
 from portal.services.incidents import incident_lift, quarantine_create, quarantine_lift
-from portal.services.sessions import session_kill, sessions_live
+from portal.services.sessions import session_kill
 from portal.views._base import (
     act_with_reason,
     has_role,
@@ -46,7 +47,7 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
         "incidents": incident_list()[:200],
         "quarantines": quarantine_list(lifted=False),
         "lifted": quarantine_list(lifted=True)[:50],
-        "live_sessions": sessions_live()[:200],
+        "live_sessions": gateway_sessions_live()[:200],
         "can_act": has_role(request.user, Role.ADMIN),
     })
 
