@@ -1,26 +1,27 @@
 """Verification of OIDC bearer JWTs against an issuer's published JWKS.
 
-Self-contained: depends only on ``httpx`` (to fetch the JWKS) and ``cryptography`` (for the
-signature primitives). No Django.
+PyJWT (with ``cryptography``) does the JOSE work: splitting and decoding the compact JWS, turning
+JWKs into keys, checking signatures, ``iss`` and ``aud``. This module holds only our policy:
 
-Security decisions, in one place:
-
-* Only asymmetric JWS algorithms exist in this module. ``none`` and every ``HS*`` algorithm are
-  refused at configuration time and at verification time, and symmetric (``kty: oct``) JWKs are
-  never loaded, so the classic RS256 -> HS256 key-confusion attack has nothing to work with.
+* Only asymmetric algorithms exist here. ``none`` and every ``HS*`` algorithm are refused at
+  configuration time and at verification time, and symmetric (``kty: oct``) JWKs are never
+  loaded, so the classic RS256 -> HS256 key-confusion attack has nothing to work with.
 * The header ``alg`` must be allowed by configuration *and* fit the selected key: RSA keys for
   RS*/PS*, EC keys on the matching curve for ES*, OKP Ed25519/Ed448 keys for EdDSA. A JWK's own
   ``alg`` (if present) must equal the header ``alg``; a JWK's ``use`` (if present) must be
-  ``sig``; a JWK's ``key_ops`` (if present) must contain ``verify``. RSA keys under 2048 bits are
-  ignored.
-* The signature is checked before the payload is even parsed. Base64url is decoded strictly
-  (the standard library decoder silently drops foreign characters; we do not).
-* Numeric claims must be finite JSON numbers (``1e400`` decodes to ``inf`` in Python and would
-  otherwise make a token immortal); ``NaN``/``Infinity`` literals are rejected outright.
-* The JWKS is fetched lazily and cached. An unknown ``kid`` triggers at most one refetch per
-  ``min_refresh_interval_seconds`` (every attempt, successful or not, counts), so spraying random
-  kids cannot make us hammer the IdP. Concurrent callers share a single in-flight fetch, run as
-  its own task so that a cancelled caller does not cancel it for everyone else.
+  ``sig``; a JWK's ``key_ops`` (if present) must contain ``verify``. Only a JWK's public members
+  reach PyJWT (a published ``d`` is ignored). RSA keys outside 2048..16384 bits are ignored.
+* The token's shape is checked before PyJWT sees it: at most ``MAX_TOKEN_LENGTH`` characters,
+  three unpadded base64url segments, no ``crit`` header.
+* Time claims are checked here, on the verifier's clock, and must be finite JSON numbers (``1e400``
+  decodes to ``inf`` in Python and would otherwise make a token immortal); ``NaN``/``Infinity``
+  literals are refused anywhere in the payload.
+* The JWKS is fetched lazily (https only, except loopback or an explicit development switch;
+  at most ``MAX_JWKS_BYTES``; within ``http_timeout_seconds``) and cached. An unknown ``kid``
+  triggers at most one refetch per ``min_refresh_interval_seconds`` (every attempt, successful or
+  not, counts), so spraying random kids cannot make us hammer the IdP. Concurrent callers share
+  a single in-flight fetch, run as its own task so that a cancelled caller does not cancel it
+  for everyone else.
 * Fail closed: no keys and a failed fetch -> ``token.jwks_unavailable``. Once keys were fetched,
   a failed refresh keeps the previous key set in use.
 * Error messages never contain the token. Attacker-controlled header/claim values are only ever
@@ -30,9 +31,6 @@ Security decisions, in one place:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import functools
 import hashlib
 import ipaddress
 import json
@@ -43,14 +41,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+import jwt
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 __all__ = [
     "ALG_NOT_ALLOWED",
@@ -73,7 +71,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
-# Error codes
+# Error codes and limits
 # --------------------------------------------------------------------------------------------
 
 EXPIRED: Final = "token.expired"
@@ -93,6 +91,8 @@ MAX_TOKEN_LENGTH: Final = 16 * 1024
 MAX_JWKS_BYTES: Final = 1024 * 1024
 #: RSA keys smaller than this are ignored when loading a JWKS.
 MIN_RSA_KEY_BITS: Final = 2048
+#: RSA keys larger than this are ignored too: OpenSSL refuses to verify with them anyway.
+MAX_RSA_KEY_BITS: Final = 16384
 
 
 class TokenRejected(Exception):
@@ -109,79 +109,37 @@ class TokenRejected(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# Algorithms
+# Algorithms: the key each one needs
 # --------------------------------------------------------------------------------------------
-
-_PublicKey = (
-    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-)
-_VerifyFn = Callable[[Any, bytes, bytes], None]  # (key, signature, signing_input); raises
 
 
 @dataclass(frozen=True, slots=True)
-class _AlgSpec:
+class _KeyNeed:
     kty: str
     curves: frozenset[str]  # empty: any (RSA)
-    verify: _VerifyFn
 
 
-def _rsa_pkcs1(hash_alg: hashes.HashAlgorithm) -> _VerifyFn:
-    pad = padding.PKCS1v15()
-
-    def verify(key: rsa.RSAPublicKey, sig: bytes, msg: bytes) -> None:
-        key.verify(sig, msg, pad, hash_alg)
-
-    return verify
-
-
-def _rsa_pss(hash_alg: hashes.HashAlgorithm) -> _VerifyFn:
-    # RFC 7518 section 3.5: MGF1 with the same hash, salt length equal to the hash size.
-    pad = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
-
-    def verify(key: rsa.RSAPublicKey, sig: bytes, msg: bytes) -> None:
-        key.verify(sig, msg, pad, hash_alg)
-
-    return verify
-
-
-def _ecdsa(hash_alg: hashes.HashAlgorithm, coord_bytes: int) -> _VerifyFn:
-    sig_alg = ec.ECDSA(hash_alg)
-
-    def verify(key: ec.EllipticCurvePublicKey, sig: bytes, msg: bytes) -> None:
-        # JWS carries ECDSA signatures as fixed-width R || S, not DER (RFC 7518 section 3.4).
-        if len(sig) != 2 * coord_bytes:
-            raise InvalidSignature
-        r = int.from_bytes(sig[:coord_bytes], "big")
-        s = int.from_bytes(sig[coord_bytes:], "big")
-        key.verify(encode_dss_signature(r, s), msg, sig_alg)
-
-    return verify
-
-
-def _eddsa(key: ed25519.Ed25519PublicKey | ed448.Ed448PublicKey, sig: bytes, msg: bytes) -> None:
-    key.verify(sig, msg)
-
-
-_ANY: Final[frozenset[str]] = frozenset()
-_ALGORITHMS: Final[Mapping[str, _AlgSpec]] = MappingProxyType(
+_RSA: Final = _KeyNeed("RSA", frozenset())
+_ALGORITHMS: Final[Mapping[str, _KeyNeed]] = MappingProxyType(
     {
-        "RS256": _AlgSpec("RSA", _ANY, _rsa_pkcs1(hashes.SHA256())),
-        "RS384": _AlgSpec("RSA", _ANY, _rsa_pkcs1(hashes.SHA384())),
-        "RS512": _AlgSpec("RSA", _ANY, _rsa_pkcs1(hashes.SHA512())),
-        "PS256": _AlgSpec("RSA", _ANY, _rsa_pss(hashes.SHA256())),
-        "PS384": _AlgSpec("RSA", _ANY, _rsa_pss(hashes.SHA384())),
-        "PS512": _AlgSpec("RSA", _ANY, _rsa_pss(hashes.SHA512())),
-        "ES256": _AlgSpec("EC", frozenset({"P-256"}), _ecdsa(hashes.SHA256(), 32)),
-        "ES384": _AlgSpec("EC", frozenset({"P-384"}), _ecdsa(hashes.SHA384(), 48)),
-        "ES512": _AlgSpec("EC", frozenset({"P-521"}), _ecdsa(hashes.SHA512(), 66)),
-        "EdDSA": _AlgSpec("OKP", frozenset({"Ed25519", "Ed448"}), _eddsa),
+        "RS256": _RSA,
+        "RS384": _RSA,
+        "RS512": _RSA,
+        "PS256": _RSA,
+        "PS384": _RSA,
+        "PS512": _RSA,
+        "ES256": _KeyNeed("EC", frozenset({"P-256"})),
+        "ES384": _KeyNeed("EC", frozenset({"P-384"})),
+        "ES512": _KeyNeed("EC", frozenset({"P-521"})),
+        "EdDSA": _KeyNeed("OKP", frozenset({"Ed25519", "Ed448"})),
     }
 )
 #: Every algorithm this module can verify; all of them asymmetric.
 SUPPORTED_ALGORITHMS: Final[frozenset[str]] = frozenset(_ALGORITHMS)
 
-_EC_CURVES: Final[Mapping[str, ec.EllipticCurve]] = MappingProxyType(
-    {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+#: The members of a public JWK, per key type. Nothing else (``d``, ``k``...) reaches PyJWT.
+_PUBLIC_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
 )
 
 # --------------------------------------------------------------------------------------------
@@ -304,22 +262,11 @@ class VerifiedIdentity:
 
 
 # --------------------------------------------------------------------------------------------
-# Token parsing helpers
+# Helpers
 # --------------------------------------------------------------------------------------------
 
-_B64URL: Final = "[A-Za-z0-9_-]"
-_JWT_RE: Final = re.compile(rf"({_B64URL}+)\.({_B64URL}+)\.({_B64URL}*)")
-_B64URL_RE: Final = re.compile(rf"{_B64URL}*")
-
-
-def _b64decode(segment: str) -> bytes:
-    """Strict, unpadded base64url decoding. Raises ValueError."""
-    if len(segment) % 4 == 1 or not _B64URL_RE.fullmatch(segment):
-        raise ValueError("invalid base64url")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except binascii.Error as exc:
-        raise ValueError("invalid base64url") from exc
+# The shape of a compact JWS, unpadded: PyJWT would also accept trailing '=' padding.
+_JWT_RE: Final = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
 
 
 def _reject_constant(name: str) -> Any:
@@ -331,7 +278,7 @@ _JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a UTF-8 JSON object; raises ValueError on anything else."""
+    """Parse a UTF-8 JSON object without NaN/Infinity; raises ValueError on anything else."""
     try:
         value = _JSON.decode(raw.decode("utf-8"))
     except RecursionError as exc:
@@ -339,6 +286,35 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
+
+
+class _StrictPayloadJWT(jwt.PyJWT):
+    """PyJWT parsing the payload as strictly as the JWKS: UTF-8, no NaN/Infinity literals."""
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return _json_object(decoded["payload"])
+        except ValueError as exc:
+            raise jwt.DecodeError(f"Invalid payload string: {exc}") from None
+
+
+_JWT: Final = _StrictPayloadJWT()
+
+# PyJWT checks the signature, 'iss' and 'aud'. The time claims are ours: they run on the
+# verifier's clock and must be finite numbers, where PyJWT's int() would take "1700000000" or
+# true. 'sub' is ours too, checked after the time claims as it always was.
+_DECODE_OPTIONS: Final[Options] = {
+    "verify_signature": True,
+    "verify_iss": True,
+    "verify_aud": True,
+    "strict_aud": False,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": [],
+}
 
 
 def _show(value: object) -> str:
@@ -383,6 +359,48 @@ def _groups(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item for item in items if item))
 
 
+def _read_header(token: Any) -> Mapping[str, Any]:
+    """The token's JOSE header, once the token has the shape we accept."""
+    if not isinstance(token, str) or not token:
+        raise TokenRejected(MALFORMED, "token is empty or not a string")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRejected(MALFORMED, "token is too long")
+    if _JWT_RE.fullmatch(token) is None:
+        raise TokenRejected(MALFORMED, "token is not three base64url segments")
+    try:
+        return jwt.get_unverified_header(token)
+    except (jwt.DecodeError, RecursionError) as exc:
+        # PyJWT names the segment it could not decode ("Invalid header padding", ...).
+        if "header" in str(exc).lower() or isinstance(exc, RecursionError):
+            message = "token header is not a base64url JSON object"
+        else:
+            message = "token payload or signature is not base64url"
+        raise TokenRejected(MALFORMED, message) from None
+    except jwt.InvalidTokenError as exc:  # PyJWT's own header checks: 'kid' and 'crit'
+        if "crit" in str(exc).lower():
+            message = "token header uses unsupported 'crit' extensions"
+        else:
+            message = "token header 'kid' is not a string"
+        raise TokenRejected(MALFORMED, message) from None
+
+
+def _claim_rejection(error: jwt.InvalidTokenError, token: str) -> TokenRejected:
+    """Word PyJWT's issuer/audience failure as we always have, showing the claimed value."""
+    try:
+        # PyJWT checks claims only once the signature is good, so this payload is authentic.
+        claims = _JWT.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        claims = {}
+    issuer_failed = isinstance(error, jwt.InvalidIssuerError) or (
+        isinstance(error, jwt.MissingRequiredClaimError) and error.claim == "iss"
+    )
+    if issuer_failed:
+        return TokenRejected(BAD_ISSUER, f"issuer {_show(claims.get('iss'))} is not trusted")
+    if isinstance(claims.get("aud"), str | list):
+        return TokenRejected(BAD_AUDIENCE, "token is not intended for this audience")
+    return TokenRejected(BAD_AUDIENCE, "token has no valid 'aud' claim")
+
+
 # --------------------------------------------------------------------------------------------
 # JWKS handling
 # --------------------------------------------------------------------------------------------
@@ -390,18 +408,22 @@ def _groups(value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Key:
-    kid: str | None
-    kty: str
-    crv: str | None
-    alg: str | None
-    key: _PublicKey
+    """One usable signing key: its public JWK and the algorithms it may verify."""
 
-    def fits(self, alg: str, spec: _AlgSpec) -> bool:
-        return (
-            self.kty == spec.kty
-            and (not spec.curves or self.crv in spec.curves)
-            and (self.alg is None or self.alg == alg)
-        )
+    kid: str | None
+    public_jwk: Mapping[str, str]
+    algorithms: frozenset[str]
+    # PyJWK binds one algorithm per object; an unlabelled RSA key serves RS* and PS* alike.
+    _bound: dict[str, jwt.PyJWK] = field(default_factory=dict, compare=False, repr=False)
+
+    def fits(self, alg: str) -> bool:
+        return alg in self.algorithms
+
+    def for_algorithm(self, alg: str) -> jwt.PyJWK:
+        bound = self._bound.get(alg)
+        if bound is None:
+            bound = self._bound[alg] = jwt.PyJWK(dict(self.public_jwk), algorithm=alg)
+        return bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,14 +433,8 @@ class _KeySet:
     fetched_at: float  # time.monotonic()
 
 
-def _b64int(value: Any) -> int:
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a base64url string")
-    return int.from_bytes(_b64decode(value), "big")
-
-
 def _parse_jwk(jwk: Any) -> _Key | None:
-    """Turn one JWK into a public key object, or None if it is unusable for verification."""
+    """Our policy for one JWK: the key, or None if it must not be used for verification."""
     if not isinstance(jwk, dict):
         return None
     kty, kid, alg = jwk.get("kty"), jwk.get("kid"), jwk.get("alg")
@@ -431,45 +447,33 @@ def _parse_jwk(jwk: Any) -> _Key | None:
         return None
     if alg is not None and alg not in _ALGORITHMS:
         return None  # e.g. RSA-OAEP, HS256, or something we do not implement
-    crv: str | None = None
+    members = _PUBLIC_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if members is None:
+        return None  # "oct" (symmetric) keys are never loaded
+    public = {"kty": kty, **{name: jwk.get(name) for name in members}}
+    if not all(isinstance(value, str) and value for value in public.values()):
+        logger.warning("ignoring %s JWK kid=%s: missing public members", kty, _show(kid))
+        return None
+    crv = public.get("crv")
+    algorithms = frozenset(
+        name
+        for name, need in _ALGORITHMS.items()
+        if need.kty == kty and (not need.curves or crv in need.curves) and alg in (None, name)
+    )
+    if not algorithms:
+        if alg is not None:
+            logger.warning("ignoring JWK kid=%s: alg %s does not fit the key", _show(kid), alg)
+        return None  # otherwise a curve we do not verify with (X25519, secp256k1...)
+    key = _Key(kid=kid, public_jwk=MappingProxyType(public), algorithms=algorithms)
     try:
-        if kty == "RSA":
-            rsa_key = rsa.RSAPublicNumbers(
-                _b64int(jwk.get("e")), _b64int(jwk.get("n"))
-            ).public_key()
-            if rsa_key.key_size < MIN_RSA_KEY_BITS:
-                logger.warning("ignoring %d-bit RSA JWK kid=%s", rsa_key.key_size, _show(kid))
-                return None
-            key: _PublicKey = rsa_key
-        elif kty == "EC":
-            crv = jwk.get("crv")
-            curve = _EC_CURVES.get(crv) if isinstance(crv, str) else None
-            if curve is None:
-                return None
-            key = ec.EllipticCurvePublicNumbers(
-                _b64int(jwk.get("x")), _b64int(jwk.get("y")), curve
-            ).public_key()
-        elif kty == "OKP":
-            crv = jwk.get("crv")
-            x = jwk.get("x")
-            if not isinstance(x, str):
-                return None
-            if crv == "Ed25519":
-                key = ed25519.Ed25519PublicKey.from_public_bytes(_b64decode(x))
-            elif crv == "Ed448":
-                key = ed448.Ed448PublicKey.from_public_bytes(_b64decode(x))
-            else:
-                return None  # X25519/X448 are key-agreement keys
-        else:
-            return None  # "oct" (symmetric) keys are never loaded
-    except (ValueError, TypeError) as exc:
-        logger.warning("ignoring invalid %s JWK kid=%s: %s", _show(kty), _show(kid), exc)
+        loaded = key.for_algorithm(min(algorithms)).key  # PyJWT validates the key material
+    except Exception as exc:  # noqa: BLE001 - one unusable key must not sink the whole set
+        logger.warning("ignoring invalid %s JWK kid=%s: %s", kty, _show(kid), exc)
         return None
-    parsed = _Key(kid=kid, kty=kty, crv=crv, alg=alg, key=key)
-    if alg is not None and not parsed.fits(alg, _ALGORITHMS[alg]):
-        logger.warning("ignoring JWK kid=%s: alg %s does not fit the key", _show(kid), alg)
+    if kty == "RSA" and not MIN_RSA_KEY_BITS <= loaded.key_size <= MAX_RSA_KEY_BITS:
+        logger.warning("ignoring %d-bit RSA JWK kid=%s", loaded.key_size, _show(kid))
         return None
-    return parsed
+    return key
 
 
 def _parse_jwks(document: Any, fetched_at: float) -> _KeySet:
@@ -512,9 +516,6 @@ class JwksVerifier:
         self._config = config
         self._client = http_client
         self._clock = clock
-        self._audiences = frozenset(
-            (config.audience,) if isinstance(config.audience, str) else config.audience
-        )
         self._allowed = frozenset(config.allowed_algorithms)
         self._keyset: _KeySet | None = None
         self._last_attempt: float | None = None  # time.monotonic() of the last fetch start
@@ -549,8 +550,7 @@ class JwksVerifier:
                     return hit[1]
                 self._verified.pop(cache_key, None)
 
-        header, payload_raw, signing_input, signature = _split_token(token)
-
+        header = _read_header(token)
         alg = header.get("alg")
         if not isinstance(alg, str):
             raise TokenRejected(MALFORMED, "token header has no 'alg'")
@@ -558,47 +558,52 @@ class JwksVerifier:
             raise TokenRejected(ALG_NOT_ALLOWED, f"algorithm {_show(alg)} is not allowed")
         if "crit" in header:
             raise TokenRejected(MALFORMED, "token header uses unsupported 'crit' extensions")
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise TokenRejected(MALFORMED, "token header 'kid' is not a string")
-        if not signature:
+        kid = header.get("kid")  # PyJWT has checked it is a string when present
+        if token.endswith("."):
             raise TokenRejected(BAD_SIGNATURE, "token has an empty signature")
 
-        spec = _ALGORITHMS[alg]
-        key = await self._select_key(kid, alg, spec)
-        try:
-            spec.verify(key.key, signature, signing_input)
-        except InvalidSignature:
-            raise TokenRejected(BAD_SIGNATURE, "token signature is invalid") from None
-
-        try:
-            claims = _json_object(payload_raw)
-        except ValueError:
-            raise TokenRejected(MALFORMED, "token payload is not a JSON object") from None
+        key = await self._select_key(kid, alg)
+        claims = self._decode(token, key.for_algorithm(alg), alg)
         identity = self._check_claims(claims)
 
         if cache_key is not None:
             self._remember(cache_key, identity)
         return identity
 
-    # -- claims -------------------------------------------------------------------------------
+    # -- signature, issuer and audience (PyJWT) -------------------------------------------------
+
+    def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
+        cfg = self._config
+        try:
+            return _JWT.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=cfg.audience,
+                issuer=cfg.issuer,
+                options=_DECODE_OPTIONS,
+            )
+        except jwt.InvalidSignatureError:
+            raise TokenRejected(BAD_SIGNATURE, "token signature is invalid") from None
+        except jwt.DecodeError:  # the signature is good: only the payload can be at fault
+            raise TokenRejected(MALFORMED, "token payload is not a JSON object") from None
+        except (
+            jwt.InvalidIssuerError,
+            jwt.InvalidAudienceError,
+            jwt.MissingRequiredClaimError,
+        ) as exc:
+            raise _claim_rejection(exc, token) from None
+        except jwt.InvalidAlgorithmError:  # we chose key and algorithm together: never expected
+            raise TokenRejected(
+                ALG_NOT_ALLOWED, f"algorithm {alg} does not match the selected key"
+            ) from None
+        except jwt.PyJWTError as exc:
+            raise TokenRejected(MALFORMED, f"token refused: {type(exc).__name__}") from None
+
+    # -- our claims policy ----------------------------------------------------------------------
 
     def _check_claims(self, claims: dict[str, Any]) -> VerifiedIdentity:
         cfg = self._config
-        iss = claims.get("iss")
-        if iss != cfg.issuer:
-            raise TokenRejected(BAD_ISSUER, f"issuer {_show(iss)} is not trusted")
-
-        aud = claims.get("aud")
-        if isinstance(aud, str):
-            token_auds: tuple[Any, ...] = (aud,)
-        elif isinstance(aud, list):
-            token_auds = tuple(aud)
-        else:
-            raise TokenRejected(BAD_AUDIENCE, "token has no valid 'aud' claim")
-        if not any(isinstance(a, str) and a in self._audiences for a in token_auds):
-            raise TokenRejected(BAD_AUDIENCE, "token is not intended for this audience")
-
         now = self._clock()
         leeway = cfg.leeway_seconds
         exp = _numeric_date(claims, "exp")
@@ -656,7 +661,7 @@ class JwksVerifier:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    async def _select_key(self, kid: str | None, alg: str, spec: _AlgSpec) -> _Key:
+    async def _select_key(self, kid: str | None, alg: str) -> _Key:
         keyset = self._keyset
         max_age = self._config.jwks_cache_seconds
         if keyset is None or time.monotonic() - keyset.fetched_at >= max_age:
@@ -666,7 +671,7 @@ class JwksVerifier:
                 raise TokenRejected(JWKS_UNAVAILABLE, "the issuer's signing keys are unavailable")
 
         if kid is None:
-            fitting = [k for k in keyset.keys if k.fits(alg, spec)]
+            fitting = [k for k in keyset.keys if k.fits(alg)]
             if len(fitting) == 1:
                 return fitting[0]
             raise TokenRejected(
@@ -681,7 +686,7 @@ class JwksVerifier:
         if candidates is None:
             raise TokenRejected(UNKNOWN_KID, f"no signing key with kid {_show(kid)}")
         for key in candidates:
-            if key.fits(alg, spec):
+            if key.fits(alg):
                 return key
         raise TokenRejected(
             ALG_NOT_ALLOWED, f"algorithm {alg} does not match the key with kid {_show(kid)}"
@@ -749,35 +754,3 @@ class JwksVerifier:
                 if len(body) > MAX_JWKS_BYTES:
                     raise ValueError("JWKS document too large")
         return _json_object(bytes(body))
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_header(segment: str) -> Mapping[str, Any]:
-    """Decode a JOSE header segment. Cached: all tokens signed by one key share their header."""
-    try:
-        return MappingProxyType(_json_object(_b64decode(segment)))
-    except ValueError:
-        raise TokenRejected(MALFORMED, "token header is not a base64url JSON object") from None
-
-
-def _split_token(token: str) -> tuple[Mapping[str, Any], bytes, bytes, bytes]:
-    """Split and decode a compact JWS: (header, payload bytes, signing input, signature).
-
-    The payload is only decoded from base64 here; it is parsed after the signature is checked.
-    """
-    if not isinstance(token, str) or not token:
-        raise TokenRejected(MALFORMED, "token is empty or not a string")
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise TokenRejected(MALFORMED, "token is too long")
-    match = _JWT_RE.fullmatch(token)
-    if match is None:
-        raise TokenRejected(MALFORMED, "token is not three base64url segments")
-    header_b64, payload_b64, signature_b64 = match.groups()
-    header = _parse_header(header_b64)
-    try:
-        payload = _b64decode(payload_b64)
-        signature = _b64decode(signature_b64)
-    except ValueError:
-        raise TokenRejected(MALFORMED, "token payload or signature is not base64url") from None
-    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
-    return header, payload, signing_input, signature
