@@ -416,7 +416,9 @@ async def test_loaded_keys_are_public_keys(signers: dict[str, Signer]) -> None:
     idp = StubIdp([_with_private_rsa_d(signers["rsa"])])
     async with idp.verifier() as verifier:
         assert await outcome(verifier, signers["rsa"].token()) == "ok"
-        (key,) = verifier._keyset.keys  # type: ignore[union-attr]
+        keyset = await verifier._keys.current()
+        assert keyset is not None
+        (key,) = keyset.keys
         assert isinstance(key.for_algorithm("RS256").key, rsa.RSAPublicKey)
 
 
