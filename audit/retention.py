@@ -66,17 +66,25 @@ class PurgeResult:
 
 # --- evidence pack coverage: the hook reports/ wires into ----------------------------------------
 
+# The evidence pack model retention asks about (`reports.models.EvidencePack`). The reports app
+# registers it when it is ready (reports/apps.py), so the audit app imports no other app.
+_evidence_pack_model: type | None = None
+
+
+def evidence_pack_model_register(pack_model: type | None) -> None:
+    """Name the model whose exported packs count as coverage (None: nothing counts)."""
+    global _evidence_pack_model
+    _evidence_pack_model = pack_model
+
 
 def covered_by_exported_pack(seq: int, *, using: str = DEFAULT_DB_ALIAS) -> bool:
     """True when every record still in the log up to and including `seq` lies in the period of
     an exported evidence pack (`reports.models.EvidencePack`, status exported). The one place
     retention asks; without the reports app nothing counts as exported, so nothing is purged."""
-    try:
-        from reports.models import EvidencePack  # type: ignore[attr-defined]
-    except ImportError:
-        log.info("reports.models.EvidencePack is not available: no records count as exported")
+    if _evidence_pack_model is None:
+        log.info("no evidence pack model is registered: no records count as exported")
         return False
-    return _evidence_packs_cover(EvidencePack, seq, using)
+    return _evidence_packs_cover(_evidence_pack_model, seq, using)
 
 
 def _evidence_packs_cover(pack_model: type, seq: int, using: str) -> bool:
