@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Max, Min
@@ -31,6 +30,7 @@ from .checkpoints import (
     configured_store,
     verify_keys,
 )
+from .config import audit_config
 from .control_models import AuditCheckpoint, LegalHold
 from .maintenance import purge_window
 from .models import AuditChainHead, AuditRecord
@@ -203,7 +203,7 @@ def _purge_checkpoint(first: int, last_old: int, using: str) -> tuple[AuditCheck
     """The newest checkpoint in [first, last_old] that is valid, exported (if export is
     configured) and covered by an exported evidence pack; else None and why not."""
     keys = verify_keys()
-    must_be_exported = bool(getattr(settings, "WARDGATE_CHECKPOINT_EXPORT", ""))
+    must_be_exported = bool(audit_config().checkpoint_export)
     candidates = AuditCheckpoint.objects.using(using).filter(seq__gte=first, seq__lte=last_old)
     if must_be_exported:
         candidates = candidates.filter(exported_at__isnull=False)
@@ -230,7 +230,7 @@ def retention_purge(
 
     Raises RetentionError if the log does not verify against its checkpoints.
     """
-    days = retention_days if retention_days is not None else settings.WARDGATE_AUDIT_RETENTION_DAYS
+    days = retention_days if retention_days is not None else audit_config().retention_days
     cutoff = (now or timezone.now()) - timedelta(days=days)
     held = _hold_reason(using)
     if held:

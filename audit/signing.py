@@ -1,4 +1,4 @@
-"""Ed25519 keys and the signed checkpoint message (no Django imports: settings use it too).
+"""Ed25519 keys and the signed checkpoint message (no Django imports).
 
 A checkpoint signs one canonical ASCII message,
 
