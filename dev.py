@@ -2,7 +2,8 @@
 """Set up and run Wardgate from a fresh clone with nothing but Python 3.11+.
 
     python3 dev.py demo      # create .venv, install, run `manage.py demo` (extra args pass on)
-    python3 dev.py test      # create .venv, install, run the test suite (SQLite, then PostgreSQL)
+    python3 dev.py test      # create .venv, install, check the import layers (lint-imports),
+                             # run the test suite (SQLite, then PostgreSQL)
 
 The virtual environment is re-installed only when pyproject.toml changes.
 """
@@ -86,6 +87,12 @@ def run_tests(extra: list[str]) -> int:
         return 1
     if have_redis:
         base_env["WARDGATE_TEST_REDIS_URL"] = REDIS_URL
+    # The layer contracts in pyproject.toml ([tool.importlinter]): an import that goes the wrong
+    # way fails the build before any test runs.
+    print("== import layers (lint-imports) ==", flush=True)
+    code = subprocess.run([str(VENV / "bin" / "lint-imports")], cwd=ROOT).returncode
+    if code != 0:
+        return code
     pytest = [str(PY), "-m", "pytest", *extra]
     print("== tests on SQLite ==", flush=True)
     code = subprocess.run(pytest, cwd=ROOT, env=base_env).returncode

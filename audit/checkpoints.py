@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from .chain import canonical_datetime
+from .config import audit_config
 from .control_models import AuditCheckpoint
 from .models import AuditChainHead
 from .services import HEAD_ID
@@ -57,18 +57,19 @@ class CheckpointConflict(CheckpointError):
 
 
 def signing_key() -> Ed25519PrivateKey:
-    return load_private_key(settings.WARDGATE_CHECKPOINT_SIGNING_KEY)
+    return load_private_key(audit_config().checkpoint_signing_key)
 
 
 def verify_keys() -> dict[str, Ed25519PublicKey]:
     """Public keys checkpoints may be signed with, by key id: the current signing key's and any
     listed in WARDGATE_CHECKPOINT_VERIFY_KEYS (keys rotated out, or a verifier without the
     private key)."""
+    config = audit_config()
     keys: dict[str, Ed25519PublicKey] = {}
-    if settings.WARDGATE_CHECKPOINT_SIGNING_KEY:
+    if config.checkpoint_signing_key:
         public = signing_key().public_key()
         keys[key_id(public)] = public
-    for text in getattr(settings, "WARDGATE_CHECKPOINT_VERIFY_KEYS", []):
+    for text in config.checkpoint_verify_keys:
         public = load_public_key(text)
         keys[key_id(public)] = public
     return keys
@@ -372,7 +373,7 @@ def store_for(location: str, *, gcs_client: Any = None) -> CheckpointStore:
 
 
 def configured_store() -> CheckpointStore | None:
-    location = getattr(settings, "WARDGATE_CHECKPOINT_EXPORT", "")
+    location = audit_config().checkpoint_export
     return store_for(location) if location else None
 
 

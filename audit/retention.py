@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Max, Min
@@ -31,6 +30,7 @@ from .checkpoints import (
     configured_store,
     verify_keys,
 )
+from .config import audit_config
 from .control_models import AuditCheckpoint, LegalHold
 from .maintenance import purge_window
 from .models import AuditChainHead, AuditRecord
@@ -66,17 +66,25 @@ class PurgeResult:
 
 # --- evidence pack coverage: the hook reports/ wires into ----------------------------------------
 
+# The evidence pack model retention asks about (`reports.models.EvidencePack`). The reports app
+# registers it when it is ready (reports/apps.py), so the audit app imports no other app.
+_evidence_pack_model: type | None = None
+
+
+def evidence_pack_model_register(pack_model: type | None) -> None:
+    """Name the model whose exported packs count as coverage (None: nothing counts)."""
+    global _evidence_pack_model
+    _evidence_pack_model = pack_model
+
 
 def covered_by_exported_pack(seq: int, *, using: str = DEFAULT_DB_ALIAS) -> bool:
     """True when every record still in the log up to and including `seq` lies in the period of
     an exported evidence pack (`reports.models.EvidencePack`, status exported). The one place
     retention asks; without the reports app nothing counts as exported, so nothing is purged."""
-    try:
-        from reports.models import EvidencePack  # type: ignore[attr-defined]
-    except ImportError:
-        log.info("reports.models.EvidencePack is not available: no records count as exported")
+    if _evidence_pack_model is None:
+        log.info("no evidence pack model is registered: no records count as exported")
         return False
-    return _evidence_packs_cover(EvidencePack, seq, using)
+    return _evidence_packs_cover(_evidence_pack_model, seq, using)
 
 
 def _evidence_packs_cover(pack_model: type, seq: int, using: str) -> bool:
@@ -195,7 +203,7 @@ def _purge_checkpoint(first: int, last_old: int, using: str) -> tuple[AuditCheck
     """The newest checkpoint in [first, last_old] that is valid, exported (if export is
     configured) and covered by an exported evidence pack; else None and why not."""
     keys = verify_keys()
-    must_be_exported = bool(getattr(settings, "WARDGATE_CHECKPOINT_EXPORT", ""))
+    must_be_exported = bool(audit_config().checkpoint_export)
     candidates = AuditCheckpoint.objects.using(using).filter(seq__gte=first, seq__lte=last_old)
     if must_be_exported:
         candidates = candidates.filter(exported_at__isnull=False)
@@ -222,7 +230,7 @@ def retention_purge(
 
     Raises RetentionError if the log does not verify against its checkpoints.
     """
-    days = retention_days if retention_days is not None else settings.WARDGATE_AUDIT_RETENTION_DAYS
+    days = retention_days if retention_days is not None else audit_config().retention_days
     cutoff = (now or timezone.now()) - timedelta(days=days)
     held = _hold_reason(using)
     if held:

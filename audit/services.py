@@ -24,9 +24,9 @@ HEAD_ID = 1
 def chain_key() -> bytes | None:
     """The key of the chain (WARDGATE_AUDIT_CHAIN_KEY), never stored in the database; None
     only where it is explicitly unset (then records are written in the legacy v1 format)."""
-    from django.conf import settings
+    from .config import audit_config
 
-    key = getattr(settings, "WARDGATE_AUDIT_CHAIN_KEY", "")
+    key = audit_config().chain_key
     return key.encode() if key else None
 
 

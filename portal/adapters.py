@@ -8,14 +8,15 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest
+
+from portal.config import portal_config
 
 
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest) -> bool:
-        return bool(getattr(settings, "WARDGATE_OPEN_SIGNUP", False))
+        return portal_config().open_signup
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         """A sign-in within the reauthentication timeout counts as recent: someone sent

@@ -14,7 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from django.conf import settings
+
+from portal.config import portal_config
 
 
 class CredentialsError(Exception):
@@ -28,7 +29,7 @@ def _fernet(key_material: str) -> Fernet:
 
 
 def seal_credentials(data: dict[str, Any]) -> bytes:
-    return _fernet(settings.WARDGATE_FIELD_ENCRYPTION_KEY).encrypt(
+    return _fernet(portal_config().field_encryption_key).encrypt(
         json.dumps(data, sort_keys=True).encode()
     )
 
@@ -37,7 +38,7 @@ def open_credentials(blob: bytes | memoryview | None) -> dict[str, Any]:
     if not blob:
         return {}
     try:
-        raw = _fernet(settings.WARDGATE_FIELD_ENCRYPTION_KEY).decrypt(bytes(blob))
+        raw = _fernet(portal_config().field_encryption_key).decrypt(bytes(blob))
     except InvalidToken:
         # Wrong key or tampered ciphertext: refuse rather than run without credentials.
         raise CredentialsError("stored credentials cannot be decrypted with the current key") from None

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.forms.models import construct_instance
 
+from portal.config import portal_config
 from portal.models import Connection, Role
 from portal.roles import Role as PortalRole
 
@@ -53,7 +53,7 @@ class AccessRequestForm(forms.Form):
 
     def clean_duration_hours(self) -> int:
         value = self.cleaned_data["duration_hours"]
-        limit = settings.WARDGATE_ACCESS_REQUEST_MAX_HOURS
+        limit = portal_config().access_request_max_hours
         if value > limit:
             raise forms.ValidationError(f"At most {limit} hours.")
         return value

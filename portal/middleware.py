@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+
+from portal.config import portal_config
 
 # Sign-in, sign-out and the MFA pages themselves must stay reachable, as must static files.
 _EXEMPT_PREFIXES = ("/accounts/", "/static/", "/healthz", "/mcp/")
@@ -22,7 +23,7 @@ def user_needs_mfa_enrolment(user: object) -> bool:
 
     if not getattr(user, "is_authenticated", False):
         return False
-    required = set(getattr(settings, "WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"]))
+    required = set(portal_config().mfa_required_roles)
     groups: Any = getattr(user, "groups", None)
     in_scope = getattr(user, "is_superuser", False) or groups.filter(name__in=required).exists()
     if not in_scope:

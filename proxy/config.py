@@ -1,4 +1,9 @@
-"""The gateway's typed configuration, read once from Django settings."""
+"""The gateway's typed configuration, read once from Django settings.
+
+`GatewayConfig.from_settings()` builds it for a gateway process; `gateway_config()` is the same
+configuration for code outside the gateway that needs a gateway value (the tokenization key, the
+audit response cap), rebuilt only when a setting changes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 from proxy.admission import AdmissionLimits
 from proxy.hold import HoldSettings
 from proxy.oidc import OidcConfig
+from wardgate.typed_config import SettingsBacked
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +64,6 @@ class GatewayConfig:
                 portal_url=settings.WARDGATE_PORTAL_URL,
             ),
         )
+
+
+gateway_config = SettingsBacked(GatewayConfig.from_settings)

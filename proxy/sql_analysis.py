@@ -39,7 +39,6 @@ import bisect
 import hashlib
 import re
 import threading
-import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
@@ -1487,63 +1486,3 @@ class _QueryAnalysis:
                 prev.sources = prev.sources | out.sources
                 prev.direct = prev.direct and out.direct
         return tuple(merged.values())
-
-
-# --------------------------------------------------------------------------------------------
-# Benchmark
-# --------------------------------------------------------------------------------------------
-
-_BENCH_SCHEMA: Final[dict[str, dict[str, str]]] = {
-    "demo.shop.customers": {
-        "customer_id": "INT64",
-        "full_name": "STRING",
-        "email": "STRING",
-        "ssn": "STRING",
-        "country": "STRING",
-    },
-    "demo.shop.orders": {
-        "order_id": "INT64",
-        "customer_id": "INT64",
-        "amount": "NUMERIC",
-        "status": "STRING",
-    },
-}
-
-
-def _bench(iterations: int = 300) -> dict[str, float]:
-    """Time a typical 2-table join with 3 output columns; returns microseconds.
-
-    Each figure is the best mean over 5 batches, so a busy machine skews it less.
-    """
-    base = (
-        "SELECT c.full_name AS name, o.amount, CONCAT(c.email, '/', c.country) AS contact "
-        "FROM shop.customers AS c JOIN shop.orders AS o ON c.customer_id = o.customer_id "
-        "WHERE o.status = 'paid' AND o.amount > {n} ORDER BY o.amount DESC LIMIT 100"
-    )
-    analyze_sql(base.format(n=0), default_project="demo", schema=_BENCH_SCHEMA)  # warm imports
-    batch = max(1, iterations // 5)
-    counter = 0
-    uncached = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(batch):
-            counter += 1  # distinct literal: a new text every time, nothing cached
-            analyze_sql(base.format(n=counter), default_project="demo", schema=_BENCH_SCHEMA)
-        uncached = min(uncached, (time.perf_counter() - start) / batch * 1e6)
-
-    analyzer = SqlAnalyzer(16)
-    sql = base.format(n=1)
-    analyzer.analyze(sql, default_project="demo", schema=_BENCH_SCHEMA, schema_version=1)
-    cached = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(batch * 10):
-            analyzer.analyze(sql, default_project="demo", schema=_BENCH_SCHEMA, schema_version=1)
-        cached = min(cached, (time.perf_counter() - start) / (batch * 10) * 1e6)
-    return {"first_analysis_us": uncached, "cached_lookup_us": cached}
-
-
-if __name__ == "__main__":  # pragma: no cover
-    figures = _bench()
-    print(f"first analysis: {figures['first_analysis_us'] / 1000:.3f} ms")
-    print(f"cached lookup:  {figures['cached_lookup_us']:.2f} us")

@@ -1,4 +1,4 @@
-"""The Ed25519 key that signs evidence-pack manifests (no Django imports: settings use it).
+"""The Ed25519 key that signs evidence-pack manifests (no Django imports).
 
 WARDGATE_PACK_SIGNING_KEY is PEM (PKCS#8 private key) or base64 of the 32 raw private bytes. The
 key id is the first 16 hex digits of SHA-256 over the raw public key; the manifest names it so
@@ -10,8 +10,8 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from audit import signing
-from audit.signing import SigningKeyError, key_id, public_pem
+from wardgate import keys as key_text
+from wardgate.keys import SigningKeyError, key_id, public_pem
 
 __all__ = ["PackKeyError", "demo_key", "key_id", "key_problem", "load_private_key",
            "load_public_key", "public_pem", "signature_valid"]
@@ -19,16 +19,16 @@ __all__ = ["PackKeyError", "demo_key", "key_id", "key_problem", "load_private_ke
 SETTING = "WARDGATE_PACK_SIGNING_KEY"
 
 
-# One implementation of Ed25519 key handling for the project: audit.signing's.
+# One implementation of Ed25519 key handling for the project: wardgate/keys.py.
 PackKeyError = SigningKeyError
 
 
 def load_private_key(text: str) -> Ed25519PrivateKey:
-    return signing.load_private_key(text, SETTING)
+    return key_text.load_private_key(text, SETTING)
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
-    return signing.load_public_key(text, "the public key")
+    return key_text.load_public_key(text, "the public key")
 
 
 def signature_valid(key: Ed25519PublicKey, message: bytes, signature: bytes) -> bool:
@@ -41,10 +41,10 @@ def signature_valid(key: Ed25519PublicKey, message: bytes, signature: bytes) -> 
 
 def key_problem(text: str) -> str | None:
     """Why `text` is not a usable signing key, or None (for the settings check at start-up)."""
-    return signing.signing_key_problem(text, SETTING)
+    return key_text.signing_key_problem(text, SETTING)
 
 
 def demo_key(secret_key: str) -> str:
     """Demo only: a key derived from the Django secret, so the demo needs no setup. Refused in
     production mode (the settings require WARDGATE_PACK_SIGNING_KEY there)."""
-    return signing.demo_signing_key(secret_key, purpose="wardgate-evidence-pack-signing")
+    return key_text.demo_signing_key(secret_key, purpose="wardgate-evidence-pack-signing")

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 
 from portal.roles import Role
 from reports.catalog import BY_LABEL, CONTROLS
+from reports.config import reports_config
 from reports.keys import key_id, load_private_key, public_pem
 from reports.models import EvidencePack
 from reports.nist import nist_catalog_load
@@ -36,7 +36,7 @@ def evidence_pack_path(pack: EvidencePack) -> Path | None:
     directory: the stored name is never trusted as a path)."""
     if pack.status != EvidencePack.Status.EXPORTED or not pack.file_name:
         return None
-    root = Path(settings.WARDGATE_PACK_DIR).resolve()
+    root = reports_config().pack_dir.resolve()
     path = (root / pack.file_name).resolve()
     if path.parent != root or not path.is_file():
         return None
@@ -109,7 +109,7 @@ def evidence_pack_progress(pack: EvidencePack) -> dict[str, Any]:
 
 def pack_public_key() -> tuple[str, str]:
     """(PEM, key id) of the key that verifies this system's packs."""
-    public = load_private_key(settings.WARDGATE_PACK_SIGNING_KEY).public_key()
+    public = load_private_key(reports_config().signing_key).public_key()
     return public_pem(public), key_id(public)
 
 

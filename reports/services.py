@@ -8,10 +8,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -19,6 +17,7 @@ from django.utils import timezone
 from audit.services import AuditEntry, append_records
 from portal.services.events import SYSTEM, RequestMeta
 from reports.catalog import controls_resolve
+from reports.config import reports_config
 from reports.models import EvidencePack
 from reports.pack.builder import PackBuilder
 from reports.pack.provenance import Requester
@@ -148,7 +147,7 @@ def evidence_pack_build(*, pack: EvidencePack, progress: Progress | None = None)
     try:
         built = PackBuilder(
             pack_uuid=pack.uuid, period_start=pack.period_start, period_end=pack.period_end,
-            controls=controls_resolve(pack.controls), out_dir=Path(settings.WARDGATE_PACK_DIR),
+            controls=controls_resolve(pack.controls), out_dir=reports_config().pack_dir,
             requester=pack_requester(pack), progress=report,
         ).build()
     except Exception as exc:
@@ -167,7 +166,7 @@ def evidence_pack_build(*, pack: EvidencePack, progress: Progress | None = None)
             includes_records=built.summary.get("includes_records", False),
             partial=built.summary.get("partial", False),
             records_processed=built.summary.get("records", 0),
-            parameters={"sample_size": settings.WARDGATE_PACK_SAMPLE_SIZE,
+            parameters={"sample_size": reports_config().sample_size,
                         "head_seq": built.summary.get("head_seq")})
         append_records([AuditEntry(
             event="reports.pack_built", actor=pack_requester(pack).name, decision="info",

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from unittest import mock
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
 from audit import services as audit_services
@@ -180,8 +179,9 @@ class _Scenario:
         from bigquery_mcp.demo_data import TABLES, generate
         from proxy.access import compile_role_rules
         from proxy.classify import ColumnClassifier
+        from proxy.config import gateway_config
 
-        key = settings.WARDGATE_TOKEN_HMAC_KEY.encode()
+        key = gateway_config().token_key
         self.roles = {"analyst": compile_role_rules("analyst", ANALYST_RULES, token_key=key),
                       "support": compile_role_rules("support", SUPPORT_RULES, token_key=key)}
         self.classifier = ColumnClassifier.from_config(COLUMN_CLASSES)
@@ -272,12 +272,13 @@ _PORTAL_EVENTS = ("portal.grant_created", "portal.grant_revoked", "portal.token_
 
 class _Generator:
     def __init__(self, n: int, start: dt.datetime, days: int, seed: int) -> None:
+        from proxy.config import gateway_config
         from proxy.record import Recorder
 
         self.rng = random.Random(seed)
         self.scenario = _Scenario(self.rng)
         self.collector = _Collector()
-        self.recorder = Recorder(cast(Any, self.collector), settings.WARDGATE_AUDIT_RESPONSE_CAP_BYTES)
+        self.recorder = Recorder(cast(Any, self.collector), gateway_config().audit_response_cap_bytes)
         self.timeline = _Timeline(n, start, days)
         self.n = n
         self.emitted = 0

@@ -273,12 +273,12 @@ def redis_url() -> str:
 def _checkpoint_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test exports checkpoints to a directory of its own (the default, var/checkpoints,
     would collect checkpoints of unrelated test chains, which rightly conflict)."""
-    from django.conf import settings
+    from django.test import override_settings
 
-    previous = settings.WARDGATE_CHECKPOINT_EXPORT
-    settings.WARDGATE_CHECKPOINT_EXPORT = str(tmp_path_factory.mktemp("checkpoints"))
-    yield
-    settings.WARDGATE_CHECKPOINT_EXPORT = previous
+    # override_settings (not plain assignment) so typed configuration built from settings
+    # (audit/config.py) sees the change.
+    with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path_factory.mktemp("checkpoints"))):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""SIEM sinks from settings: WARDGATE_SIEM_SINKS is a JSON list of objects.
+"""SIEM sinks from the audit configuration: WARDGATE_SIEM_SINKS is a JSON list of objects.
 
 Common keys: `name` (unique; also the cursor name unless `cursor` is given), `type` (file, http,
 syslog), `format`, `batch_size` (default WARDGATE_SIEM_BATCH_SIZE), `include_response_body`
@@ -20,9 +20,9 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ..config import audit_config
 from .exporter import Exporter
 from .formatters import build_formatter
 from .sinks import FileSink, HttpSink, Sink, SyslogTcpSink
@@ -31,7 +31,7 @@ SINK_TYPES = ("file", "http", "syslog")
 
 
 def sink_specs() -> list[dict[str, Any]]:
-    specs = list(getattr(settings, "WARDGATE_SIEM_SINKS", []))
+    specs = list(audit_config().siem_sinks)
     names = [spec.get("name") for spec in specs]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
@@ -68,7 +68,7 @@ def build_sink(spec: dict[str, Any]) -> Sink:
                 name,
                 build_formatter(spec),
                 spec["url"],
-                secret=spec.get("hmac_secret") or settings.WARDGATE_SIEM_HMAC_SECRET,
+                secret=spec.get("hmac_secret") or audit_config().siem_hmac_secret,
                 headers=spec.get("headers") or {},
                 timeout=float(spec.get("timeout", 30)),
                 verify=verify,
@@ -100,7 +100,7 @@ def build_sink(spec: dict[str, Any]) -> Sink:
 def build_exporter(spec: dict[str, Any], **overrides: Any) -> Exporter:
     options: dict[str, Any] = {
         "cursor_name": spec.get("cursor") or spec["name"],
-        "batch_size": int(spec.get("batch_size", settings.WARDGATE_SIEM_BATCH_SIZE)),
+        "batch_size": int(spec.get("batch_size", audit_config().siem_batch_size)),
         "include_response_body": bool(spec.get("include_response_body", False)),
         "lease_seconds": float(spec.get("lease_seconds", 120)),
     }

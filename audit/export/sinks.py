@@ -23,7 +23,6 @@ import socket
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -295,7 +294,3 @@ def describe(sink: Sink) -> str:
         kind = "syslog+tls" if sink._context else "syslog"
         return f"{sink.name} ({kind}://{sink.host}:{sink.port})"
     return sink.name
-
-
-def sink_kwargs(spec: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: spec[key] for key in keys if key in spec}

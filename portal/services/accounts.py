@@ -134,19 +134,6 @@ def account_roles_set(*, account: Any, roles: list[str], by: Any, reason: str,
     return account
 
 
-def account_last_activity(user: Any) -> dt.datetime:
-    """max(last login, last gateway use of a token, last audit record by the identity), never
-    earlier than when the account was created."""
-    from django.db.models import Max
-
-    from audit.models import AuditRecord
-
-    moments = [user.date_joined, user.last_login,
-               PersonalToken.objects.filter(user=user).aggregate(m=Max("last_used_at"))["m"],
-               AuditRecord.objects.filter(actor=user.get_username()).aggregate(m=Max("at"))["m"]]
-    return max(m for m in moments if m is not None)
-
-
 def accounts_disable_inactive(*, now: dt.datetime | None = None,
                               days: int | None = None) -> list[Any]:
     """Disable every active account with no activity for `days` (WARDGATE_INACTIVE_ACCOUNT_DAYS)."""

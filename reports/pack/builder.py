@@ -19,7 +19,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
 
@@ -27,6 +26,7 @@ from audit.models import AuditChainHead, AuditRecord
 from audit.services import HEAD_ID
 from reports import catalog
 from reports.catalog import Assessment, ControlSpec
+from reports.config import reports_config
 from reports.evidence import chain as chain_evidence
 from reports.evidence import events, records, state
 from reports.evidence.base import Evidence, PackScope
@@ -94,7 +94,7 @@ class PackBuilder:
         self._progress = progress or (lambda percent, stage, records: None)
         self.needed = catalog.evidence_needed(controls)
         self.evidence: dict[str, Evidence] = {}
-        self.private_key = load_private_key(settings.WARDGATE_PACK_SIGNING_KEY)
+        self.private_key = load_private_key(reports_config().signing_key)
         self.key_id = key_id(self.private_key.public_key())
 
     def progress(self, percent: int, stage: str) -> None:
@@ -127,7 +127,7 @@ class PackBuilder:
     def _build_into(self, path: Path, spool: Path) -> dict[str, Any]:
         self.progress(1, "reading the period's place in the audit chain")
         seed = int(self.pack_uuid.hex[:8], 16)
-        sample_size = int(settings.WARDGATE_PACK_SAMPLE_SIZE)
+        sample_size = reports_config().sample_size
         scope = pack_scope(self.period_start, self.period_end, sample_size=sample_size,
                            seed=seed)
         archive = PackArchive(path)
@@ -254,7 +254,7 @@ class PackBuilder:
             self._keep(chain_evidence.write_chain(scope, archive, check.result()))
         if "account-disables" in self.needed:
             self._keep(events.write_disables(scope, archive,
-                                             float(settings.WARDGATE_PACK_DISABLE_SLA_SECONDS)))
+                                             reports_config().disable_sla_seconds))
         return stream
 
     def _records_and_events(self, scope: PackScope, archive: PackArchive, spool: Path,

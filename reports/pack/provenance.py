@@ -1,4 +1,4 @@
-"""Who a pack is for and from: the system it identifies (from settings, read once) and who
+"""Who a pack is for and from: the system it identifies (reports/config.py) and who
 asked for it (a person, or the monthly schedule). Printed on the cover, written into the
 manifest and into OSCAL metadata (`parties`, `responsible-parties`)."""
 
@@ -20,13 +20,9 @@ class SystemIdentity:
 
     @classmethod
     def from_settings(cls) -> SystemIdentity:
-        from django.conf import settings
+        from reports.config import reports_config
 
-        return cls(organisation=settings.WARDGATE_PACK_ORGANISATION,
-                   system=settings.WARDGATE_PACK_SYSTEM_NAME,
-                   environment=settings.WARDGATE_PACK_ENVIRONMENT,
-                   boundary=settings.WARDGATE_PACK_BOUNDARY,
-                   assessment_plan_url=settings.WARDGATE_PACK_ASSESSMENT_PLAN_URL)
+        return reports_config().identity
 
     def as_dict(self) -> dict[str, str]:
         return {"organisation": self.organisation, "system": self.system,

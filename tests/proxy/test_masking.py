@@ -790,8 +790,8 @@ def test_input_never_mutated() -> None:
 
 
 def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    from proxy.masking import _bench
+    from bench.masking import bench_masking
 
-    figures = _bench(repeat=1)
+    figures = bench_masking(repeat=1)
     assert figures and all(v > 0 for v in figures.values())
     assert "mask_tool_result" in capsys.readouterr().out

@@ -6,12 +6,12 @@ import pickle
 
 import pytest
 
+from bench.sql_cache import bench_sql_cache
 from proxy.sql_analysis import (
     ColumnRef,
     SqlAnalysis,
     SqlAnalysisError,
     SqlAnalyzer,
-    _bench,
     analyze_sql,
     analyze_sql_cached,
 )
@@ -710,7 +710,7 @@ def test_schema_version_change_sees_the_new_schema() -> None:
 
 
 def test_bench_helper_runs() -> None:
-    figures = _bench(iterations=3)
+    figures = bench_sql_cache(iterations=3)
     assert set(figures) == {"first_analysis_us", "cached_lookup_us"}
     assert figures["first_analysis_us"] > figures["cached_lookup_us"] > 0
 

@@ -7,10 +7,10 @@ import datetime as dt
 import time
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reports.synthetic import audit_load_generate
+from wardgate.config import demo_config
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, records: int, start: str, days: int, seed: int,
                batch_size: int, **options: Any) -> None:
-        if settings.PRODUCTION:
+        if demo_config().production:
             raise CommandError("generate_audit_load writes synthetic records: refused in "
                                "production mode")
         if records < 1 or days < 1 or batch_size < 1:

@@ -6,9 +6,9 @@ import base64
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from reports.config import reports_config
 from reports.keys import PackKeyError, key_id, load_private_key, public_pem
 
 
@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            public = load_private_key(settings.WARDGATE_PACK_SIGNING_KEY).public_key()
+            public = load_private_key(reports_config().signing_key).public_key()
         except PackKeyError as exc:
             raise CommandError(str(exc)) from None
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

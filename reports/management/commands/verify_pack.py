@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from reports.config import reports_config
 from reports.keys import PackKeyError, load_private_key, load_public_key
 from reports.pack.manifest import verify_pack_file
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             if public_key:
                 key = load_public_key(Path(public_key).read_text())
             else:
-                key = load_private_key(settings.WARDGATE_PACK_SIGNING_KEY).public_key()
+                key = load_private_key(reports_config().signing_key).public_key()
         except (OSError, PackKeyError) as exc:
             raise CommandError(f"cannot read the public key: {exc}", returncode=1) from None
         check = verify_pack_file(Path(path), key)

@@ -7,15 +7,14 @@ import datetime as dt
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.actors import command_actor
+from audit.config import audit_config
 from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
 from portal.services.demo import (
     DEMO_CONNECTION_SLUG,
@@ -26,6 +25,7 @@ from portal.services.demo import (
 )
 from portal.services.events import meta_from_command
 from portal.services.tokens import token_issue
+from wardgate.config import demo_config
 from wardgate.demo_stack import DemoError, DemoStack, running
 from wardgate.mcp_client import SNIPPET, call_tool
 
@@ -42,22 +42,23 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="portal + gateway port")
         parser.add_argument("--check", action="store_true",
                             help="start everything, make one real tool call, print it, exit")
-        parser.add_argument("--customers", type=int, default=settings.WARDGATE_DEMO_CUSTOMERS)
+        parser.add_argument("--customers", type=int, default=demo_config().customers)
 
     def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
-        if settings.PRODUCTION:
+        config = demo_config()
+        if config.production:
             raise CommandError("The demo does not run in production mode (WARDGATE_MODE=production).")
         started = time.monotonic()
         # SIGTERM (a service manager, `kill`) stops everything the demo started, as Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)
-        workdir = Path(settings.VAR_DIR) / "demo"
+        workdir = config.var_dir / "demo"
         workdir.mkdir(parents=True, exist_ok=True)
         say = self.stdout.write
         say("Migrating the database ...")
         call_command("migrate", interactive=False, verbosity=0)
         logins = demo_users_ensure()
-        stack = DemoStack(workdir=workdir, port=opts["port"], project=settings.WARDGATE_BIGQUERY_PROJECT,
-                          dataset=settings.WARDGATE_DEMO_DATASET, customers=opts["customers"],
+        stack = DemoStack(workdir=workdir, port=opts["port"], project=config.bigquery_project,
+                          dataset=config.dataset, customers=opts["customers"],
                           progress=say)
         try:
             with running(stack):
@@ -110,7 +111,7 @@ class Command(BaseCommand):
             say(f"  audit checkpoint FAILED: {exc} (run manage.py audit_verify)")
             return
         say(f"  audit checkpoint #{signed['seq']} signed; exported to "
-            f"{settings.WARDGATE_CHECKPOINT_EXPORT}")
+            f"{audit_config().checkpoint_export}")
 
     def _check(self, gateway_url: str, token: str, dataset: str) -> None:
         sql = f"SELECT customer_id, full_name, email, country FROM {dataset}.customers ORDER BY customer_id LIMIT 1"

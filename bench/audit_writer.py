@@ -1,7 +1,7 @@
 """Measure the audit writer on the configured database (run against a scratch database).
 
     DATABASE_URL=sqlite:////tmp/bench.sqlite3 python manage.py migrate
-    DATABASE_URL=sqlite:////tmp/bench.sqlite3 python -m audit.bench [--records 3000]
+    DATABASE_URL=sqlite:////tmp/bench.sqlite3 python bench/audit_writer.py [--records 3000]
 
 Reports the mean latency of `await writer.write()` one call at a time (concurrency 1) and the
 throughput with 32 concurrent callers, where group commit shares each transaction.
@@ -13,8 +13,14 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def _entry(i: int) -> Any:
@@ -95,7 +101,7 @@ async def _concurrency_n(count: int, callers: int) -> dict[str, float]:
     }
 
 
-def _bench(records: int = 3000, callers: int = 32) -> dict[str, dict[str, float]]:
+def bench_audit_writer(records: int = 3000, callers: int = 32) -> dict[str, dict[str, float]]:
     from django.db import connection
 
     from audit.verify import verify_chain
@@ -123,7 +129,7 @@ def main() -> None:
     from django.db import connection
 
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
-    for name, values in _bench(args.records, args.callers).items():
+    for name, values in bench_audit_writer(args.records, args.callers).items():
         print(f"{name}: " + ", ".join(f"{k}={v:.2f}" for k, v in values.items()))
 
 
