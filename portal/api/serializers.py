@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from audit.models import AuditRecord
+from portal.config import portal_config
 from portal.models import AccessRequest, Connection, Grant, Incident, Quarantine, QueryApproval
 from portal.models import Role as PolicyRole
 from portal.permissions import ALL_ROLES
@@ -31,7 +31,7 @@ class AccessRequestSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "decided_at", "decision_comment", "grant", "created_at"]
 
     def validate_duration_hours(self, value: int) -> int:
-        limit = settings.WARDGATE_ACCESS_REQUEST_MAX_HOURS
+        limit = portal_config().access_request_max_hours
         if value > limit:
             raise serializers.ValidationError(f"At most {limit} hours.")
         return value

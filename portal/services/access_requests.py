@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal.config import portal_config
 from portal.models import AccessRequest, Connection, Role
 from portal.permissions import has_role
 from portal.roles import Role as PortalRole
@@ -39,7 +39,7 @@ def access_request_create(*, requester: Any, connection: Connection, role: Role,
         raise AccessRequestError("Disabled accounts cannot request access.")
     if not connection.enabled:
         raise AccessRequestError("This connection is disabled.")
-    limit = settings.WARDGATE_ACCESS_REQUEST_MAX_HOURS
+    limit = portal_config().access_request_max_hours
     if not 1 <= int(duration_hours) <= limit:
         raise AccessRequestError(f"The duration must be between 1 and {limit} hours.")
     if len(justification) < 10:

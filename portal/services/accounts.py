@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 
+from portal.config import portal_config
 from portal.models import ApiToken, PersonalToken, PortalSession
 from portal.permissions import ALL_ROLES
 from portal.services.errors import ServiceError
@@ -140,7 +140,7 @@ def accounts_disable_inactive(*, now: dt.datetime | None = None,
     from portal.selectors.accounts import accounts_with_activity
 
     now = now or timezone.now()
-    days = settings.WARDGATE_INACTIVE_ACCOUNT_DAYS if days is None else days
+    days = portal_config().inactive_account_days if days is None else days
     if days <= 0:
         return []
     cutoff = now - dt.timedelta(days=days)

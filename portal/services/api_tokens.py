@@ -7,10 +7,10 @@ import hashlib
 import secrets
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal.config import portal_config
 from portal.models import ApiToken
 from portal.services.errors import InvalidServiceInput, ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
@@ -32,7 +32,7 @@ def _hash(plaintext: str) -> str:
 @transaction.atomic
 def api_token_issue(*, user: Any, name: str, by: Any, meta: RequestMeta = SYSTEM,
                     ttl: dt.timedelta | None = None) -> tuple[ApiToken, str]:
-    ttl = ttl or dt.timedelta(days=settings.WARDGATE_API_TOKEN_DAYS)
+    ttl = ttl or dt.timedelta(days=portal_config().api_token_days)
     if ttl <= dt.timedelta(0) or ttl > dt.timedelta(days=365):
         raise InvalidServiceInput("token lifetime must be between 1 second and 365 days")
     if not user.is_active:

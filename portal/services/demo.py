@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from portal.config import portal_config
 from portal.models import Connection, Grant
 from portal.models import Role as PolicyRole
 from portal.roles import Role
@@ -124,9 +125,7 @@ def demo_policy_ensure(connection: Connection) -> PolicyRole:
 
 def demo_login_notes() -> list[str]:
     """What the demo banner should say about signing in (MFA for admins and approvers)."""
-    from django.conf import settings
-
-    roles = ", ".join(getattr(settings, "WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"]))
+    roles = ", ".join(portal_config().mfa_required_roles)
     return [
         f"Members of {roles} must enrol a TOTP authenticator (any authenticator app) on "
         "first sign-in; the portal takes them there before anything else.",

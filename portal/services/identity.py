@@ -27,6 +27,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
+from portal.config import portal_config
 from portal.services.errors import ServiceError
 from portal.services.events import RequestMeta, portal_event
 from portal.services.security import security_revision_bump
@@ -43,7 +44,7 @@ class ExternalIdentityRefused(ServiceError):
 
 
 def sso_group_map() -> dict[str, str]:
-    return dict(getattr(settings, "WARDGATE_SSO_GROUP_MAP", {}) or {})
+    return dict(portal_config().sso_group_map)
 
 
 def groups_mapped(raw: Iterable[Any]) -> list[str]:
@@ -56,7 +57,7 @@ def groups_mapped(raw: Iterable[Any]) -> list[str]:
 def raw_groups_from_claims(extra_data: Any) -> list[str]:
     """The raw groups claim (WARDGATE_SSO_GROUPS_CLAIM) from OIDC claims (top level, userinfo or
     ID token) or SAML attributes."""
-    claim = getattr(settings, "WARDGATE_SSO_GROUPS_CLAIM", "groups")
+    claim = portal_config().sso_groups_claim
     found: Any = None
     if isinstance(extra_data, dict):
         for source in (extra_data, extra_data.get("userinfo"), extra_data.get("id_token")):

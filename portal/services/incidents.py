@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from audit.models import AuditRecord
+from portal.config import portal_config
 from portal.models import Connection, Incident, Quarantine
 from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
@@ -113,9 +113,9 @@ def incident_rules_evaluate(now: dt.datetime | None = None) -> list[Incident]:
     """Scan the recent audit trail: an identity with at least N denied calls, or more than R
     result rows, within M minutes gets an incident and is quarantined at once."""
     now = now or timezone.now()
-    window = settings.WARDGATE_INCIDENT_WINDOW_MINUTES
-    max_denied = settings.WARDGATE_INCIDENT_MAX_DENIED
-    max_rows = settings.WARDGATE_INCIDENT_MAX_ROWS
+    window = portal_config().incident_window_minutes
+    max_denied = portal_config().incident_max_denied
+    max_rows = portal_config().incident_max_rows
     start = now - dt.timedelta(minutes=window)
     recent = AuditRecord.objects.filter(at__gte=start, at__lte=now).exclude(actor="")
     candidates: dict[str, list[tuple[str, int, int]]] = {}

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -21,6 +20,7 @@ from portal.models import Connection, Grant, Role, ToolCatalogEntry
 from portal.services.errors import ServiceError
 from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
+from proxy.config import gateway_config
 
 # Connection fields that policy (and so the YAML) carries. Credentials never.
 CONNECTION_POLICY_FIELDS = ("name", "transport", "upstream_url", "upstream_command", "preset",
@@ -207,7 +207,7 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
 
     try:
         compiled = compile_role_rules(role.name, role.rules,
-                                      token_key=settings.WARDGATE_TOKEN_HMAC_KEY.encode())
+                                      token_key=gateway_config().token_key)
         classifier = ColumnClassifier.from_config(connection.column_classes or {})
     except ValueError as exc:
         raise PolicyError(str(exc)) from exc
@@ -222,7 +222,7 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
         facts = BigQueryFacts(project=connection.bigquery_project,
                               endpoint=connection.bigquery_endpoint or None,
                               credentials=connection.credentials_for_upstream(),
-                              timeout_seconds=float(settings.WARDGATE_BIGQUERY_TIMEOUT))
+                              timeout_seconds=gateway_config().bigquery_timeout_seconds)
         sql_ctx = SqlToolContext(sql_argument=sql_tool[0], project=connection.bigquery_project,
                                  dataset=connection.default_dataset or None, facts=facts,
                                  classifier=classifier, statement_classes=sql_tool[1])
