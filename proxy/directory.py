@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from proxy.classify import ColumnClassifier
+from policy.classify import ColumnClassifier
 from proxy.db import run_db
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.access import ApprovalRule
+from policy.roles import ApprovalRule
 from proxy.context import CallContext
 from proxy.db import run_db
 

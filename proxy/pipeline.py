@@ -31,7 +31,10 @@ from django.db import DatabaseError
 from mcp.shared.inbound import decode_header_value, validate_mcp_param_headers
 
 from audit.writer import AuditWriter
-from proxy.access import NO_ACCESS, AccessCache, AccessPlan
+from policy.masking import MaskingPolicy
+from policy.roles import NO_ACCESS, AccessPlan
+from policy.sql_policy import Reason
+from proxy.access import AccessCache
 from proxy.admission import Admission, Refusal
 from proxy.asgi_io import Receive, Scope, Send, send_bytes, send_json, start_stream, stream_chunk
 from proxy.authenticate import Authenticator, AuthFailure
@@ -60,11 +63,9 @@ from proxy.invalidation import RevisionWatcher
 from proxy.jobs import STATEMENT_ARGUMENT, job_id_of, job_info_public, job_lookup, job_remember
 from proxy.live import LiveRegistry
 from proxy.mask import UnmaskableResult, mask_call_result
-from proxy.masking import MaskingPolicy
 from proxy.metadata_tools import MetadataTool, filter_table_listing
 from proxy.presets import sql_tool_spec
 from proxy.record import Recorder, RecordFailed
-from proxy.sql_policy import Reason
 from proxy.sql_worker import default_sql_workers
 from proxy.sse import SseEvent
 from proxy.tool_catalog import ToolCatalog

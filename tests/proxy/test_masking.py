@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from proxy.masking import (
+from policy.masking import (
     MaskAction,
     MaskingPolicy,
     MaskingSummary,
@@ -790,7 +790,7 @@ def test_input_never_mutated() -> None:
 
 
 def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    from proxy.masking import _bench
+    from policy.masking import _bench
 
     figures = _bench(repeat=1)
     assert figures and all(v > 0 for v in figures.values())
