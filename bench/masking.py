@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from proxy.masking import (  # noqa: E402
+from policy.masking import (  # noqa: E402
     MaskAction,
     MaskingPolicy,
     MaskingSummary,

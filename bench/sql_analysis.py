@@ -51,12 +51,12 @@ def main() -> None:
 
     django.setup()
     from bigquery_mcp.demo_data import TABLES
+    from policy.classify import ColumnClassifier
+    from policy.roles import compile_role_rules
+    from policy.sql_analysis import SqlAnalysisError, SqlAnalyzer, analyze_sql
+    from policy.sql_policy import check_masked_uses, check_sql
     from portal.services.demo import DEMO_ANALYST_RULES, DEMO_COLUMN_CLASSES
-    from proxy.access import compile_role_rules
     from proxy.authorize import column_plan
-    from proxy.classify import ColumnClassifier
-    from proxy.sql_analysis import SqlAnalysisError, SqlAnalyzer, analyze_sql
-    from proxy.sql_policy import check_masked_uses, check_sql
 
     schema = {f"demo.shop.{t.name}": {f.name: f.field_type for f in t.schema} for t in TABLES}
     role = compile_role_rules("analyst", DEMO_ANALYST_RULES, token_key=b"bench-key")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from proxy.sql_analysis import SqlAnalyzer, analyze_sql  # noqa: E402
+from policy.sql_analysis import SqlAnalyzer, analyze_sql  # noqa: E402
 
 SCHEMA: Final[dict[str, dict[str, str]]] = {
     "demo.shop.customers": {

@@ -1,220 +1,46 @@
-"""Who may do what on which connection: grants and roles compiled into an `AccessPlan`.
-
-Compiled once per (identity, connection) and cached until the security revision moves, so
-the per-call checks only match precompiled patterns.
-"""
+"""The gateway's access plans: an identity's grants on a connection, compiled and cached until
+the security revision moves, so the per-call checks only match precompiled patterns."""
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import time
 
-from proxy.masking import MaskingPolicy
-from proxy.sql_policy import SqlRules
-
-_ROLE_KEYS = {"tools", "resources", "prompts", "sql", "masking", "approval"}
-_APPROVAL_KEYS = {"id", "tools", "tables", "statement_classes", "bytes_over", "approver_groups",
-                  "required"}
+from policy.roles import AccessPlan, compile_role_rules
+from proxy.db import run_db
+from proxy.store import GatewayStore
+from proxy.ttl_cache import TtlCache
 
 
-@dataclass(frozen=True, slots=True)
-class ApprovalRule:
-    """Calls matching every condition given here wait for a human approval (IR-4)."""
-
-    id: str
-    tools: re.Pattern[str] | None
-    tables: re.Pattern[str] | None
-    statement_classes: frozenset[str] | None
-    bytes_over: int | None
-    approver_groups: tuple[str, ...]
-    required: int
-
-    def matches(self, tool: str, tables: tuple[str, ...], classes: tuple[str, ...],
-                bytes_processed: int | None) -> bool:
-        if self.tools is not None and not self.tools.fullmatch(tool):
-            return False
-        if self.tables is not None and not any(self.tables.fullmatch(t) for t in tables):
-            return False
-        if self.statement_classes is not None and not self.statement_classes & set(classes):
-            return False
-        return not (self.bytes_over is not None
-                    and (bytes_processed is None or bytes_processed <= self.bytes_over))
-
-
-def _approval_rules(data: Any, role: str) -> tuple[ApprovalRule, ...]:
-    if not isinstance(data, list):
-        raise ValueError(f"role {role!r}: 'approval' must be a list of rules")
-    rules = []
-    for i, item in enumerate(data):
-        where = f"role {role!r}: approval[{i}]"
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{where} must be a mapping")
-        unknown = set(item) - _APPROVAL_KEYS
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-        groups = item.get("approver_groups")
-        if not isinstance(groups, list) or not groups or not all(isinstance(g, str) for g in groups):
-            raise ValueError(f"{where}: approver_groups must be a non-empty list of group names")
-        required = item.get("required", 1)
-        if isinstance(required, bool) or not isinstance(required, int) or required < 1:
-            raise ValueError(f"{where}: required must be a positive integer")
-        bytes_over = item.get("bytes_over")
-        if bytes_over is not None and (isinstance(bytes_over, bool) or not isinstance(bytes_over, int)
-                                       or bytes_over < 0):
-            raise ValueError(f"{where}: bytes_over must be a non-negative integer")
-        classes = item.get("statement_classes")
-        if classes is not None and (not isinstance(classes, list)
-                                    or not all(isinstance(c, str) for c in classes)):
-            raise ValueError(f"{where}: statement_classes must be a list of strings")
-        conditions = [k for k in ("tools", "tables", "statement_classes", "bytes_over") if k in item]
-        if not conditions:
-            raise ValueError(f"{where}: give at least one of tools, tables, statement_classes, "
-                             "bytes_over")
-        rules.append(ApprovalRule(
-            id=str(item.get("id") or f"approval-{i}"),
-            tools=_glob_regex(item["tools"], role, "approval.tools") if "tools" in item else None,
-            tables=(_glob_regex([t.lower() for t in item["tables"]], role, "approval.tables")
-                    if "tables" in item else None),
-            statement_classes=frozenset(c.lower() for c in classes) if classes else None,
-            bytes_over=bytes_over,
-            approver_groups=tuple(groups),
-            required=required,
-        ))
-    return tuple(rules)
-
-
-@dataclass(frozen=True, slots=True)
-class RolePolicy:
-    name: str
-    tool_pattern: re.Pattern[str]
-    resource_pattern: re.Pattern[str]
-    prompt_pattern: re.Pattern[str]
-    sql: SqlRules
-    masking: MaskingPolicy
-    approval_rules: tuple[ApprovalRule, ...] = ()
-
-    @property
-    def needs_dry_run(self) -> bool:
-        return self.sql.max_bytes_scanned is not None or any(
-            r.bytes_over is not None for r in self.approval_rules)
-
-    def approval_rule_for(self, tool: str, tables: tuple[str, ...], classes: tuple[str, ...],
-                          bytes_processed: int | None) -> ApprovalRule | None:
-        return next((r for r in self.approval_rules
-                     if r.matches(tool, tables, classes, bytes_processed)), None)
-
-    def allows_tool(self, tool: str) -> bool:
-        return self.tool_pattern.fullmatch(tool) is not None
-
-    def allows_resource(self, uri: str) -> bool:
-        return self.resource_pattern.fullmatch(uri) is not None
-
-    def allows_prompt(self, name: str) -> bool:
-        return self.prompt_pattern.fullmatch(name) is not None
-
-
-def _glob_regex(patterns: Any, role: str, key: str) -> re.Pattern[str]:
-    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
-        raise ValueError(f"role {role!r}: {key!r} must be a list of name patterns")
-    if not patterns:
-        return re.compile(r"(?!)")  # matches nothing: deny by default
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-
-
-def compile_role_rules(name: str, rules: Mapping[str, Any], *, token_key: bytes) -> RolePolicy:
-    if not isinstance(rules, Mapping):
-        raise ValueError(f"role {name!r}: rules must be a mapping")
-    unknown = set(rules) - _ROLE_KEYS
-    if unknown:
-        raise ValueError(f"role {name!r}: unknown rule keys {sorted(unknown)}")
-    return RolePolicy(
-        name=name,
-        tool_pattern=_glob_regex(rules.get("tools", []), name, "tools"),
-        resource_pattern=_glob_regex(rules.get("resources", []), name, "resources"),
-        prompt_pattern=_glob_regex(rules.get("prompts", []), name, "prompts"),
-        sql=SqlRules.from_config(rules.get("sql", {})),
-        masking=MaskingPolicy.from_config(rules.get("masking", {}), token_key=token_key),
-        approval_rules=_approval_rules(rules.get("approval", []), name),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AccessPlan:
-    """The roles one identity holds on one connection (empty = no access at all)."""
-
-    roles: tuple[RolePolicy, ...]
-    policy_version: int = 0
-
-    def visible(self, tool: str) -> bool:
-        return any(r.allows_tool(tool) for r in self.roles)
-
-    def roles_for(self, tool: str) -> tuple[RolePolicy, ...]:
-        return tuple(r for r in self.roles if r.allows_tool(tool))
-
-    def resource_role(self, uri: str) -> RolePolicy | None:
-        return next((r for r in self.roles if r.allows_resource(uri)), None)
-
-    def prompt_role(self, name: str) -> RolePolicy | None:
-        return next((r for r in self.roles if r.allows_prompt(name)), None)
-
-
-NO_ACCESS = AccessPlan(roles=())
-
-
-def load_access_plan(user_id: int, groups: tuple[str, ...], connection_id: int,
-                     token_key: bytes) -> tuple[AccessPlan, float]:
+def load_access_plan(store: GatewayStore, user_id: int, groups: tuple[str, ...],
+                     connection_id: int, token_key: bytes) -> tuple[AccessPlan, float]:
     """The identity's live grants on the connection, compiled; and until when that holds
     (the earliest grant expiry), so a cached plan never outlives a grant."""
-    from django.db.models import Q
-    from django.utils import timezone
-
-    from portal.models import Grant
-
-    now = timezone.now()
-    grants = (
-        Grant.objects.filter(connection_id=connection_id, revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .filter(Q(user_id=user_id) | Q(group__name__in=groups))
-        .select_related("role")
-    )
-    roles = {}
-    valid_until = float("inf")
-    for grant in grants:
-        roles[grant.role.name] = grant.role
-        if grant.expires_at is not None:
-            valid_until = min(valid_until, grant.expires_at.timestamp())
-    compiled = tuple(compile_role_rules(name, roles[name].rules, token_key=token_key)
-                     for name in sorted(roles))
-    from portal.services.approvals import policy_version_current
-
-    return AccessPlan(roles=compiled, policy_version=policy_version_current()), valid_until
+    grants = store.access_grants(user_id, groups, connection_id)
+    compiled = tuple(compile_role_rules(role.name, role.rules, token_key=token_key)
+                     for role in sorted(grants.roles, key=lambda r: r.name))
+    return AccessPlan(roles=compiled, policy_version=grants.policy_version), grants.valid_until
 
 
 class AccessCache:
     """Compiled plans per (user, connection), dropped when the security revision moves."""
 
-    def __init__(self, token_key: bytes, ttl_seconds: float = 60.0) -> None:
+    def __init__(self, store: GatewayStore, token_key: bytes, ttl_seconds: float = 60.0) -> None:
+        self.store = store
         self.token_key = token_key
         self.ttl = ttl_seconds
-        self._plans: dict[tuple[int, tuple[str, ...], int], tuple[AccessPlan, float]] = {}
+        self._plans: TtlCache[tuple[int, tuple[str, ...], int], AccessPlan] = TtlCache(
+            ttl_seconds, clock=time.time)
 
     def invalidate(self) -> None:
         self._plans.clear()
 
     async def plan_for(self, user_id: int, groups: tuple[str, ...], connection_id: int) -> AccessPlan:
-        import time
-
-        from proxy.db import run_db
-
         key = (user_id, groups, connection_id)  # groups: a group change is a new plan at once
         now = time.time()
         hit = self._plans.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        plan, valid_until = await run_db(load_access_plan, user_id, groups, connection_id,
-                                         self.token_key)
-        self._plans[key] = (plan, min(valid_until, now + self.ttl))
+        if hit is not None:
+            return hit
+        plan, valid_until = await run_db(load_access_plan, self.store, user_id, groups,
+                                         connection_id, self.token_key)
+        self._plans.put(key, plan, until=min(valid_until, now + self.ttl))
         return plan

@@ -24,6 +24,7 @@ from proxy.asgi_io import (
 )
 from proxy.config import GatewayConfig
 from proxy.pipeline import Pipeline
+from proxy.store import GatewayStore
 
 log = logging.getLogger("wardgate.gateway")
 PATH = re.compile(r"^/mcp/(?P<slug>[a-z0-9][a-z0-9_-]{0,49})/?$")
@@ -37,13 +38,14 @@ def jsonrpc_error(code: int, message: str, data: dict | None = None, id_: object
 
 
 class GatewayApp:
-    def __init__(self, config: GatewayConfig | None = None) -> None:
+    def __init__(self, config: GatewayConfig | None = None, *, store: GatewayStore) -> None:
         self.config = config or GatewayConfig.from_settings()
+        self.store = store  # what the gateway reads and writes (the portal's, in production)
         self.pipeline: Pipeline | None = None
 
     async def startup(self) -> None:
         if self.pipeline is None:
-            self.pipeline = Pipeline(self.config)
+            self.pipeline = Pipeline(self.config, store=self.store)
             await self.pipeline.start()
 
     async def shutdown(self) -> None:

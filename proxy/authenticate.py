@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 
 from proxy.context import Identity
 from proxy.db import run_db
 from proxy.oidc import JwksVerifier, OidcConfig, TokenRejected, VerifiedIdentity
+from proxy.store import GatewayStore, IdentityRefused
+from proxy.ttl_cache import TtlCache
 
 PERSONAL_TOKEN_PREFIX = "wgp_"
 MAX_TOKEN_LENGTH = 16384
@@ -46,97 +47,68 @@ def bearer_token(headers: dict[str, str]) -> str:
     return token
 
 
-def _active_user(user_id: int) -> tuple[bool, bool]:
-    """(is_active, is_quarantined) for a user, read from the database."""
-    from django.contrib.auth import get_user_model
-
-    from portal.models import Quarantine
-
-    active = get_user_model().objects.filter(pk=user_id, is_active=True).exists()
-    quarantined = Quarantine.objects.filter(user_id=user_id, lifted_at__isnull=True).exists()
-    return active, quarantined
-
-
-def _resolve_personal_token(token_hash: str) -> tuple[Identity, float]:
-    from django.utils import timezone
-
-    from portal.models import PersonalToken
-
-    token = (PersonalToken.objects.select_related("user")
-             .filter(token_hash=token_hash).first())
-    if token is None:
-        raise AuthFailure("auth.unknown_token", "Unknown or revoked token", "personal_token")
-    owner = {"owner": token.user.get_username(), "token_id": token.pk}
-    if token.revoked_at is not None:
-        raise AuthFailure("auth.revoked_token", "This token has been revoked", "personal_token",
-                          **owner)
-    now = timezone.now()
-    if token.expires_at <= now:
-        raise AuthFailure("auth.expired_token", "This token has expired", "personal_token",
-                          **owner)
-    user = token.user
-    _check_user(user.pk, "personal_token", **owner)
-    PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    identity = Identity(
-        user_id=user.pk,
-        username=user.get_username(),
-        groups=tuple(sorted(user.groups.values_list("name", flat=True))),
-        auth_method="personal_token",
-        token_id=token.pk,
-        token_connections=frozenset(token.connections.values_list("pk", flat=True)),
-    )
-    return identity, token.expires_at.timestamp()
-
-
-def _check_user(user_id: int, method: str, *, owner: str,
+def _check_user(store: GatewayStore, user_id: int, method: str, *, owner: str,
                 token_id: int | None = None) -> None:
-    active, quarantined = _active_user(user_id)
-    if not active:
+    standing = store.user_standing(user_id)
+    if not standing.active:
         raise AuthFailure("auth.account_disabled", "This account is disabled", method,
                           owner=owner, token_id=token_id)
-    if quarantined:
+    if standing.quarantined:
         raise AuthFailure("auth.quarantined", "This identity is quarantined", method,
                           owner=owner, token_id=token_id)
 
 
-def _provision_oidc_user(verified: VerifiedIdentity) -> Identity:
-    """The account of a verified OIDC identity, keyed by issuer + subject, with its groups
-    synced through the configured group map (portal.services.identity: the same path as
-    portal single sign-on; a name in the token never selects an existing account)."""
-    from portal.services.events import RequestMeta
-    from portal.services.identity import (
-        ExternalIdentityRefused,
-        external_identity_resolve,
-        provider_for_issuer,
+def _resolve_personal_token(store: GatewayStore, token_hash: str) -> tuple[Identity, float]:
+    token = store.personal_token_find(token_hash)
+    if token is None:
+        raise AuthFailure("auth.unknown_token", "Unknown or revoked token", "personal_token")
+    owner = {"owner": token.username, "token_id": token.token_id}
+    if token.revoked:
+        raise AuthFailure("auth.revoked_token", "This token has been revoked", "personal_token",
+                          **owner)
+    if token.expires_at <= time.time():
+        raise AuthFailure("auth.expired_token", "This token has expired", "personal_token",
+                          **owner)
+    _check_user(store, token.user_id, "personal_token", **owner)
+    store.personal_token_mark_used(token.token_id)
+    identity = Identity(
+        user_id=token.user_id,
+        username=token.username,
+        groups=token.groups,
+        auth_method="personal_token",
+        token_id=token.token_id,
+        token_connections=token.connection_ids,
     )
+    return identity, token.expires_at
 
+
+def _provision_oidc_user(store: GatewayStore, verified: VerifiedIdentity) -> Identity:
+    """The account of a verified OIDC identity, keyed by issuer + subject, with its groups
+    synced through the configured group map (the store uses the same path as portal single
+    sign-on; a name in the token never selects an existing account)."""
     email = verified.claims.get("email")
     try:
-        user = external_identity_resolve(
-            provider=provider_for_issuer(verified.issuer), subject=verified.subject,
+        user = store.oidc_identity_resolve(
+            issuer=verified.issuer, subject=verified.subject,
             username_hint=verified.username, email=email if isinstance(email, str) else "",
-            claims=verified.claims, raw_groups=verified.groups,
-            meta=RequestMeta(auth_method="oidc"))
-    except ExternalIdentityRefused as exc:
+            claims=verified.claims, raw_groups=verified.groups)
+    except IdentityRefused as exc:
         raise AuthFailure("auth.bad_subject", f"This identity cannot be used: {exc}",
                           "oidc") from None
-    _check_user(user.pk, "oidc", owner=user.get_username())
-    return Identity(user_id=user.pk, username=user.get_username(),
-                    groups=tuple(sorted(user.groups.values_list("name", flat=True))),
+    _check_user(store, user.user_id, "oidc", owner=user.username)
+    return Identity(user_id=user.user_id, username=user.username, groups=user.groups,
                     auth_method="oidc")
 
 
-@dataclass(slots=True)
-class _Cached:
-    identity: Identity
-    valid_until: float
-
-
 class Authenticator:
-    def __init__(self, oidc: OidcConfig | None, *, cache_seconds: float = 30.0) -> None:
+    def __init__(self, store: GatewayStore, oidc: OidcConfig | None, *,
+                 cache_seconds: float = 30.0) -> None:
+        self.store = store
         self.verifier = JwksVerifier(oidc) if oidc else None
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, _Cached] = {}
+        # Identities per token hash, for at most `cache_seconds` and never past the token.
+        self._cache: TtlCache[str, Identity] = TtlCache(cache_seconds, max_entries=50_000,
+                                                         clock=time.time)
 
     def invalidate(self) -> None:
         self._cache.clear()
@@ -146,20 +118,18 @@ class Authenticator:
         key = hashlib.sha256(token.encode()).hexdigest()
         now = time.time()
         hit = self._cache.get(key)
-        if hit is not None and hit.valid_until > now:
-            return hit.identity
+        if hit is not None:
+            return hit
         if token.startswith(PERSONAL_TOKEN_PREFIX):
-            identity, expires = await run_db(_resolve_personal_token, key)
+            identity, expires = await run_db(_resolve_personal_token, self.store, key)
         elif self.verifier is not None and JwksVerifier.looks_like_jwt(token):
             try:
                 verified = await self.verifier.verify(token)
             except TokenRejected as exc:
                 raise AuthFailure(exc.code, exc.message, "oidc") from None
-            identity = await run_db(_provision_oidc_user, verified)
+            identity = await run_db(_provision_oidc_user, self.store, verified)
             expires = float(verified.expires_at)
         else:
             raise AuthFailure("auth.invalid_token", "The bearer token is not valid here")
-        if len(self._cache) > 50_000:
-            self._cache.clear()
-        self._cache[key] = _Cached(identity, min(expires, now + self.cache_seconds))
+        self._cache.put(key, identity, until=min(expires, now + self.cache_seconds))
         return identity

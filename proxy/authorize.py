@@ -15,16 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.access import AccessPlan, RolePolicy
-from proxy.bigquery_facts import BigQueryFacts, BigQueryFactsError
-from proxy.classify import ColumnClassifier
-from proxy.context import SqlFacts
-from proxy.error_texts import ErrorTextPolicy
-from proxy.mask import ColumnPlan
-from proxy.masking import COMPUTED_CLASS
-from proxy.metadata_tools import MetadataTool, metadata_role
-from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError
-from proxy.sql_policy import (
+from policy.classify import ColumnClassifier
+from policy.masking import COMPUTED_CLASS
+from policy.roles import AccessPlan, RolePolicy
+from policy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError
+from policy.sql_policy import (
     Reason,
     check_bytes,
     check_masked_tables,
@@ -32,6 +27,11 @@ from proxy.sql_policy import (
     check_sql,
     reason_for_error,
 )
+from proxy.bigquery_facts import BigQueryFacts, BigQueryFactsError
+from proxy.context import SqlFacts
+from proxy.error_texts import ErrorTextPolicy
+from proxy.mask import ColumnPlan
+from proxy.metadata_tools import MetadataTool, metadata_role
 from proxy.sql_worker import default_sql_workers
 
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.sql_policy import Reason
+from policy.sql_policy import Reason
 
 
 @dataclass(frozen=True, slots=True)

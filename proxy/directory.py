@@ -1,13 +1,15 @@
-"""Connection lookup for the data path: database rows compiled into immutable upstream specs,
-cached briefly so the hot path does not query the database on every call."""
+"""Connection lookup for the data path: stored connections compiled into immutable upstream
+specs, cached briefly so the hot path does not query the store on every call."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from proxy.classify import ColumnClassifier
+from policy.classify import ColumnClassifier
 from proxy.db import run_db
+from proxy.store import ConnectionRecord, GatewayStore
+from proxy.ttl_cache import TtlCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,50 +34,54 @@ class UpstreamSpec:
                                          hash=False, compare=False)
 
 
-def _load(slug: str) -> UpstreamSpec | None:
-    from portal.models import Connection, Quarantine
-
-    conn = Connection.objects.filter(slug=slug, enabled=True).first()
-    if conn is None:
-        return None
-    quarantined = Quarantine.objects.filter(connection=conn, lifted_at__isnull=True).exists()
+def spec_from_record(record: ConnectionRecord) -> UpstreamSpec:
+    """The connection as the data path uses it, its column classes compiled."""
     return UpstreamSpec(
-        slug=conn.slug,
-        transport=conn.transport,
-        url=conn.upstream_url,
-        command=tuple(conn.upstream_command or ()),
-        credentials=conn.credentials_for_upstream(),
-        sql_tools=dict(conn.sql_tools or {}),
-        metadata_tools=dict(conn.metadata_tools or {}),
-        job_tools=dict(conn.job_tools or {}),
-        project_argument=conn.project_argument,
-        bigquery_project=conn.bigquery_project,
-        bigquery_endpoint=conn.bigquery_endpoint,
-        default_dataset=conn.default_dataset,
-        allow_sampling=conn.allow_sampling,
-        allow_elicitation=conn.allow_elicitation,
-        connection_id=conn.pk,
-        quarantined=quarantined,
-        classifier=ColumnClassifier.from_config(conn.column_classes or {}),
+        slug=record.slug,
+        transport=record.transport,
+        url=record.url,
+        command=record.command,
+        credentials=record.credentials,
+        sql_tools=dict(record.sql_tools),
+        metadata_tools=dict(record.metadata_tools),
+        job_tools=dict(record.job_tools),
+        project_argument=record.project_argument,
+        bigquery_project=record.bigquery_project,
+        bigquery_endpoint=record.bigquery_endpoint,
+        default_dataset=record.default_dataset,
+        allow_sampling=record.allow_sampling,
+        allow_elicitation=record.allow_elicitation,
+        connection_id=record.connection_id,
+        quarantined=record.quarantined,
+        classifier=ColumnClassifier.from_config(record.column_classes),
     )
 
 
+def _load(store: GatewayStore, slug: str) -> UpstreamSpec | None:
+    record = store.connection_find(slug)
+    return spec_from_record(record) if record is not None else None
+
+
+_UNKNOWN = object()  # not cached (a cached None is a connection that does not exist)
+
+
 class ConnectionDirectory:
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, store: GatewayStore, ttl_seconds: float) -> None:
+        self.store = store
         self.ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, UpstreamSpec | None]] = {}
+        self._cache: TtlCache[str, UpstreamSpec | None] = TtlCache(ttl_seconds)
 
     async def get(self, slug: str) -> UpstreamSpec | None:
-        now = time.monotonic()
-        hit = self._cache.get(slug)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        spec = await run_db(_load, slug)
-        self._cache[slug] = (now, spec)
+        until = time.monotonic() + self.ttl
+        hit = self._cache.get(slug, _UNKNOWN)
+        if hit is not _UNKNOWN:
+            return hit  # type: ignore[return-value]
+        spec = await run_db(_load, self.store, slug)
+        self._cache.put(slug, spec, until=until)
         return spec
 
     def invalidate(self, slug: str | None = None) -> None:
         if slug is None:
             self._cache.clear()
         else:
-            self._cache.pop(slug, None)
+            self._cache.pop(slug)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from proxy.masking import MaskingPolicy, mask_free_text
+from policy.masking import MaskingPolicy, mask_free_text
 
 __all__ = ["ErrorTextPolicy", "error_class"]
 

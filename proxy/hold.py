@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.access import ApprovalRule
+from policy.roles import ApprovalRule
 from proxy.context import CallContext
 from proxy.db import run_db
+from proxy.store import GatewayStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,88 +53,72 @@ class HoldBinding:
     policy_version: int
 
 
-def binding_for(ctx: CallContext, connection_id: int, policy_version: int) -> HoldBinding:
-    from portal.services.approvals import canonical_arguments_sha256
+def canonical_arguments_sha256(arguments: Any) -> str:
+    canonical = json.dumps(arguments if arguments is not None else {}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
+
+def binding_for(ctx: CallContext, connection_id: int, policy_version: int) -> HoldBinding:
     assert ctx.identity is not None
     return HoldBinding(ctx.identity.user_id, ctx.identity.username, connection_id,
                        ctx.connection_slug, ctx.tool, ctx.arguments,
                        canonical_arguments_sha256(ctx.arguments), policy_version)
 
 
-def _use_existing(b: HoldBinding, request_id: str) -> int | None:
-    from portal.services.approvals import query_approval_consume, query_approval_find_usable
-
-    approval = query_approval_find_usable(
-        requester_id=b.user_id, connection_id=b.connection_id, tool=b.tool,
-        arguments_sha256=b.arguments_sha256, policy_version=b.policy_version)
-    if approval is not None and query_approval_consume(approval_id=approval.pk,
-                                                       request_id=request_id, actor=b.username):
-        return approval.pk
-    return None
+def _use_existing(store: GatewayStore, b: HoldBinding, request_id: str) -> int | None:
+    return store.approval_consume_usable(
+        user_id=b.user_id, username=b.username, connection_id=b.connection_id, tool=b.tool,
+        arguments_sha256=b.arguments_sha256, policy_version=b.policy_version,
+        request_id=request_id)
 
 
-async def use_existing_approval(b: HoldBinding, request_id: str) -> int | None:
+async def use_existing_approval(store: GatewayStore, b: HoldBinding,
+                                request_id: str) -> int | None:
     """An approved, unused approval for this exact call, consumed now; else None."""
-    return await run_db(_use_existing, b, request_id)
+    return await run_db(_use_existing, store, b, request_id)
 
 
-def _propose(b: HoldBinding, ctx: CallContext, rule: ApprovalRule, ttl: dt.timedelta) -> tuple[int, bool]:
-    from portal.services.approvals import query_approval_propose
-
+def _propose(store: GatewayStore, b: HoldBinding, ctx: CallContext, rule: ApprovalRule,
+             ttl: dt.timedelta) -> tuple[int, bool]:
     sql = ctx.sql
-    approval, created = query_approval_propose(
-        requester_id=b.user_id, requester_name=b.username, connection_id=b.connection_id,
+    return store.approval_propose(
+        user_id=b.user_id, username=b.username, connection_id=b.connection_id,
         connection_slug=b.connection_slug, tool=b.tool, arguments=b.arguments,
         arguments_sha256=b.arguments_sha256, policy_version=b.policy_version,
         sql_text=sql.text if sql else "", bytes_estimate=sql.bytes_processed if sql else None,
         rule=rule.id, reason=f"approval rule {rule.id!r} matches this call",
         approver_groups=list(rule.approver_groups), required_approvals=rule.required,
         request_id=ctx.request_id, ttl=ttl)
-    return approval.pk, created
 
 
-async def propose(b: HoldBinding, ctx: CallContext, rule: ApprovalRule,
+async def propose(store: GatewayStore, b: HoldBinding, ctx: CallContext, rule: ApprovalRule,
                   settings: HoldSettings) -> tuple[int, bool]:
-    return await run_db(_propose, b, ctx, rule, settings.approval_ttl)
+    return await run_db(_propose, store, b, ctx, rule, settings.approval_ttl)
 
 
-def _denial_note(approval_id: int) -> str:
-    from portal.services.approvals import query_approval_denial_note
-
-    return query_approval_denial_note(approval_id)
-
-
-async def denial_note(approval_id: int) -> str:
+async def denial_note(store: GatewayStore, approval_id: int) -> str:
     """Who denied the approval and why (their comment), for the agent's result."""
-    return await run_db(_denial_note, approval_id)
+    return await run_db(store.approval_denial_note, approval_id)
 
 
-def _last_denial(b: HoldBinding) -> str:
-    from portal.services.approvals import query_approval_last_denial
-
-    return query_approval_last_denial(
-        requester_id=b.user_id, connection_id=b.connection_id, tool=b.tool,
+def _last_denial(store: GatewayStore, b: HoldBinding) -> str:
+    return store.approval_last_denial(
+        user_id=b.user_id, connection_id=b.connection_id, tool=b.tool,
         arguments_sha256=b.arguments_sha256, policy_version=b.policy_version)
 
 
-async def last_denial(b: HoldBinding) -> str:
+async def last_denial(store: GatewayStore, b: HoldBinding) -> str:
     """Why the caller's last request for this exact call was denied ("" if it was not)."""
-    return await run_db(_last_denial, b)
+    return await run_db(_last_denial, store, b)
 
 
-def _status(approval_id: int) -> str | None:
-    from portal.services.approvals import query_approval_status
-
-    return query_approval_status(approval_id)
-
-
-async def wait_for_decision(approval_id: int, settings: HoldSettings,
+async def wait_for_decision(store: GatewayStore, approval_id: int, settings: HoldSettings,
                             on_tick: Callable[[float], Awaitable[None]]) -> str:
     """Poll until the approval leaves 'pending' or the hold times out ('timeout')."""
     start = time.monotonic()
     while True:
-        status = await run_db(_status, approval_id)
+        status = await run_db(store.approval_status, approval_id)
         if status != "pending":
             return status or "missing"
         waited = time.monotonic() - start

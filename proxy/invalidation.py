@@ -14,13 +14,9 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from proxy.store import GatewayStore
+
 log = logging.getLogger("wardgate.gateway")
-
-
-def _read_revision() -> int:
-    from portal.services.security import security_revision_current
-
-    return security_revision_current()
 
 
 def _close_connections() -> None:
@@ -30,7 +26,9 @@ def _close_connections() -> None:
 
 
 class RevisionWatcher:
-    def __init__(self, interval: float, on_change: list[Callable[[], None]]) -> None:
+    def __init__(self, store: GatewayStore, interval: float,
+                 on_change: list[Callable[[], None]]) -> None:
+        self.store = store
         self.interval = interval
         self.on_change = on_change
         self.revision: int | None = None
@@ -40,7 +38,8 @@ class RevisionWatcher:
 
     async def _read(self) -> int:
         assert self._executor is not None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _read_revision)
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                 self.store.security_revision)
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="wardgate-revision")

@@ -2,9 +2,9 @@
 
 Google's BigQuery MCP server answers ``execute_sql`` with a ``jobReference``, and
 ``get_query_results`` / ``get_job`` / ``cancel_job`` take that job id. The gateway therefore
-remembers every job it saw created through a SQL tool (``portal.models.UpstreamJob``: job id,
-identity, statement, lineage, role and policy version, in the database so every gateway process
-shares it) and, for a job tool (``Connection.job_tools``):
+remembers every job it saw created through a SQL tool (in the store — the portal's
+``UpstreamJob``: job id, identity, statement, lineage, role and policy version, in the database
+so every gateway process shares it) and, for a job tool (``Connection.job_tools``):
 
 * refuses a job it did not see created on this connection (``job.unknown``) or one another
   identity created (``job.not_yours``) — for every kind, including ``cancel``;
@@ -17,28 +17,19 @@ shares it) and, for a job tool (``Connection.job_tools``):
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from proxy.db import run_db
 from proxy.error_texts import ErrorTextPolicy
 from proxy.mask import ColumnPlan
+from proxy.store import GatewayStore, SeenJob
 
 __all__ = ["SeenJob", "job_id_of", "job_info_public", "job_lookup", "job_remember"]
 
 STATEMENT_ARGUMENT = "\x00wardgate-job-statement"  # never a real argument name
-
-
-@dataclass(frozen=True, slots=True)
-class SeenJob:
-    job_id: str
-    user_id: int
-    tool: str
-    statement: str
-    request_id: str
-    policy_version: int
 
 
 def _job_reference(value: Any) -> str | None:
@@ -74,45 +65,24 @@ def _plan_json(plan: ColumnPlan | None) -> dict[str, Any]:
             "all_classes": sorted(plan.all_classes)}
 
 
-def _remember(connection_id: int, job_id: str, user_id: int, tool: str, statement: str,
-              fingerprint: str, tables: list[str], plan: dict[str, Any], role: str,
-              policy_version: int, request_id: str) -> bool:
-    from portal.models import UpstreamJob
-
-    # The first sighting wins: a later result naming the same id (another identity replaying
-    # it, or a buggy upstream) never takes the job over.
-    _, created = UpstreamJob.objects.get_or_create(
-        connection_id=connection_id, job_id=job_id,
-        defaults={"user_id": user_id, "tool": tool, "statement": statement,
-                  "fingerprint": fingerprint, "tables": tables, "column_plan": plan,
-                  "role": role, "policy_version": policy_version, "request_id": request_id})
-    return created
-
-
-async def job_remember(*, connection_id: int, job_id: str, user_id: int, tool: str,
+async def job_remember(store: GatewayStore, *, connection_id: int, job_id: str, user_id: int, tool: str,
                        statement: str, fingerprint: str, tables: tuple[str, ...],
                        plan: ColumnPlan | None, role: str, policy_version: int,
                        request_id: str) -> bool:
     """Record a job seen created; True if it was new."""
-    return await run_db(_remember, connection_id, job_id[:1024], user_id, tool, statement,
-                        fingerprint, list(tables), _plan_json(plan), role, policy_version,
-                        request_id)
+    # The first sighting wins (the store keeps it): a later result naming the same id (another
+    # identity replaying it, or a buggy upstream) never takes the job over.
+    return await run_db(functools.partial(
+        store.job_remember, connection_id=connection_id, job_id=job_id[:1024], user_id=user_id,
+        tool=tool, statement=statement, fingerprint=fingerprint, tables=list(tables),
+        column_plan=_plan_json(plan), role=role, policy_version=policy_version,
+        request_id=request_id))
 
 
-def _lookup(connection_id: int, job_id: str) -> SeenJob | None:
-    from portal.models import UpstreamJob
-
-    row = UpstreamJob.objects.filter(connection_id=connection_id, job_id=job_id).first()
-    if row is None:
-        return None
-    return SeenJob(row.job_id, row.user_id, row.tool, row.statement, row.request_id,
-                   row.policy_version)
-
-
-async def job_lookup(connection_id: int, job_id: Any) -> SeenJob | None:
+async def job_lookup(store: GatewayStore, connection_id: int, job_id: Any) -> SeenJob | None:
     if not isinstance(job_id, str) or not job_id or len(job_id) > 1024:
         return None
-    return await run_db(_lookup, connection_id, job_id)
+    return await run_db(store.job_find, connection_id, job_id)
 
 
 def _public_messages(value: Any, texts: ErrorTextPolicy) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.masking import (
+from policy.masking import (
     MaskingPolicy,
     MaskingSummary,
     UnmaskableResult,

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.access import RolePolicy
-from proxy.sql_policy import Reason
+from policy.roles import RolePolicy
+from policy.sql_policy import Reason
 
 __all__ = ["MetadataTool", "filter_table_listing", "metadata_role"]
 

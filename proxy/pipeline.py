@@ -31,7 +31,10 @@ from django.db import DatabaseError
 from mcp.shared.inbound import decode_header_value, validate_mcp_param_headers
 
 from audit.writer import AuditWriter
-from proxy.access import NO_ACCESS, AccessCache, AccessPlan
+from policy.masking import MaskingPolicy
+from policy.roles import NO_ACCESS, AccessPlan
+from policy.sql_policy import Reason
+from proxy.access import AccessCache
 from proxy.admission import Admission, Refusal
 from proxy.asgi_io import Receive, Scope, Send, send_bytes, send_json, start_stream, stream_chunk
 from proxy.authenticate import Authenticator, AuthFailure
@@ -60,13 +63,12 @@ from proxy.invalidation import RevisionWatcher
 from proxy.jobs import STATEMENT_ARGUMENT, job_id_of, job_info_public, job_lookup, job_remember
 from proxy.live import LiveRegistry
 from proxy.mask import UnmaskableResult, mask_call_result
-from proxy.masking import MaskingPolicy
 from proxy.metadata_tools import MetadataTool, filter_table_listing
 from proxy.presets import sql_tool_spec
 from proxy.record import Recorder, RecordFailed
-from proxy.sql_policy import Reason
 from proxy.sql_worker import default_sql_workers
 from proxy.sse import SseEvent
+from proxy.store import GatewayStore
 from proxy.tool_catalog import ToolCatalog
 from proxy.transports.http import HttpUpstream, UpstreamError, UpstreamResponse, new_session
 from proxy.transports.stdio import StdioCommand, StdioSessionPool
@@ -156,23 +158,24 @@ def denial_text(reasons: list[dict[str, str]]) -> str:
 
 
 class Pipeline:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, store: GatewayStore) -> None:
         self.config = config
+        self.store = store
         # One upstream pool per connection, so a connection's load never starves another's.
         self.pools: dict[str, aiohttp.ClientSession] = {}
         self.admission = Admission(config.admission)
-        self.directory = ConnectionDirectory(config.connection_cache_seconds)
-        self.authenticator = Authenticator(config.oidc)
-        self.access = AccessCache(config.token_key)
-        self.catalog = ToolCatalog()
+        self.directory = ConnectionDirectory(store, config.connection_cache_seconds)
+        self.authenticator = Authenticator(store, config.oidc)
+        self.access = AccessCache(store, config.token_key)
+        self.catalog = ToolCatalog(store)
         self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
         self.tokens: dict[str, tuple[dict, str, GoogleTokenSource | None]] = {}
         self.hold = config.hold
-        self.live = LiveRegistry()
+        self.live = LiveRegistry(store)
         self._sweeps: set[asyncio.Task[int]] = set()
-        self.watcher = RevisionWatcher(config.revision_poll_seconds,
+        self.watcher = RevisionWatcher(store, config.revision_poll_seconds,
                                        [self.invalidate_caches, self._schedule_sweep])
 
     def _schedule_sweep(self) -> None:
@@ -461,7 +464,7 @@ class Pipeline:
                 sql.bytes_processed if sql else None) if decision.role else None
             if rule is not None:
                 binding = binding_for(ctx, spec.connection_id, plan.policy_version)
-                approval_id = await use_existing_approval(binding, ctx.request_id)
+                approval_id = await use_existing_approval(self.store, binding, ctx.request_id)
                 if approval_id is None:
                     await self._hold(ctx, rule, binding, params, upstream, headers, body, send,
                                      mask)
@@ -497,7 +500,7 @@ class Pipeline:
         """A job tool: only the identity's own jobs that the gateway saw created; their data
         under the job statement's policy as it stands now (proxy.jobs)."""
         arguments = ctx.arguments if isinstance(ctx.arguments, dict) else {}
-        seen = await job_lookup(spec.connection_id, arguments.get(job_tool["job"]))
+        seen = await job_lookup(self.store, spec.connection_id, arguments.get(job_tool["job"]))
         if seen is None:
             return deny("job.unknown", "Wardgate did not see this job created on this "
                         "connection, so it cannot police its data; run the query through it")
@@ -525,7 +528,7 @@ class Pipeline:
         if job_id is None or ctx.identity is None or decision.sql is None:
             return
         ctx.detail["job_id"] = job_id
-        await job_remember(connection_id=spec.connection_id, job_id=job_id,
+        await job_remember(self.store, connection_id=spec.connection_id, job_id=job_id,
                            user_id=ctx.identity.user_id, tool=ctx.tool,
                            statement=decision.sql.text, fingerprint=decision.sql.fingerprint,
                            tables=decision.sql.tables, plan=decision.columns,
@@ -536,7 +539,7 @@ class Pipeline:
                     params: dict[str, Any], upstream: Any, headers: dict[str, str], body: bytes,
                     send: Send,
                     mask: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
-        approval_id, created = await propose(binding, ctx, rule, self.hold)
+        approval_id, created = await propose(self.store, binding, ctx, rule, self.hold)
         url = self.hold.approval_url(approval_id, ctx.request_base)
         ctx.decision = "hold"
         ctx.reasons = [{"rule": "approval.required",
@@ -547,7 +550,7 @@ class Pipeline:
         progress_token = meta.get("progressToken")
         pending = {"request_id": ctx.request_id, "approval_id": approval_id, "status": "pending",
                    "url": url, "reasons": ctx.reasons}
-        previous = await last_denial(binding) if created else ""
+        previous = await last_denial(self.store, binding) if created else ""
         if previous:
             pending["previous_denial"] = previous
         if progress_token is None or "text/event-stream" not in headers.get("accept", ""):
@@ -569,8 +572,8 @@ class Pipeline:
                                "message": f"Waiting for approval #{approval_id}: {url}"}}
             await stream_chunk(send, SseEvent(data=json.dumps(note), event="message").encode())
 
-        status = await wait_for_decision(approval_id, self.hold, tick)
-        used = await use_existing_approval(binding, ctx.request_id) if status == "approved" else None
+        status = await wait_for_decision(self.store, approval_id, self.hold, tick)
+        used = await use_existing_approval(self.store, binding, ctx.request_id) if status == "approved" else None
         if used is not None:
             ctx.decision, ctx.reasons = "allow", []
             ctx.detail["approval_id"] = used
@@ -590,7 +593,7 @@ class Pipeline:
             result["_meta"]["io.wardgate/approval"] = {**pending, "reasons": ctx.reasons}
         else:
             # Denied (with the approver's reason), expired, or gone: not granted.
-            note = await denial_note(approval_id) if status == "denied" else ""
+            note = await denial_note(self.store, approval_id) if status == "denied" else ""
             ctx.decision = "deny"
             ctx.reasons = [{"rule": f"approval.{status}",
                             "message": f"Approval #{approval_id} was not granted ({status})"

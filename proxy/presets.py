@@ -7,7 +7,7 @@ query job's data by job id (``job_tools``, see proxy.jobs), and which argument n
 BigQuery project (``project_argument``: it must be the connection's project, or unqualified
 table names would resolve somewhere the policy never looked).
 
-Result shapes the masker understands (proxy.masking) for each preset:
+Result shapes the masker understands (policy.masking) for each preset:
 
 * ``bigquery-remote`` (Google's managed server, https://bigquery.googleapis.com/mcp): a
   BigQuery ``QueryResponse`` — ``{"schema": {"fields": [{"name", "type"}]}, "rows": [{"f":

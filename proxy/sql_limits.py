@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.sql_analysis import SqlAnalysisError
+from policy.sql_analysis import SqlAnalysisError
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def check_sql_limits(sql: str, limits: SqlLimits) -> None:
     is over a bound. Text the lexer rejects is left to the analysis, which refuses it too."""
     from sqlglot.errors import SqlglotError
 
-    from proxy.sql_analysis import _DIALECT
+    from policy.sql_analysis import _DIALECT
 
     check_sql_length(sql, limits)
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from proxy.sql_analysis import SqlAnalysis, SqlAnalysisError
+from policy.sql_analysis import SqlAnalysis, SqlAnalysisError
 from proxy.sql_limits import SqlLimits, check_sql_limits
 
 log = logging.getLogger("wardgate.sql")
@@ -43,8 +43,8 @@ def _main() -> None:
 
 def _serve(conn: Connection, reply_to: Connection) -> None:
     """Answer ("datasets" | "analyze", args, schema_version, schema) requests."""
+    from policy.sql_analysis import analyze_sql_cached
     from proxy.bigquery_facts import referenced_datasets
-    from proxy.sql_analysis import analyze_sql_cached
 
     schema: Mapping[str, Mapping[str, str]] | None = None
     schema_version: Hashable = None

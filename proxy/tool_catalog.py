@@ -12,10 +12,12 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.db import run_db
+from proxy.store import GatewayStore
+from proxy.ttl_cache import TtlCache
 
 
 def tool_digest(tool: dict[str, Any]) -> str:
@@ -27,40 +29,6 @@ def tool_digest(tool: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _accepted(connection_id: int) -> dict[str, str]:
-    from portal.models import ToolCatalogEntry
-
-    rows = ToolCatalogEntry.objects.filter(
-        connection_id=connection_id, status=ToolCatalogEntry.Status.ACCEPTED
-    ).values_list("name", "digest")
-    return dict(rows)
-
-
-def _accepted_schema(connection_id: int, name: str) -> dict[str, Any] | None:
-    from portal.models import ToolCatalogEntry
-
-    row = ToolCatalogEntry.objects.filter(
-        connection_id=connection_id, name=name, status=ToolCatalogEntry.Status.ACCEPTED
-    ).values_list("input_schema", flat=True).first()
-    return row if isinstance(row, dict) else None
-
-
-def _store_new_versions(connection_id: int, tools: list[tuple[str, str, dict]]) -> list[str]:
-    """Insert unseen (name, digest) versions as pending; return the names that were new."""
-    from portal.models import ToolCatalogEntry
-
-    new: list[str] = []
-    for name, digest, tool in tools:
-        _, created = ToolCatalogEntry.objects.get_or_create(
-            connection_id=connection_id, name=name, digest=digest,
-            defaults={"description": str(tool.get("description") or ""),
-                      "input_schema": tool.get("inputSchema") or {}},
-        )
-        if created:
-            new.append(name)
-    return new
-
-
 @dataclass
 class CatalogReview:
     visible: list[dict[str, Any]]
@@ -68,25 +36,26 @@ class CatalogReview:
     newly_seen: list[str]
 
 
-@dataclass
 class ToolCatalog:
     """Accepted versions per connection (cached; dropped on security revision) and the
     versions last seen from each upstream in this process."""
 
-    ttl_seconds: float = 30.0
-    _accepted: dict[int, tuple[float, dict[str, str]]] = field(default_factory=dict)
-    _last_seen: dict[int, dict[str, str]] = field(default_factory=dict)
+    def __init__(self, store: GatewayStore, ttl_seconds: float = 30.0) -> None:
+        self.store = store
+        self.ttl_seconds = ttl_seconds
+        self._accepted: TtlCache[int, dict[str, str]] = TtlCache(ttl_seconds)
+        self._last_seen: dict[int, dict[str, str]] = {}
 
     def invalidate(self) -> None:
         self._accepted.clear()
 
     async def accepted(self, connection_id: int) -> dict[str, str]:
-        now = time.monotonic()
+        until = time.monotonic() + self.ttl_seconds
         hit = self._accepted.get(connection_id)
-        if hit is not None and now - hit[0] < self.ttl_seconds:
-            return hit[1]
-        accepted = await run_db(_accepted, connection_id)
-        self._accepted[connection_id] = (now, accepted)
+        if hit is not None:
+            return hit
+        accepted = await run_db(self.store.tools_accepted, connection_id)
+        self._accepted.put(connection_id, accepted, until=until)
         return accepted
 
     async def review(self, connection_id: int, tools: Iterable[dict[str, Any]]) -> CatalogReview:
@@ -106,12 +75,12 @@ class ToolCatalog:
         self._last_seen[connection_id] = seen
         newly_seen: list[str] = []
         if unaccepted:
-            newly_seen = await run_db(_store_new_versions, connection_id, unaccepted)
+            newly_seen = await run_db(self.store.tool_versions_add, connection_id, unaccepted)
         return CatalogReview(visible, hidden, newly_seen)
 
     async def accepted_schema(self, connection_id: int, tool: str) -> dict[str, Any] | None:
         """The input schema of the accepted version of `tool`, or None."""
-        return await run_db(_accepted_schema, connection_id, tool)
+        return await run_db(self.store.tool_accepted_schema, connection_id, tool)
 
     async def callable(self, connection_id: int, tool: str) -> bool:
         accepted = await self.accepted(connection_id)

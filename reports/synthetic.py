@@ -4,8 +4,8 @@ For the evidence-pack tests and `bench/evidence_pack.py`: `audit_load_generate(r
 simulates N records of gateway traffic (plus a few portal.* events) and appends them with
 `audit.services.append_records`, i.e. the real chain code. Nothing is inserted around it:
 
-- SQL is analysed by `proxy.sql_analysis.analyze_sql` against the demo schema and checked by
-  `proxy.sql_policy.check_sql` under real roles (`proxy.access.compile_role_rules`), so denials
+- SQL is analysed by `policy.sql_analysis.analyze_sql` against the demo schema and checked by
+  `policy.sql_policy.check_sql` under real roles (`policy.roles.compile_role_rules`), so denials
   carry the reasons the gateway would give;
 - results are masked by `proxy.mask.mask_call_result` with the role's masking policy (keyed
   tokenization with the configured HMAC key), so masking summaries are the real ones;
@@ -168,7 +168,7 @@ class _Variant:
     sql: str
     role: str
     facts: Any  # proxy.context.SqlFacts
-    reasons: tuple[Any, ...]  # proxy.sql_policy.Reason
+    reasons: tuple[Any, ...]  # policy.sql_policy.Reason
     results: tuple[tuple[str, list[dict[str, Any]], int], ...]  # (result json, masking, rows)
 
 
@@ -177,8 +177,8 @@ class _Scenario:
 
     def __init__(self, rng: random.Random) -> None:
         from bigquery_mcp.demo_data import TABLES, generate
-        from proxy.access import compile_role_rules
-        from proxy.classify import ColumnClassifier
+        from policy.classify import ColumnClassifier
+        from policy.roles import compile_role_rules
         from proxy.config import gateway_config
 
         key = gateway_config().token_key
@@ -198,11 +198,11 @@ class _Scenario:
                         (DISABLED_ACTOR, "analyst", "personal_token")]
 
     def _variant(self, sql: str, role_name: str, rng: random.Random) -> _Variant:
+        from policy.sql_analysis import SqlAnalysisError, analyze_sql
+        from policy.sql_policy import check_sql, reason_for_error
         from proxy.authorize import column_plan
         from proxy.context import SqlFacts
         from proxy.mask import mask_call_result
-        from proxy.sql_analysis import SqlAnalysisError, analyze_sql
-        from proxy.sql_policy import check_sql, reason_for_error
 
         role = self.roles[role_name]
         facts = SqlFacts(text=sql)
@@ -481,7 +481,7 @@ def _run_now(coro: Coroutine[Any, Any, list[AuditEntry]]) -> list[AuditEntry]:
 
 
 def _reason(rule: str, message: str) -> Any:
-    from proxy.sql_policy import Reason
+    from policy.sql_policy import Reason
 
     return Reason(rule, message)
 

@@ -197,6 +197,7 @@ def gateway(transactional_db, oidc_issuer) -> Iterator[RunningGateway]:  # type:
     process, so it shares the test database. OIDC tokens from `oidc_issuer` are accepted."""
     from dataclasses import replace
 
+    from portal.gateway_store import PortalGatewayStore
     from proxy.app import GatewayApp
     from proxy.config import GatewayConfig
     from proxy.oidc import OidcConfig
@@ -205,7 +206,7 @@ def gateway(transactional_db, oidc_issuer) -> Iterator[RunningGateway]:  # type:
 
     config = replace(GatewayConfig.from_settings(), oidc=OidcConfig(
         issuer=oidc_issuer.issuer, audience=AUDIENCE, jwks_url=oidc_issuer.jwks_url))
-    app = GatewayApp(config)
+    app = GatewayApp(config, store=PortalGatewayStore())
     running = RunningGateway(build_application(app), free_port()).start()
     running.gateway = app  # type: ignore[attr-defined]
     yield running

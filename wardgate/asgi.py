@@ -13,6 +13,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+from portal.gateway_store import PortalGatewayStore  # noqa: E402
 from proxy.app import GatewayApp  # noqa: E402
 
 
@@ -32,5 +33,5 @@ def build_application(gateway: GatewayApp) -> Any:
     return application
 
 
-gateway = GatewayApp()
+gateway = GatewayApp(store=PortalGatewayStore())
 application = build_application(gateway)

@@ -13,8 +13,8 @@ class Role(models.Model):
     `rules` (plain data so it round-trips through YAML):
       tools:   glob patterns of callable/visible tool names, e.g. ["execute_sql", "list_*"]
       resources / prompts: glob patterns of readable resource URIs / usable prompt names
-      sql:     statement classes, tables, denied columns, bytes cap (proxy.sql_policy.SqlRules)
-      masking: PII class -> action for this role (proxy.masking.MaskingPolicy)
+      sql:     statement classes, tables, denied columns, bytes cap (policy.sql_policy.SqlRules)
+      masking: PII class -> action for this role (policy.masking.MaskingPolicy)
     """
 
     name = models.SlugField(unique=True)
@@ -29,7 +29,7 @@ class Role(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from proxy.access import compile_role_rules
+        from policy.roles import compile_role_rules
 
         try:
             compile_role_rules(self.name, self.rules, token_key=b"validation-only")

@@ -8,8 +8,6 @@ request. Proposal, each decision and the use are separate audit events.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -29,12 +27,6 @@ class ApprovalError(ServiceError):
     """A decision that may not be made (separation of duties, wrong group, not pending)."""
 
     default_code = "approval_refused"
-
-
-def canonical_arguments_sha256(arguments: Any) -> str:
-    canonical = json.dumps(arguments if arguments is not None else {}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------- policy versions

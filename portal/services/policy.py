@@ -62,7 +62,7 @@ def _new_policy_version(by: Any, reason: str) -> int:
 
 
 def validate_connection(connection: Connection) -> None:
-    from proxy.classify import ColumnClassifier
+    from policy.classify import ColumnClassifier
 
     try:
         connection.full_clean(exclude=["credentials_sealed"])
@@ -198,10 +198,10 @@ def policy_try(*, role: Role, connection: Connection, tool: str, arguments: dict
     """Evaluate a call as `role` would see it on `connection`: the decision with its reasons,
     and (only when asked) a masked sample of at most 5 rows. The upstream MCP server is never
     called; BigQuery is asked for schemas and a dry run, as the gateway does."""
-    from proxy.access import AccessPlan, compile_role_rules
+    from policy.classify import ColumnClassifier
+    from policy.roles import AccessPlan, compile_role_rules
     from proxy.authorize import SqlToolContext, authorize_tool_call
     from proxy.bigquery_facts import BigQueryFacts
-    from proxy.classify import ColumnClassifier
     from proxy.mask import UnmaskableResult, column_classes_for, mask_call_result
     from proxy.metadata_tools import MetadataTool
 
@@ -312,7 +312,7 @@ def _grant_key(group: str, role: str, connection: str) -> tuple[str, str, str]:
 
 def policy_diff(data: Any) -> PolicyDiff:
     """Validate a policy document and say what applying it would change."""
-    from proxy.access import compile_role_rules
+    from policy.roles import compile_role_rules
 
     if not isinstance(data, dict):
         raise PolicyError("The policy file must be a mapping with roles, connections, grants.")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy.detectors import (
+from policy.detectors import (
     DETECTABLE_CLASSES,
     Finding,
     find_pii,

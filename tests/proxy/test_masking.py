@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from proxy.masking import (
+from policy.masking import (
     MaskAction,
     MaskingPolicy,
     MaskingSummary,

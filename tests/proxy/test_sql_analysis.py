@@ -1,4 +1,4 @@
-"""proxy.sql_analysis against real sqlglot: resolution, lineage, classes and fail-closed errors."""
+"""policy.sql_analysis against real sqlglot: resolution, lineage, classes and fail-closed errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from bench.sql_cache import bench_sql_cache
-from proxy.sql_analysis import (
+from policy.sql_analysis import (
     ColumnRef,
     SqlAnalysis,
     SqlAnalysisError,

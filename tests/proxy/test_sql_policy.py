@@ -1,4 +1,4 @@
-"""proxy.sql_policy: every violation is reported, deny by default, config validation."""
+"""policy.sql_policy: every violation is reported, deny by default, config validation."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError, analyze_sql
-from proxy.sql_policy import Reason, SqlRules, check_bytes, check_sql, reason_for_error
+from policy.sql_analysis import ColumnRef, SqlAnalysis, SqlAnalysisError, analyze_sql
+from policy.sql_policy import Reason, SqlRules, check_bytes, check_sql, reason_for_error
 from tests.proxy.test_sql_analysis import SCHEMA
 
 BASE_CONFIG: dict[str, Any] = {
@@ -389,8 +389,8 @@ MASKING_CLASSES = {"demo.shop.customers.email": "email", "demo.shop.customers.fu
 
 
 def masked_use_rules(sql: str, **masking: Any) -> list[str]:
-    from proxy.masking import MaskingPolicy
-    from proxy.sql_policy import check_masked_uses
+    from policy.masking import MaskingPolicy
+    from policy.sql_policy import check_masked_uses
 
     policy = MaskingPolicy.from_config(
         {"actions": {"email": "partial", "name": "redact"}, **masking}, token_key=b"k")
@@ -470,8 +470,8 @@ def test_an_allowed_class_may_be_computed_on() -> None:
 
 
 def test_non_select_statements_may_not_touch_tables_with_masked_columns() -> None:
-    from proxy.masking import MaskingPolicy
-    from proxy.sql_policy import check_masked_tables
+    from policy.masking import MaskingPolicy
+    from policy.sql_policy import check_masked_tables
 
     policy = MaskingPolicy.from_config({"actions": {"email": "partial"}}, token_key=b"k")
 
@@ -492,11 +492,11 @@ def test_result_columns_out_of_the_expected_order_are_masked_with_every_class() 
     position is not the one the analysis expects there (a `*` it expands in another order, a
     table recreated since the schema was read), that column gets every class the statement
     read, never its neighbour's: the raw ip_address must not leave as "country"."""
+    from policy.classify import ColumnClassifier
+    from policy.masking import MaskingPolicy
     from portal.services.demo import DEMO_ANALYST_RULES, DEMO_COLUMN_CLASSES
     from proxy.authorize import column_plan
-    from proxy.classify import ColumnClassifier
     from proxy.mask import mask_call_result
-    from proxy.masking import MaskingPolicy
 
     plan = column_plan(analyze("SELECT * FROM customers WHERE customer_id = 1"),
                        ColumnClassifier.from_config(DEMO_COLUMN_CLASSES), {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.sql_analysis import SqlAnalysisError
+from policy.sql_analysis import SqlAnalysisError
 from proxy.sql_limits import SqlLimits
 from proxy.sql_worker import SqlWorkers
 from tests.proxy.mcp_http import nested_subqueries

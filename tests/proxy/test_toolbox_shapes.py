@@ -20,11 +20,11 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_toolbox_rows_mask_like_our_own_shape(mcp_server_url, bigquery_emulator) -> None:  # type: ignore[no-untyped-def]
+    from policy.classify import ColumnClassifier
+    from policy.roles import AccessPlan, compile_role_rules
     from portal.services.demo import DEMO_ANALYST_RULES, DEMO_COLUMN_CLASSES
-    from proxy.access import AccessPlan, compile_role_rules
     from proxy.authorize import SqlToolContext, authorize_tool_call
     from proxy.bigquery_facts import BigQueryFacts
-    from proxy.classify import ColumnClassifier
     from proxy.mask import mask_call_result
 
     role = compile_role_rules("analyst", {**DEMO_ANALYST_RULES, "tools": ["execute_sql"]},

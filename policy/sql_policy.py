@@ -1,4 +1,4 @@
-"""Check a :class:`~proxy.sql_analysis.SqlAnalysis` against a role's SQL rules.
+"""Check a :class:`~policy.sql_analysis.SqlAnalysis` against a role's SQL rules.
 
 Patterns are shell-style globs over lowercase fully qualified names, compiled once when the
 rules are built (``fnmatch.translate`` -> ``re``). Only ``*`` (any run of characters, dots
@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from proxy.masking import MaskingPolicy
-from proxy.sql_analysis import (
+from policy.masking import MaskingPolicy
+from policy.sql_analysis import (
     STATEMENT_CLASSES,
     ColumnRef,
     ColumnUse,

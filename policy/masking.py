@@ -5,7 +5,7 @@ lineage and the connection's column classification) and gives a :class:`MaskingP
 -> action for the caller's role). :func:`mask_tool_result` rewrites a ``tools/call`` result:
 
 * classified columns are masked whole, with the strictest action among their classes;
-* every other string goes through the content detectors (:mod:`proxy.detectors`) when
+* every other string goes through the content detectors (:mod:`policy.detectors`) when
   ``policy.detect_content`` is on, and each finding is masked in place;
 * rows are found in ``structuredContent`` and in every text block (JSON, a Python literal,
   CSV/TSV with a header row, a pipe/markdown table, or plain text), and the same value always
@@ -39,7 +39,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from proxy.detectors import find_spans
+from policy.detectors import find_spans
 
 __all__ = [
     "COMPUTED_CLASS",

@@ -1,0 +1,35 @@
+"""Stage jobs: jobs seen created are remembered; the first sighting wins; bad ids are unknown."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.jobs import job_lookup, job_remember
+from tests.proxy.store_memory import MemoryGatewayStore
+
+
+async def _remember(store: MemoryGatewayStore, job_id: str, user_id: int) -> bool:
+    return await job_remember(store, connection_id=1, job_id=job_id, user_id=user_id,
+                              tool="execute_sql", statement="SELECT 1", fingerprint="f",
+                              tables=("p.d.t",), plan=None, role="reader", policy_version=2,
+                              request_id="r1")
+
+
+async def test_first_sighting_wins(store: MemoryGatewayStore) -> None:
+    assert await _remember(store, "job-1", 10)
+    assert not await _remember(store, "job-1", 66)  # another identity replaying the id
+    seen = await job_lookup(store, 1, "job-1")
+    assert (seen.user_id, seen.statement, seen.policy_version) == (10, "SELECT 1", 2)
+    assert await job_lookup(store, 2, "job-1") is None  # another connection
+
+
+@pytest.mark.parametrize("job_id", [None, "", 5, {"jobId": "job-1"}, "x" * 1025])
+async def test_malformed_job_ids_are_unknown(store: MemoryGatewayStore, job_id: object) -> None:
+    await _remember(store, "job-1", 10)
+    assert await job_lookup(store, 1, job_id) is None
+    assert "job_find" not in store.calls
+
+
+async def test_long_job_id_is_stored_truncated(store: MemoryGatewayStore) -> None:
+    await _remember(store, "j" * 2000, 10)
+    assert (1, "j" * 1024) in store.jobs
