@@ -1,0 +1,30 @@
+"""Protocol requests (initialize, discover, ping, lists, ...): relayed and recorded as
+mcp.request; listings filtered (proxy.handlers.listing). An initialize beyond the identity's
+session limit is refused (429)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from proxy.call import Call
+from proxy.handlers.listing import listing_filter
+from proxy.handlers.relay import exchange
+from proxy.handlers.respond import refuse
+from proxy.verdict import Verdict
+
+if TYPE_CHECKING:
+    from proxy.pipeline import Pipeline
+
+
+async def handle_plain_request(gw: Pipeline, call: Call) -> None:
+    ctx = call.ctx
+    if ctx.jsonrpc_method == "initialize" and ctx.identity is not None:
+        refusal = gw.admission.session_refusal(ctx.identity.user_id)
+        if refusal is not None:
+            ctx.detail["retry_after"] = refusal.retry_after
+            await refuse(gw.recorder, ctx, call.send, Verdict.refuse(
+                429, refusal.reason, refusal.message,
+                headers={"retry-after": str(refusal.retry_after)}))
+            return
+    ctx.settle(Verdict.allow())
+    await exchange(gw, call, listing_filter(gw, call), event="mcp.request")
