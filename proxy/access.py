@@ -161,9 +161,6 @@ class AccessPlan:
         return next((r for r in self.roles if r.allows_prompt(name)), None)
 
 
-NO_ACCESS = AccessPlan(roles=())
-
-
 def load_access_plan(user_id: int, groups: tuple[str, ...], connection_id: int,
                      token_key: bytes) -> tuple[AccessPlan, float]:
     """The identity's live grants on the connection, compiled; and until when that holds
