@@ -4,10 +4,11 @@ record stage writes it all down. Outcomes arrive as a `proxy.verdict.Verdict` (`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.verdict import Verdict
+from proxy.verdict import Reason, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +72,7 @@ class CallContext:
         """The one place an outcome is written onto the call (and so into its audit record)."""
         self.decision = verdict.decision
         self.reasons = verdict.reason_dicts()
+
+    def deny(self, reasons: Iterable[Reason]) -> None:
+        """settle(Verdict.deny(...)), for callers outside the pipeline (reports.synthetic)."""
+        self.settle(Verdict.deny(*reasons))
