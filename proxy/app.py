@@ -56,7 +56,8 @@ class GatewayApp:
         assert self.pipeline is not None
         match = PATH.match(scope["path"])
         if match is None:
-            await send_json(send, 404, jsonrpc.error(None, jsonrpc.INVALID_REQUEST, "Unknown gateway endpoint"))
+            await send_json(send, 404, jsonrpc.error(None, jsonrpc.INVALID_REQUEST,
+                                                     "Unknown gateway endpoint"))
             return
         headers = request_headers(scope)
         repeated = repeated_headers(scope)
