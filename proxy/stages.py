@@ -41,9 +41,10 @@ from typing import Any, Protocol
 
 from proxy import jsonrpc
 from proxy.access import AccessCache
-from proxy.admission import Admission
+from proxy.admission import Admission, Refusal
 from proxy.authenticate import Authenticator, AuthFailure
 from proxy.call import Call
+from proxy.context import CallContext
 from proxy.directory import ConnectionDirectory, UpstreamSpec
 from proxy.google_auth import GoogleTokenError
 from proxy.live import LiveRegistry
@@ -165,13 +166,18 @@ class AdmissionControl:
         user = ctx.identity.user_id
         refusal = self.admission.enter(user, spec.connection_id, kind)
         if refusal is not None:
-            ctx.detail["retry_after"] = refusal.retry_after
-            return Verdict.refuse(429, refusal.reason, refusal.message,
-                                  headers={"retry-after": str(refusal.retry_after)})
+            return rate_limited(ctx, refusal)
         # Held until the call ends, whatever happens from here on.
         call.exits.callback(self.admission.leave, user, spec.connection_id, kind)
         self.admission.session_seen(ctx.mcp_session_id, user)
         return None
+
+
+def rate_limited(ctx: CallContext, refusal: Refusal) -> Verdict:
+    """A 429 that says when to retry (also noted for the audit record)."""
+    ctx.detail["retry_after"] = refusal.retry_after
+    return Verdict.refuse(429, refusal.reason, refusal.message,
+                          headers={"retry-after": str(refusal.retry_after)})
 
 
 class LiveTracking:

@@ -10,6 +10,7 @@ from proxy.call import Call
 from proxy.handlers.listing import listing_filter
 from proxy.handlers.relay import exchange
 from proxy.handlers.respond import refuse
+from proxy.stages import rate_limited
 from proxy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -21,10 +22,7 @@ async def handle_plain_request(gw: Pipeline, call: Call) -> None:
     if ctx.jsonrpc_method == "initialize" and ctx.identity is not None:
         refusal = gw.admission.session_refusal(ctx.identity.user_id)
         if refusal is not None:
-            ctx.detail["retry_after"] = refusal.retry_after
-            await refuse(gw.recorder, ctx, call.send, Verdict.refuse(
-                429, refusal.reason, refusal.message,
-                headers={"retry-after": str(refusal.retry_after)}))
+            await refuse(gw.recorder, ctx, call.send, rate_limited(ctx, refusal))
             return
     ctx.settle(Verdict.allow())
     await exchange(gw, call, listing_filter(gw, call), event="mcp.request")
