@@ -160,5 +160,3 @@ class AccessPlan:
     def prompt_role(self, name: str) -> RolePolicy | None:
         return next((r for r in self.roles if r.allows_prompt(name)), None)
 
-
-NO_ACCESS = AccessPlan(roles=())

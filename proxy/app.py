@@ -1,7 +1,8 @@
 """The gateway's ASGI application: MCP Streamable HTTP at /mcp/<connection-slug>.
 
 This module only speaks HTTP; what happens to each MCP message is decided by the pipeline
-(`proxy.pipeline`), which reads top to bottom in one place.
+(`proxy.pipeline`): the stages of `proxy.stages.default_stages()`, in order, then the handler
+for the request's method (`proxy.handlers`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import re
 from urllib.parse import urlsplit
 
+from proxy import jsonrpc
 from proxy.asgi_io import (
     BodyTooLarge,
     ClientGone,
@@ -28,13 +30,6 @@ from proxy.store import GatewayStore
 
 log = logging.getLogger("wardgate.gateway")
 PATH = re.compile(r"^/mcp/(?P<slug>[a-z0-9][a-z0-9_-]{0,49})/?$")
-
-
-def jsonrpc_error(code: int, message: str, data: dict | None = None, id_: object = None) -> dict:
-    error: dict = {"code": code, "message": message}
-    if data:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "id": id_, "error": error}
 
 
 class GatewayApp:
@@ -63,7 +58,8 @@ class GatewayApp:
         assert self.pipeline is not None
         match = PATH.match(scope["path"])
         if match is None:
-            await send_json(send, 404, jsonrpc_error(-32600, "Unknown gateway endpoint"))
+            await send_json(send, 404, jsonrpc.error(None, jsonrpc.INVALID_REQUEST,
+                                                     "Unknown gateway endpoint"))
             return
         headers = request_headers(scope)
         repeated = repeated_headers(scope)

@@ -1,4 +1,4 @@
-"""Stage 1 — authenticate: every request carries a bearer token (AC-2, IA-2).
+"""Stage authenticate (proxy.stages): every request carries a bearer token (AC-2, IA-2).
 
 Two kinds: OIDC JWTs, verified against the issuer's JWKS (proxy.oidc), and portal-issued
 personal tokens (`wgp_…`, looked up by SHA-256). A disabled or quarantined identity is refused

@@ -1,4 +1,5 @@
-"""Stage 2 — authorize: deny by default (AC-3, AC-6).
+"""Stage authorize (proxy.stages; run by proxy.handlers.tool_call): deny by default (AC-3,
+AC-6).
 
 A tool call is allowed when one of the caller's roles on the connection allows the tool, the
 tool's current version is in the accepted catalogue, and — for tools that carry SQL — the
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from policy.classify import ColumnClassifier
@@ -42,7 +43,6 @@ class Decision:
     role: RolePolicy | None = None
     columns: ColumnPlan | None = None
     sql: SqlFacts | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     # Whether the statement reads a column the chosen role sees masked: then error texts
     # are withheld (proxy.error_texts).
     reads_masked: bool = False

@@ -1,13 +1,14 @@
 """What one MCP request carries through the pipeline; each stage adds what it learns and the
-record stage writes it all down."""
+record stage writes it all down. Outcomes arrive as a `proxy.verdict.Verdict` (`settle`)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.sql_policy import Reason
+from proxy.verdict import Reason, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,11 @@ class CallContext:
     def actor(self) -> str:
         return self.identity.username if self.identity else self.refused_owner
 
-    def deny(self, reasons: list[Reason] | tuple[Reason, ...]) -> None:
-        self.decision = "deny"
-        self.reasons = [{k: v for k, v in r.as_dict().items() if v is not None} for r in reasons]
+    def settle(self, verdict: Verdict) -> None:
+        """The one place an outcome is written onto the call (and so into its audit record)."""
+        self.decision = verdict.decision
+        self.reasons = verdict.reason_dicts()
+
+    def deny(self, reasons: Iterable[Reason]) -> None:
+        """settle(Verdict.deny(...)), for callers outside the pipeline (reports.synthetic)."""
+        self.settle(Verdict.deny(*reasons))

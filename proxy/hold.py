@@ -1,4 +1,4 @@
-"""Stage 3 — hold: calls a role marks as risky wait for a just-in-time human approval (IR-4).
+"""Stage hold (proxy.stages): calls a role marks as risky wait for a just-in-time approval (IR-4).
 
 The approval is bound to the exact call (identity, connection, tool, SHA-256 of the canonical
 arguments, policy version) and is single-use. A client that sent a progress token keeps the

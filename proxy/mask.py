@@ -1,6 +1,6 @@
-"""Stage 4 — mask: PII in a tool result is masked before it leaves (SI-19; SC-13 for keyed
-tokenization). Column classes flow from the SQL's lineage; everything else goes through the
-content detectors."""
+"""Stage mask (proxy.stages; run by the data handlers): PII in a tool result is masked before
+it leaves (SI-19; SC-13 for keyed tokenization). Column classes flow from the SQL's lineage;
+everything else goes through the content detectors."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Stage 5 — record: every decision and outcome goes to the hash-chained audit log (AU-2, AU-3,
-AU-9) and is durably committed before the gateway acts on it. If the write fails, the call
-fails closed."""
+"""Stage record (proxy.stages): every decision and outcome goes to the hash-chained audit log
+(AU-2, AU-3, AU-9) and is durably committed before the gateway acts on it. If the write fails,
+the call fails closed."""
 
 from __future__ import annotations
 

@@ -76,6 +76,7 @@ from mcp.shared.inbound import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+from proxy import jsonrpc
 from proxy.sse import SseEvent
 from proxy.transports.http import UpstreamError, UpstreamResponse
 
@@ -185,8 +186,7 @@ def _error_response(
     status: int, code: int, message: str, reason: str, *, id_: Any = None,
     headers: dict[str, str] | None = None, data: dict[str, Any] | None = None,
 ) -> UpstreamResponse:
-    error = {"code": code, "message": message, "data": {"reason": reason, **(data or {})}}
-    body = _dumps({"jsonrpc": "2.0", "id": id_, "error": error})
+    body = _dumps(jsonrpc.error(id_, code, message, {"reason": reason, **(data or {})}))
     all_headers = {"content-type": "application/json"} | (headers or {})
     return UpstreamResponse(status, all_headers, body=body)
 
@@ -989,10 +989,7 @@ class StdioUpstream:
         )
 
     def _rejection(self, rejection: InboundLadderRejection, id_: Any) -> UpstreamResponse:
-        error: dict[str, Any] = {"code": rejection.code, "message": rejection.message}
-        if rejection.data is not None:
-            error["data"] = rejection.data
-        body = _dumps({"jsonrpc": "2.0", "id": id_, "error": error})
+        body = _dumps(jsonrpc.error(id_, rejection.code, rejection.message, rejection.data))
         status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
         return UpstreamResponse(status, {"content-type": "application/json"}, body=body)
 
