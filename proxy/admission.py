@@ -28,20 +28,6 @@ class AdmissionLimits:
     retry_after_seconds: int = 2
     body_timeout_seconds: float = 30.0
 
-    @classmethod
-    def from_settings(cls) -> AdmissionLimits:
-        from django.conf import settings
-
-        return cls(
-            max_requests=settings.WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY,
-            max_streams=settings.WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY,
-            max_sessions=settings.WARDGATE_GATEWAY_MAX_SESSIONS_PER_IDENTITY,
-            session_idle_seconds=float(settings.WARDGATE_GATEWAY_SESSION_IDLE_SECONDS),
-            stream_max_seconds=float(settings.WARDGATE_GATEWAY_STREAM_MAX_SECONDS),
-            upstream_pool_size=settings.WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE,
-            retry_after_seconds=settings.WARDGATE_GATEWAY_RETRY_AFTER_SECONDS,
-            body_timeout_seconds=float(settings.WARDGATE_GATEWAY_BODY_TIMEOUT),
-        )
 
 
 @dataclass(frozen=True, slots=True)

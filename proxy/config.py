@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from proxy.admission import AdmissionLimits
 from proxy.hold import HoldSettings
 from proxy.oidc import OidcConfig
+from proxy.sql_limits import SqlLimits
 from wardgate.typed_config import SettingsBacked
 
 
@@ -28,6 +29,10 @@ class GatewayConfig:
     audit_response_cap_bytes: int = 65_536
     hold: HoldSettings = HoldSettings()
     admission: AdmissionLimits = AdmissionLimits()
+    sql_limits: SqlLimits = SqlLimits()
+    # A client has this long to send a request's headers (slow-loris), body timeouts are in
+    # `admission`.
+    header_timeout_seconds: float = 10.0
     # Host names the gateway answers to, and the host names an Origin header may carry (MCP
     # transport spec: validate Origin against DNS rebinding). Django patterns (".example.com").
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
@@ -57,7 +62,24 @@ class GatewayConfig:
             allowed_hosts=tuple(settings.ALLOWED_HOSTS),
             allowed_origins=tuple(getattr(settings, "WARDGATE_GATEWAY_ALLOWED_ORIGINS", None)
                                   or settings.ALLOWED_HOSTS),
-            admission=AdmissionLimits.from_settings(),
+            admission=AdmissionLimits(
+                max_requests=settings.WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY,
+                max_streams=settings.WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY,
+                max_sessions=settings.WARDGATE_GATEWAY_MAX_SESSIONS_PER_IDENTITY,
+                session_idle_seconds=float(settings.WARDGATE_GATEWAY_SESSION_IDLE_SECONDS),
+                stream_max_seconds=float(settings.WARDGATE_GATEWAY_STREAM_MAX_SECONDS),
+                upstream_pool_size=settings.WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE,
+                retry_after_seconds=settings.WARDGATE_GATEWAY_RETRY_AFTER_SECONDS,
+                body_timeout_seconds=float(settings.WARDGATE_GATEWAY_BODY_TIMEOUT),
+            ),
+            sql_limits=SqlLimits(
+                max_chars=settings.WARDGATE_SQL_MAX_CHARS,
+                max_tokens=settings.WARDGATE_SQL_MAX_TOKENS,
+                max_depth=settings.WARDGATE_SQL_MAX_DEPTH,
+                budget_seconds=settings.WARDGATE_SQL_ANALYSIS_BUDGET_MS / 1000,
+                workers=settings.WARDGATE_SQL_ANALYSIS_WORKERS,
+            ),
+            header_timeout_seconds=float(settings.WARDGATE_GATEWAY_HEADER_TIMEOUT),
             hold=HoldSettings(
                 timeout_seconds=float(settings.WARDGATE_HOLD_TIMEOUT_SECONDS),
                 approval_ttl=dt.timedelta(hours=settings.WARDGATE_APPROVAL_TTL_HOURS),

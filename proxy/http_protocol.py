@@ -21,9 +21,9 @@ log = logging.getLogger("wardgate.gateway")
 
 
 def header_timeout_seconds() -> float:
-    from django.conf import settings
+    from proxy.config import gateway_config
 
-    return float(settings.WARDGATE_GATEWAY_HEADER_TIMEOUT)
+    return gateway_config().header_timeout_seconds
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -23,17 +23,6 @@ class SqlLimits:
     budget_seconds: float = 2.0
     workers: int = 2
 
-    @classmethod
-    def from_settings(cls) -> SqlLimits:
-        from django.conf import settings
-
-        return cls(
-            max_chars=settings.WARDGATE_SQL_MAX_CHARS,
-            max_tokens=settings.WARDGATE_SQL_MAX_TOKENS,
-            max_depth=settings.WARDGATE_SQL_MAX_DEPTH,
-            budget_seconds=settings.WARDGATE_SQL_ANALYSIS_BUDGET_MS / 1000,
-            workers=settings.WARDGATE_SQL_ANALYSIS_WORKERS,
-        )
 
 
 def _token_sets() -> tuple[frozenset, frozenset]:

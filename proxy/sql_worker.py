@@ -249,9 +249,11 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_sql_workers() -> SqlWorkers:
-    """The process-wide pool, sized and bounded from settings on first use."""
+    """The process-wide pool, sized and bounded by the gateway configuration on first use."""
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = SqlWorkers(SqlLimits.from_settings())
+            from proxy.config import gateway_config
+
+            _DEFAULT = SqlWorkers(gateway_config().sql_limits)
         return _DEFAULT
