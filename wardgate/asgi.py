@@ -15,17 +15,29 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 from portal.gateway_store import PortalGatewayStore  # noqa: E402
 from proxy.app import GatewayApp  # noqa: E402
+from wardgate.readiness import health_only, not_served, readiness_app  # noqa: E402
 
 
-def build_application(gateway: GatewayApp) -> Any:
+def build_application(gateway: GatewayApp, only: str | None = None) -> Any:
+    """`only` (default WARDGATE_SERVE_ONLY, which `manage.py serve --only` sets): "" serves
+    both; "gateway" answers 404 for the portal's URLs; "portal" answers 404 at /mcp/ and starts
+    no gateway. /healthz and /readyz answer in every case."""
+    only = settings.WARDGATE_SERVE_ONLY if only is None else only
     portal: Any = get_asgi_application()
     if settings.DEBUG:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         portal = ASGIStaticFilesHandler(portal)
+    if only == "gateway":
+        portal = health_only(portal)
+    elif only == "portal":
+        gateway = not_served  # type: ignore[assignment]
 
     async def application(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "lifespan" or scope.get("path", "").startswith("/mcp/"):
+        path = scope.get("path", "")
+        if path == "/readyz" and scope["type"] == "http":
+            await readiness_app(scope, receive, send)
+        elif scope["type"] == "lifespan" or path.startswith("/mcp/"):
             await gateway(scope, receive, send)
         else:
             await portal(scope, receive, send)

@@ -290,6 +290,13 @@ WARDGATE_GATEWAY_RETRY_AFTER_SECONDS = env.integer("WARDGATE_GATEWAY_RETRY_AFTER
 WARDGATE_GATEWAY_HEADER_TIMEOUT = env.integer("WARDGATE_GATEWAY_HEADER_TIMEOUT", 10)
 WARDGATE_GATEWAY_BODY_TIMEOUT = env.integer("WARDGATE_GATEWAY_BODY_TIMEOUT", 30)
 
+# What this process serves (`manage.py serve --only`, wardgate/asgi.py): "" both, "gateway"
+# (the portal's URLs answer 404), or "portal" (/mcp/ answers 404). /healthz and /readyz always.
+WARDGATE_SERVE_ONLY = env.text("WARDGATE_SERVE_ONLY", "").strip().lower()
+if WARDGATE_SERVE_ONLY not in {"", "gateway", "portal"}:
+    env.problem(f"WARDGATE_SERVE_ONLY must be 'gateway', 'portal' or empty, "
+                f"got {WARDGATE_SERVE_ONLY!r}")
+
 # SQL analysis bounds (proxy/sql_limits.py): statements over a bound are refused before any
 # parsing; analysis runs in worker processes and a statement that takes longer than the budget
 # is refused as too complex.
