@@ -18,6 +18,7 @@ import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from uvicorn.supervisors import Multiprocess
 
 APPLICATION = "wardgate.asgi:application"
 HTTP_PROTOCOL = "proxy.http_protocol:GuardedH11Protocol"
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         what = {"": "gateway + portal", "gateway": "gateway only", "portal": "portal only"}[only]
         self.stdout.write(f"Wardgate ({what}) on http://{opts['host']}:{opts['port']} with "
                           f"{opts['workers']} worker(s); mode {settings.WARDGATE_MODE}")
-        uvicorn.run(
+        config = uvicorn.Config(
             APPLICATION,
             host=opts["host"],
             port=opts["port"],
@@ -73,3 +74,23 @@ class Command(BaseCommand):
             access_log=opts["access_log"],
             log_level=opts["log_level"],
         )
+        if config.workers == 1:
+            uvicorn.Server(config).run()
+            return
+        listening = config.bind_socket()
+        try:
+            DrainingSupervisor(config, sockets=[listening]).run()
+        finally:
+            listening.close()
+
+
+class DrainingSupervisor(Multiprocess):
+    """uvicorn's worker supervisor, but on SIGTERM it closes its own copy of the listening
+    socket before stopping the workers: once every worker has closed its copy too, new
+    connections are refused at once instead of queueing, unanswered, in the kernel's backlog
+    until the supervisor exits."""
+
+    def terminate_all(self) -> None:
+        for listening in self.sockets:
+            listening.close()
+        super().terminate_all()
