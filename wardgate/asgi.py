@@ -1,4 +1,5 @@
-"""One ASGI application: the MCP gateway at /mcp/..., the Django portal everywhere else."""
+"""One ASGI application: the MCP gateway at /mcp/... and its metrics at /metrics, the Django
+portal everywhere else."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def build_application(gateway: GatewayApp) -> Any:
         portal = ASGIStaticFilesHandler(portal)
 
     async def application(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "lifespan" or scope.get("path", "").startswith("/mcp/"):
+        path = scope.get("path", "")
+        if scope["type"] == "lifespan" or path.startswith("/mcp/") or path == "/metrics":
             await gateway(scope, receive, send)
         else:
             await portal(scope, receive, send)
