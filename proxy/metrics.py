@@ -9,11 +9,11 @@ value store at import), every worker process writes its figures to files there a
 any worker sums them all (`MultiProcessCollector`); unset, one process, one registry.
 
 The hot path pays a few label lookups (children cached here, stage timers bound once) and one
-increment per counter. Histograms are the dear part (in multiprocess mode an observation is two
-writes to a memory-mapped file, about 10 us, and a call makes about 15): their observations are
-gathered in plain lists here (`_Gathered`, well under a microsecond each) and folded into the
-Prometheus histograms once a second (`flush_every`, run by the pipeline) and before every scrape
-of this process, so another worker's latest second may be missing from a scrape.
+prometheus-client's own `inc`/`observe` cost 2-10 us each (a lock; in multiprocess mode writes
+to a memory-mapped file) and a call makes about twenty, so figures are gathered here in plain
+dicts and lists (`_Counted`, `_Gathered`: well under a microsecond each) and folded into
+prometheus-client once a second (`flush_every`, run by the pipeline) and before every scrape of
+this process: a scrape may miss another worker's latest second.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import (
@@ -86,6 +87,7 @@ _LABEL_SAFE = re.compile(r"[a-z0-9_.:-]{1,64}")
 OTHER = "other"
 
 
+@lru_cache(maxsize=1024)
 def bounded(value: str) -> str:
     """A rule or class as a label: our ids are short and lower-case; anything else is other."""
     return value if _LABEL_SAFE.fullmatch(value) else OTHER
@@ -120,12 +122,13 @@ class _Gathered:
         self.child._sum.inc(total)
 
 
-_gathered: list[_Gathered] = []
+# Everything gathered in this process, folded into prometheus-client by `flush`.
+_flushed: list[Any] = []
 
 
 def _gather(child: Any) -> Callable[[float], None]:
     gathered = _Gathered(child)
-    _gathered.append(gathered)
+    _flushed.append(gathered)
     return gathered.observe
 
 
@@ -135,8 +138,8 @@ _queue_depth = [0, 0]
 
 
 def flush() -> None:
-    """Fold the gathered observations into the Prometheus histograms; sample the queue."""
-    for gathered in _gathered:
+    """Fold the gathered figures into prometheus-client's metrics; sample the queue."""
+    for gathered in _flushed:
         gathered.flush()
     depth = _queue_depth[0]
     if depth != _queue_depth[1]:
@@ -186,10 +189,30 @@ class _Children:
         return child
 
 
-_calls = _Children(CALLS)
-_masked = _Children(MASKED_CELLS)
-_denials = _Children(DENIALS)
-_upstream = _Children(UPSTREAM_ERRORS)
+class _Counted(_Children):
+    """A labelled counter whose increments are gathered here and added by `flush`."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self, metric: Any) -> None:
+        super().__init__(metric)
+        self.pending: dict[tuple[str, ...], float] = {}
+        _flushed.append(self)
+
+    def add(self, values: tuple[str, ...], amount: float = 1.0) -> None:
+        self.pending[values] = self.pending.get(values, 0.0) + amount
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, {}
+            for values, amount in pending.items():
+                self.get(*values).inc(amount)
+
+
+_calls = _Counted(CALLS)
+_masked = _Counted(MASKED_CELLS)
+_denials = _Counted(DENIALS)
+_upstream = _Counted(UPSTREAM_ERRORS)
 _streams = _Children(OPEN_STREAMS)
 # Slugs that resolved to a connection in this process: only these become a label before
 # (or without) resolution, so a client cannot mint label values by inventing slugs.
@@ -214,23 +237,23 @@ def call_finished(*, connection: str, method: str, tool: str, decision: str,
     """Count one answered request; `tool` must already be bounded (accepted, or other)."""
     if method not in KNOWN_METHODS:
         method = OTHER
-    _calls.get(connection, method, tool, decision or "error").inc()
+    _calls.add((connection, method, tool, decision or "error"))
     observe_call(seconds)
     if upstream_latency_ms is not None:
         observe_forward(upstream_latency_ms / 1000)
     for item in masking:
         count = item.get("count")
         if isinstance(count, int) and count > 0:
-            _masked.get(connection, bounded(str(item.get("class", "")))).inc(count)
+            _masked.add((connection, bounded(str(item.get("class", "")))), count)
     if decision == "deny":
         for reason in reasons:
-            _denials.get(connection, bounded(reason.get("rule", ""))).inc()
+            _denials.add((connection, bounded(reason.get("rule", ""))))
     for reason in reasons:
         rule = reason.get("rule", "")
         if rule.startswith("upstream."):
-            _upstream.get(connection, bounded(rule[len("upstream."):])).inc()
+            _upstream.add((connection, bounded(rule[len("upstream."):])))
     if upstream_error:  # the upstream answered a data request with a JSON-RPC error
-        _upstream.get(connection, "jsonrpc_error").inc()
+        _upstream.add((connection, "jsonrpc_error"))
 
 
 def stream_opened(connection: str) -> Callable[[], None]:
