@@ -8,12 +8,12 @@ With `PROMETHEUS_MULTIPROC_DIR` set (before the process starts: prometheus-clien
 value store at import), every worker process writes its figures to files there and a scrape of
 any worker sums them all (`MultiProcessCollector`); unset, one process, one registry.
 
-The hot path pays a few label lookups (children cached here, stage timers bound once) and one
-prometheus-client's own `inc`/`observe` cost 2-10 us each (a lock; in multiprocess mode writes
-to a memory-mapped file) and a call makes about twenty, so figures are gathered here in plain
-dicts and lists (`_Counted`, `_Gathered`: well under a microsecond each) and folded into
-prometheus-client once a second (`flush_every`, run by the pipeline) and before every scrape of
-this process: a scrape may miss another worker's latest second.
+Cost: prometheus-client's own `inc`/`observe` take 2-10 us each (a lock; in multiprocess mode a
+write to a memory-mapped file) and a call makes about twenty, so the hot path only gathers its
+figures here in plain dicts and lists (`_Counted`, `_Gathered`: well under a microsecond each;
+stage timers bound once), and they are folded into prometheus-client once a second
+(`flush_every`, run by the pipeline) and before every scrape of this process: a scrape may miss
+another worker's latest second.
 """
 
 from __future__ import annotations
