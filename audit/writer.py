@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,25 @@ class WriterStats:
 
 _Pending = tuple[AuditEntry, "asyncio.Future[AuditRecord]"]
 
+# Figures for whoever watches the writer (the gateway's metrics); audit imports no other app.
+# on_queue_depth(entries waiting); on_batch(seconds to commit, batch size, committed or not).
+QueueDepthHook = Callable[[int], None]
+BatchHook = Callable[[float, int, bool], None]
+
+
+def _guarded(hook: Callable[..., None] | None) -> Callable[..., None]:
+    """A hook that can never break the writer (a failing figure is only logged)."""
+    if hook is None:
+        return lambda *_: None
+
+    def call(*args: object) -> None:
+        try:
+            hook(*args)
+        except Exception:  # noqa: BLE001 - metrics must not stop the audit trail
+            log.debug("audit writer hook failed", exc_info=True)
+
+    return call
+
 
 def write_sync(entry: AuditEntry) -> AuditRecord:
     """Append one record from synchronous code (portal services, management commands)."""
@@ -59,9 +79,13 @@ class AuditWriter:
     """One per process (per event loop): `start()` in the ASGI lifespan start-up, `stop()` at
     shutdown. `write` must be awaited on the loop that started the writer."""
 
-    def __init__(self, *, max_batch: int = 500, using: str = DEFAULT_DB_ALIAS) -> None:
+    def __init__(self, *, max_batch: int = 500, using: str = DEFAULT_DB_ALIAS,
+                 on_queue_depth: QueueDepthHook | None = None,
+                 on_batch: BatchHook | None = None) -> None:
         self.max_batch = max_batch
         self.using = using
+        self._on_queue_depth: QueueDepthHook = _guarded(on_queue_depth)
+        self._on_batch: BatchHook = _guarded(on_batch)
         self.stats = WriterStats()
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -109,6 +133,7 @@ class AuditWriter:
             raise AuditWriterClosed("the audit writer is not running")
         future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((entry, future))
+        self._on_queue_depth(self._queue.qsize())
         return await future
 
     async def _run(self) -> None:
@@ -131,6 +156,7 @@ class AuditWriter:
                         stopping = True  # nothing is queued after the sentinel
                         break
                     batch.append(item)
+                self._on_queue_depth(queue.qsize())
                 await self._commit(loop, batch)
         finally:
             # Only reached with entries still queued if this task was cancelled (event loop
@@ -143,10 +169,12 @@ class AuditWriter:
     async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         assert self._executor is not None
         entries = [entry for entry, _ in batch]
+        started = time.perf_counter()
         try:
             outcomes = await loop.run_in_executor(self._executor, self._append_batch, entries)
         except BaseException as exc:  # noqa: BLE001 - every waiter must hear about it
             self.stats.failed_batches += 1
+            self._on_batch(time.perf_counter() - started, len(batch), False)
             log.error("audit batch of %d failed: %r", len(batch), exc)
             for _, future in batch:
                 if not future.done():
@@ -156,6 +184,7 @@ class AuditWriter:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        self._on_batch(time.perf_counter() - started, len(batch), True)
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         for (_, future), outcome in zip(batch, outcomes, strict=True):

@@ -1,4 +1,5 @@
-"""The gateway's ASGI application: MCP Streamable HTTP at /mcp/<connection-slug>.
+"""The gateway's ASGI application: MCP Streamable HTTP at /mcp/<connection-slug>, and its
+Prometheus metrics at /metrics (proxy.metrics; who may scrape: `GatewayConfig.metrics`).
 
 This module only speaks HTTP; what happens to each MCP message is decided by the pipeline
 (`proxy.pipeline`): the stages of `proxy.stages.default_stages()`, in order, then the handler
@@ -12,7 +13,7 @@ import logging
 import re
 from urllib.parse import urlsplit
 
-from proxy import jsonrpc
+from proxy import jsonrpc, metrics
 from proxy.asgi_io import (
     BodyTooLarge,
     ClientGone,
@@ -22,6 +23,7 @@ from proxy.asgi_io import (
     read_body,
     repeated_headers,
     request_headers,
+    send_bytes,
     send_json,
 )
 from proxy.config import GatewayConfig
@@ -30,6 +32,7 @@ from proxy.store import GatewayStore
 
 log = logging.getLogger("wardgate.gateway")
 PATH = re.compile(r"^/mcp/(?P<slug>[a-z0-9][a-z0-9_-]{0,49})/?$")
+METRICS_PATH = "/metrics"
 
 
 class GatewayApp:
@@ -47,12 +50,17 @@ class GatewayApp:
         if self.pipeline is not None:
             await self.pipeline.stop()
         self.pipeline = None
+        metrics.flush()
+        metrics.process_exiting()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if scope["path"] == METRICS_PATH:
+            await self._scrape(scope, send)
             return
         await self.startup()
         assert self.pipeline is not None
@@ -105,6 +113,23 @@ class GatewayApp:
             except ClientGone:
                 return
         await self.pipeline.handle(scope, headers, match["slug"], method, body, receive, send)
+
+    async def _scrape(self, scope: Scope, send: Send) -> None:
+        """/metrics: served without the Host check (scrapers address workers by IP); the
+        token, when set, is what keeps it private."""
+        authorization = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+        refusal = self.config.metrics.refusal(authorization)
+        if refusal is not None or scope["method"] != "GET":
+            status = refusal or 405
+            await send_bytes(send, status, b"", {"content-type": "text/plain"}
+                             | ({"www-authenticate": 'Bearer realm="wardgate-metrics"'}
+                                if status == 401 else {}))
+            return
+        body, content_type = metrics.exposition()
+        await send_bytes(send, 200, body, {"content-type": content_type})
 
     def _host_or_origin_refused(self, headers: dict[str, str]) -> str | None:
         from django.http.request import split_domain_port, validate_host

@@ -30,6 +30,8 @@ class Call:
     upstream: Any = None  # stage "upstream": HttpUpstream or a stdio upstream
     message: dict[str, Any] | None = None  # stage "parse" (POST only)
     kind: str = ""  # stage "parse": request | notification | response
+    tool_accepted: bool = False  # stage "authorize": the tool is in the accepted catalogue
+    ok: bool = True  # False: the call failed closed (an internal error, the audit unavailable)
 
     @property
     def params(self) -> dict[str, Any]:

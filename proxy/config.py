@@ -8,6 +8,7 @@ audit response cap), rebuilt only when a setting changes.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from dataclasses import dataclass
 
 from proxy.admission import AdmissionLimits
@@ -15,6 +16,23 @@ from proxy.hold import HoldSettings
 from proxy.oidc import OidcConfig
 from proxy.sql_limits import SqlLimits
 from wardgate.typed_config import SettingsBacked
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsAccess:
+    """Who may scrape /metrics: nobody when disabled; with a token, only a bearer of it."""
+
+    enabled: bool = True
+    token: str = ""
+
+    def refusal(self, authorization: str) -> int | None:
+        """None to serve the scrape, else the HTTP status to answer with."""
+        if not self.enabled:
+            return 404
+        if self.token and not hmac.compare_digest(authorization.encode(),
+                                                  f"Bearer {self.token}".encode()):
+            return 401
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +55,7 @@ class GatewayConfig:
     # transport spec: validate Origin against DNS rebinding). Django patterns (".example.com").
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     allowed_origins: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    metrics: MetricsAccess = MetricsAccess()
 
     @classmethod
     def from_settings(cls) -> GatewayConfig:
@@ -80,6 +99,8 @@ class GatewayConfig:
                 workers=settings.WARDGATE_SQL_ANALYSIS_WORKERS,
             ),
             header_timeout_seconds=float(settings.WARDGATE_GATEWAY_HEADER_TIMEOUT),
+            metrics=MetricsAccess(enabled=settings.WARDGATE_METRICS_ENABLED,
+                                  token=settings.WARDGATE_METRICS_TOKEN),
             hold=HoldSettings(
                 timeout_seconds=float(settings.WARDGATE_HOLD_TIMEOUT_SECONDS),
                 approval_ttl=dt.timedelta(hours=settings.WARDGATE_APPROVAL_TTL_HOURS),

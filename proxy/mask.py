@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from policy.masking import (
@@ -15,6 +16,7 @@ from policy.masking import (
     declared_columns,
     mask_tool_result,
 )
+from proxy.metrics import observe_mask
 
 __all__ = ["ColumnPlan", "UnmaskableResult", "mask_call_result"]
 
@@ -82,7 +84,11 @@ def mask_call_result(
     result: dict[str, Any], plan: ColumnPlan | None, policy: MaskingPolicy
 ) -> tuple[dict[str, Any], MaskingSummary]:
     """Masked copy of a CallToolResult; raises UnmaskableResult when it cannot be made safe."""
-    if plan is None:
-        return mask_tool_result(result, {}, policy, may_hold_sensitive=False)
-    return mask_tool_result(result, column_classes_for(result, plan), policy,
-                            may_hold_sensitive=plan.may_hold_sensitive)
+    started = perf_counter()
+    try:
+        if plan is None:
+            return mask_tool_result(result, {}, policy, may_hold_sensitive=False)
+        return mask_tool_result(result, column_classes_for(result, plan), policy,
+                                may_hold_sensitive=plan.may_hold_sensitive)
+    finally:
+        observe_mask(perf_counter() - started)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from time import perf_counter
 from typing import Any
 
 import aiohttp
 from django.db import DatabaseError
 
 from audit.writer import AuditWriter
-from proxy import jsonrpc
+from proxy import jsonrpc, metrics
 from proxy.access import AccessCache
 from proxy.admission import Admission
 from proxy.asgi_io import Receive, Scope, Send
@@ -44,6 +45,7 @@ from proxy.tool_catalog import ToolCatalog
 from proxy.transports.http import HttpUpstream, new_session
 from proxy.transports.stdio import StdioCommand, StdioSessionPool
 from proxy.verdict import Verdict
+from wardgate.logs import request_id
 
 log = logging.getLogger("wardgate.gateway")
 
@@ -61,18 +63,22 @@ class Pipeline:
         self.authenticator = Authenticator(store, config.oidc)
         self.access = AccessCache(store, config.token_key)
         self.catalog = ToolCatalog(store)
-        self.recorder = Recorder(AuditWriter(), config.audit_response_cap_bytes)
+        self.recorder = Recorder(AuditWriter(on_queue_depth=metrics.audit_queue_depth,
+                                             on_batch=metrics.audit_batch_committed),
+                                 config.audit_response_cap_bytes)
         self.stdio = StdioSessionPool()
         self.facts: dict[str, tuple[UpstreamSpec, BigQueryFacts]] = {}
         self.tokens: dict[str, tuple[dict, str, GoogleTokenSource | None]] = {}
         self.hold = config.hold
         self.live = LiveRegistry(store)
         self._sweeps: set[asyncio.Task[Any]] = set()
+        self._metrics_flush: asyncio.Task[None] | None = None
         self.watcher = RevisionWatcher(store, config.revision_poll_seconds,
                                        [self.invalidate_caches, self._schedule_sweep])
         self.stages: list[Stage] = default_stages(
             authenticator=self.authenticator, directory=self.directory, access=self.access,
             live=self.live, admission=self.admission, upstream_for=self._upstream)
+        self.stage_timers = tuple(metrics.stage_timer(stage.name) for stage in self.stages)
 
     def keep_task(self, task: asyncio.Task[Any]) -> None:
         """Hold a reference to a background task (an upstream cancellation) until it ends."""
@@ -110,8 +116,12 @@ class Pipeline:
         default_sql_workers().warm()
         await self.recorder.writer.start()
         await self.watcher.start()
+        self._metrics_flush = asyncio.get_running_loop().create_task(metrics.flush_every(1.0))
 
     async def stop(self) -> None:
+        if self._metrics_flush is not None:
+            self._metrics_flush.cancel()
+            self._metrics_flush = None
         await self.watcher.stop()
         await self.stdio.close_all()
         for pool in self.pools.values():
@@ -127,7 +137,9 @@ class Pipeline:
     ) -> None:
         """Refuse and record a request that fails before the pipeline proper (bad host,
         repeated headers, HTTP method, oversized body)."""
+        started = perf_counter()
         ctx = self._context(scope, headers, slug)
+        token = request_id.set(ctx.request_id)
 
         async def refuse_it() -> None:
             if reason != "request.repeated_header":
@@ -135,7 +147,11 @@ class Pipeline:
             await refuse(self.recorder, ctx, send,
                          Verdict.refuse(status, reason, message, headers=response_headers))
 
-        await self._failing_closed(ctx, send, refuse_it())
+        try:
+            ok = await self._failing_closed(ctx, send, refuse_it())
+            _count(ctx, None, ok, started)
+        finally:
+            request_id.reset(token)
 
     async def _attribute(self, ctx: CallContext, headers: dict[str, str]) -> None:
         """Name who sent a request refused before authentication, when its credential says so
@@ -150,11 +166,21 @@ class Pipeline:
         self, scope: Scope, headers: dict[str, str], slug: str, method: str, body: bytes,
         receive: Receive, send: Send,
     ) -> None:
+        started = perf_counter()
         ctx = self._context(scope, headers, slug)
+        token = request_id.set(ctx.request_id)  # for every log line while serving this call
+        try:
+            call = await self._serve(ctx, headers, method, body, receive, send)
+            _count(ctx, call, call.ok, started)
+        finally:
+            request_id.reset(token)
+
+    async def _serve(self, ctx: CallContext, headers: dict[str, str], method: str, body: bytes,
+                     receive: Receive, send: Send) -> Call:
         if method != "POST":  # GET relays watch the client themselves
             call = Call(ctx, headers, method, body, send, receive)
-            await self._failing_closed(ctx, send, self._run(call))
-            return
+            call.ok = await self._failing_closed(ctx, send, self._run(call))
+            return call
         # The body is read: the next message can only be the client leaving. If it goes, the
         # call is cancelled (upstream too) and recorded as cancelled, as the client saw it.
         sent: list[bool] = []
@@ -164,8 +190,9 @@ class Pipeline:
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 sent.append(True)
 
+        call = Call(ctx, headers, method, body, send_noting_the_end, receive)
+
         async def watched() -> None:
-            call = Call(ctx, headers, method, body, send_noting_the_end, receive)
             try:
                 client_left = await until_client_leaves(receive, self._run(call),
                                                         answered=lambda: bool(sent))
@@ -183,22 +210,25 @@ class Pipeline:
                 await cancelled(self.recorder, ctx, "client.gone",
                                 "The client went away before the answer was sent")
 
-        await self._failing_closed(ctx, send, watched())
+        call.ok = await self._failing_closed(ctx, send, watched())
+        return call
 
     async def _run(self, call: Call) -> None:
         """The stages in order, then the handler; what a stage holds (admission slot, live
         tracking) is released once the handler is done."""
         with call.exits:
-            verdict = await run_stages(self.stages, call)
+            verdict = await run_stages(self.stages, call, self.stage_timers)
             if verdict is not None:
                 await refuse(self.recorder, call.ctx, call.send, verdict)
                 return
             await handler_for(call)(self, call)
 
-    async def _failing_closed(self, ctx: CallContext, send: Send, work: Awaitable[None]) -> None:
-        """Run `work`; any failure inside ends in a clear error to the client, never in data."""
+    async def _failing_closed(self, ctx: CallContext, send: Send, work: Awaitable[None]) -> bool:
+        """Run `work`; any failure inside ends in a clear error to the client, never in data.
+        False if it failed so."""
         try:
             await work
+            return True
         except DatabaseError:
             log.warning("database unavailable; failing closed", exc_info=True)
             await send_quietly(send, 503, jsonrpc.error(
@@ -218,6 +248,7 @@ class Pipeline:
                 ctx.jsonrpc_id, jsonrpc.GATEWAY_ERROR,
                 "Internal gateway error; the call was not completed",
                 jsonrpc.refusal_data("gateway.internal_error", ctx.request_id)))
+        return False
 
     # ------------------------------------------------------------------ shared services
 
@@ -282,3 +313,20 @@ class Pipeline:
         return SqlToolContext(sql_argument=argument or parsed[0], project=spec.bigquery_project,
                               dataset=spec.default_dataset or None, facts=facts,
                               classifier=spec.classifier, statement_classes=parsed[1])
+
+
+def _count(ctx: CallContext, call: Call | None, ok: bool, started: float) -> None:
+    """The call's figures (proxy.metrics), once it is answered; never fails the call."""
+    try:
+        tool = ""
+        if ctx.jsonrpc_method == "tools/call":  # only an accepted name is a label of its own
+            tool = ctx.tool if call is not None and call.tool_accepted else metrics.OTHER
+        metrics.call_finished(
+            connection=metrics.connection_label(
+                ctx.connection_slug, call is not None and call.spec is not None),
+            method=ctx.jsonrpc_method, tool=tool, decision=ctx.decision if ok else "error",
+            reasons=ctx.reasons, masking=ctx.masking,
+            upstream_latency_ms=ctx.upstream_latency_ms,
+            upstream_error="upstream_error" in ctx.detail, seconds=perf_counter() - started)
+    except Exception:  # noqa: BLE001 - a figure is never worth a failed call
+        log.warning("could not count a call in the metrics", exc_info=True)

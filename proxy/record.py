@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from time import perf_counter
 from typing import Any
 
 from audit.services import AuditEntry
 from audit.writer import AuditWriter
+from proxy import metrics
 from proxy.context import CallContext
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential|authorization|"
@@ -70,10 +72,14 @@ class Recorder:
             upstream_latency_ms=ctx.upstream_latency_ms,
             detail=_detail(ctx),
         )
+        started = perf_counter()
         try:
             await self.writer.write(entry)
         except Exception as exc:
             raise RecordFailed(str(exc)) from exc
+        finally:
+            (metrics.observe_record_decision if event == "mcp.decision"
+             else metrics.observe_record_outcome)(perf_counter() - started)
 
 
 def _detail(ctx: CallContext) -> dict[str, Any]:

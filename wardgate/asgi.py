@@ -1,4 +1,5 @@
-"""One ASGI application: the MCP gateway at /mcp/..., the Django portal everywhere else."""
+"""One ASGI application: the MCP gateway at /mcp/... and its metrics at /metrics, the Django
+portal everywhere else."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def build_application(gateway: GatewayApp, only: str | None = None) -> Any:
         path = scope.get("path", "")
         if path == "/readyz" and scope["type"] == "http":
             await readiness_app(scope, receive, send)
-        elif scope["type"] == "lifespan" or path.startswith("/mcp/"):
+        elif scope["type"] == "lifespan" or path.startswith("/mcp/") or path == "/metrics":
             await gateway(scope, receive, send)
         else:
             await portal(scope, receive, send)

@@ -4,9 +4,10 @@ outcome -> release."""
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from proxy import jsonrpc
+from proxy import jsonrpc, metrics
 from proxy.call import Call
 from proxy.handlers.relay import exchange
 from proxy.handlers.respond import answer, decision_data, denial_text
@@ -21,6 +22,7 @@ async def handle_data_request(gw: Pipeline, call: Call) -> None:
     ctx, plan, params = call.ctx, call.plan, call.params
     assert plan is not None
     # authorize
+    started = perf_counter()
     if ctx.jsonrpc_method == "resources/read":
         target = params.get("uri")
         role = plan.resource_role(target) if isinstance(target, str) else None
@@ -31,6 +33,7 @@ async def handle_data_request(gw: Pipeline, call: Call) -> None:
         what = "prompt"
     ctx.tool = str(target)[:200] if target is not None else ""
     ctx.arguments = params.get("arguments") if what == "prompt" else None
+    metrics.observe_authorize(perf_counter() - started)
     if role is None:
         ctx.settle(Verdict.deny(Reason(f"{what}.not_granted",
                                        f"No role of yours allows this {what}")))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy import jsonrpc
+from proxy import jsonrpc, metrics
 from proxy.asgi_io import send_bytes, start_stream, stream_chunk
 from proxy.call import Call
 from proxy.handlers.disconnect import until_client_leaves
@@ -35,6 +35,8 @@ async def handle_stream(gw: Pipeline, call: Call) -> None:
             await send_bytes(send, response.status, response.body, response.headers)
             return
         await start_stream(send, response.status, response.headers)
+        closed = metrics.stream_opened(metrics.connection_label(ctx.connection_slug, True))
+        call.exits.callback(closed)
         events = response.events
         assert events is not None
 

@@ -3,11 +3,12 @@ outcome -> release (stages 10-15, proxy.stages)."""
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from mcp.shared.inbound import validate_mcp_param_headers
 
-from proxy import jsonrpc
+from proxy import jsonrpc, metrics
 from proxy.authorize import Decision, SqlToolContext, authorize_tool_call, deny
 from proxy.call import Call
 from proxy.error_texts import ErrorTextPolicy
@@ -35,7 +36,9 @@ async def handle_tool_call(gw: Pipeline, call: Call) -> None:
                      Verdict.refuse(400, "request.header_mismatch", mismatch))
         return
     # 10. authorize
+    started = perf_counter()
     tool_ok = bool(ctx.tool) and await gw.catalog.callable(spec.connection_id, ctx.tool)
+    call.tool_accepted = tool_ok
     metadata_spec = spec.metadata_tools.get(ctx.tool)
     metadata = MetadataTool.from_spec(metadata_spec, spec.bigquery_project,
                                       spec.default_dataset) if metadata_spec else None
@@ -56,6 +59,7 @@ async def handle_tool_call(gw: Pipeline, call: Call) -> None:
         ctx.settle(Verdict.allow())
     else:
         ctx.settle(Verdict.deny(*decision.reasons))
+    metrics.observe_authorize(perf_counter() - started)
     if not decision.allowed:
         # 12. record the decision, then answer it
         await gw.recorder.record(ctx, "mcp.decision")
@@ -89,8 +93,11 @@ async def handle_tool_call(gw: Pipeline, call: Call) -> None:
         ctx.tool, sql.tables if sql else (), sql.statement_classes if sql else (),
         sql.bytes_processed if sql else None) if decision.role else None
     if rule is not None:
+        started = perf_counter()
         binding = binding_for(ctx, spec.connection_id, plan.policy_version)
         approval_id = await use_existing_approval(gw.store, binding, ctx.request_id)
+        # Timed: the look-up every risky call pays; a human's wait for approval is not.
+        metrics.observe_hold(perf_counter() - started)
         if approval_id is None:
             await hold_for_approval(gw, call, rule, binding, mask)
             return

@@ -162,11 +162,18 @@ STATIC_ROOT = VAR_DIR / "static"
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 
+# text: one human-readable line per record (the demo's default); json: one JSON object per line
+# with the request id of the call being served (wardgate/logs.py; production's default).
+WARDGATE_LOG_FORMAT = env.text("WARDGATE_LOG_FORMAT", "json" if PRODUCTION else "text")
+if WARDGATE_LOG_FORMAT not in {"text", "json"}:
+    env.problem(f"WARDGATE_LOG_FORMAT must be 'text' or 'json', got {WARDGATE_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+                   "json": {"()": "wardgate.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": "json" if WARDGATE_LOG_FORMAT == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": env.text("WARDGATE_LOG_LEVEL", "WARNING")},
 }
 
@@ -298,6 +305,14 @@ WARDGATE_SERVE_ONLY = env.text("WARDGATE_SERVE_ONLY", "").strip().lower()
 if WARDGATE_SERVE_ONLY not in {"", "gateway", "portal"}:
     env.problem(f"WARDGATE_SERVE_ONLY must be 'gateway', 'portal' or empty, "
                 f"got {WARDGATE_SERVE_ONLY!r}")
+
+# Prometheus metrics at /metrics (proxy/metrics.py): on in the demo, off in production unless
+# enabled; a scrape must then carry "Authorization: Bearer <WARDGATE_METRICS_TOKEN>".
+WARDGATE_METRICS_ENABLED = env.flag("WARDGATE_METRICS_ENABLED", not PRODUCTION)
+WARDGATE_METRICS_TOKEN = env.text("WARDGATE_METRICS_TOKEN", "")
+if PRODUCTION and WARDGATE_METRICS_ENABLED and len(WARDGATE_METRICS_TOKEN) < 16:
+    STARTUP_PROBLEMS.append("WARDGATE_METRICS_TOKEN must be set (16+ characters) when "
+                            "WARDGATE_METRICS_ENABLED is on in production")
 
 # SQL analysis bounds (proxy/sql_limits.py): statements over a bound are refused before any
 # parsing; analysis runs in worker processes and a statement that takes longer than the budget

@@ -15,6 +15,7 @@ uvicorn event loop in each worker. Body timeouts are the gateway's own
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -56,6 +57,14 @@ class Command(BaseCommand):
         # here, where the settings are already read.
         os.environ["WARDGATE_SERVE_ONLY"] = only
         settings.WARDGATE_SERVE_ONLY = only
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+        if metrics_dir:
+            # Figures of workers from an earlier run would be added to this run's (the
+            # multiprocess collector sums every file it finds): start from an empty directory.
+            directory = Path(metrics_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob("*.db"):
+                stale.unlink()
         what = {"": "gateway + portal", "gateway": "gateway only", "portal": "portal only"}[only]
         self.stdout.write(f"Wardgate ({what}) on http://{opts['host']}:{opts['port']} with "
                           f"{opts['workers']} worker(s); mode {settings.WARDGATE_MODE}")
