@@ -133,7 +133,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
     env = {**os.environ, "WARDGATE_VAR_DIR": str(work), "WARDGATE_LOG_LEVEL": "ERROR",
-           "WARDGATE_DEBUG": os.environ.get("WARDGATE_DEBUG", "0")}
+           "WARDGATE_DEBUG": os.environ.get("WARDGATE_DEBUG", "0"),
+           # One bench token drives up to 32 calls at once; the per-identity cap (16 by
+           # default) would answer 429 to the rest and measure the refusal, not the call.
+           "WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY": os.environ.get(
+               "WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY", "64")}
     env.setdefault("DATABASE_URL", f"sqlite:///{work / 'bench.sqlite3'}")
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "wardgate.settings"
