@@ -484,3 +484,146 @@ def test_progress_comes_from_the_celery_task_while_it_runs(db) -> None:
     EvidencePack.objects.filter(pk=pack.pk).update(status="exported", progress=100)
     pack.refresh_from_db()
     assert evidence_pack_progress(pack)["progress"] == 100  # finished: the row is the truth
+
+
+# -- what a new auditor does with the page's own words ------------------------------------------
+
+def _verify_instructions(detail: str) -> tuple[str, str]:
+    """The two command blocks of the pack page's "Verify it" card: (Wardgate, OpenSSL)."""
+    import html
+
+    card = detail[detail.index('id="verify"'):]
+    blocks = [html.unescape(b) for b in re.findall(r"<pre>(.*?)</pre>", card, re.S)]
+    assert len(blocks) == 2, blocks
+    return blocks[0], blocks[1]
+
+
+def _attachment_name(response: Any) -> str:
+    found = re.search(r'filename="([^"]+)"', response["Content-Disposition"])
+    assert found is not None, response["Content-Disposition"]
+    return found.group(1)
+
+
+def test_the_verify_commands_on_the_pack_page_verify_the_download(
+        small_log, system_state, pack_dir, tmp_path, monkeypatch) -> None:
+    """Download the zip and the key from the pages (under the names the browser saves them as),
+    then run the pack page's commands exactly as shown: they verify; a changed file fails."""
+    import shlex
+
+    for tool in ("bash", "unzip", "openssl", "sha256sum", "python3"):
+        require_tool(tool)
+    client = client_for(portal_user("aud", "auditor"))
+    client.post("/evidence/", {"first_day": "2026-03-01", "last_day": "2026-03-31",
+                               "controls": ["AU-2", "AU-9"]})
+    pack = evidence_pack_build(pack=EvidencePack.objects.get())
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    zipped = client.get(f"/evidence/{pack.pk}/download/")
+    (downloads / _attachment_name(zipped)).write_bytes(b"".join(zipped.streaming_content))
+    key = client.get("/evidence/public-key.pem")
+    (downloads / _attachment_name(key)).write_bytes(key.content)
+    wardgate, plain = _verify_instructions(client.get(f"/evidence/{pack.pk}/").content.decode())
+
+    # manage.py verify_pack, with the arguments the page shows, from the download folder.
+    argv = shlex.split(wardgate)
+    assert argv[:3] == ["python", "manage.py", "verify_pack"]
+    monkeypatch.chdir(downloads)
+    call_command(*argv[2:])
+
+    # OpenSSL and coreutils only, the lines pasted into a shell as they are.
+    def run(workdir: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", plain], cwd=workdir,
+                              capture_output=True, text=True, timeout=60)
+
+    done = run(downloads)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{pack.manifest_sha256}  manifest.json" in done.stdout  # what the page says to expect
+    assert "Signature Verified Successfully" in done.stdout
+    files = PackFile(pack_dir / pack.file_name).manifest["files"]
+    assert done.stdout.count(": OK\n") == len(files) > 5
+
+    # The same commands on a pack one of whose files was changed after signing: they fail.
+    import zipfile
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    (tampered / _attachment_name(key)).write_bytes(key.content)
+    with zipfile.ZipFile(downloads / pack.file_name) as src, \
+            zipfile.ZipFile(tampered / pack.file_name, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, data + b"x,1\n" if info.filename == "csv/event-types.csv" else data)
+    failed = run(tampered)
+    assert failed.returncode != 0 and "csv/event-types.csv: FAILED" in failed.stdout
+
+
+def test_partial_period_from_the_page_and_the_api_and_coming_back(small_log, pack_dir,
+                                                                  open_pack) -> None:
+    """Ticking "Partial period" builds a pack of a month not over yet, marked PARTIAL in the
+    history, on its page and in its manifest; leaving and opening Evidence again shows the
+    build where it is, polled in place."""
+    client = client_for(portal_user("aud", "auditor"))
+    today = timezone.now().date()
+    first = (today - dt.timedelta(days=3)).isoformat()
+    made = client.post("/evidence/", {"first_day": first, "last_day": today.isoformat(),
+                                      "partial": "on", "controls": ["AU-2"]})
+    assert made.status_code == 302
+    pack = EvidencePack.objects.get()
+    assert pack.partial and "PARTIAL" in client.get(made["Location"]).content.decode()
+    EvidencePack.objects.filter(pk=pack.pk).update(status="running", progress=37,
+                                                   stage="reading the audit records",
+                                                   records_processed=1200)
+    client.get("/audit/")  # the auditor goes elsewhere, then comes back
+    back = client.get("/evidence/").content.decode()
+    row = re.search(rf'<tr id="pack-{pack.pk}".*?</tr>', back, re.S)
+    assert row is not None
+    assert 'data-progress="37"' in row.group(0) and "1200 records read" in row.group(0)
+    assert "PARTIAL" in row.group(0) and 'hx-trigger="every 1s"' in back
+    EvidencePack.objects.filter(pk=pack.pk).update(status="queued")
+    evidence_pack_build(pack=pack)
+    assert open_pack(pack).manifest["pack"]["completeness"] == "PARTIAL"
+    assert "PARTIAL" in client.get(f"/evidence/{pack.pk}/").content.decode()
+
+    grc = _bearer(portal_user("grc", "auditor"))
+    body = grc.post("/api/v1/evidence-packs/", {"first_day": first, "last_day": today.isoformat(),
+                                                "partial": True, "controls": ["AU-2"]},
+                    content_type="application/json")
+    assert body.status_code == 202 and body.json()["partial"] is True
+
+
+@pytest.mark.parametrize(("today", "expected"), [
+    (dt.date(2026, 5, 20), {"last-month": ("2026-04-01", "2026-04-30"),
+                            "last-quarter": ("2026-01-01", "2026-03-31"),
+                            "year-to-date": ("2026-01-01", "2026-05-19")}),
+    (dt.date(2026, 1, 15), {"last-month": ("2025-12-01", "2025-12-31"),
+                            "last-quarter": ("2025-10-01", "2025-12-31"),
+                            "year-to-date": ("2026-01-01", "2026-01-14")}),
+    (dt.date(2026, 3, 1), {"last-month": ("2026-02-01", "2026-02-28"),
+                           "last-quarter": ("2025-10-01", "2025-12-31"),
+                           "year-to-date": ("2026-01-01", "2026-02-28")}),
+])
+def test_period_presets(today: dt.date, expected: dict[str, tuple[str, str]]) -> None:
+    from reports.forms import period_presets
+
+    shown = {p["id"]: (p["first"].isoformat(), p["last"].isoformat())
+             for p in period_presets(today)}
+    assert shown == expected
+
+
+def test_the_beat_task_builds_last_month_for_the_schedule(small_log, pack_dir) -> None:
+    """The task Celery beat runs (not only the service under it): last calendar month, every
+    control, attributed to the schedule in the history, its progress the task's own."""
+    from reports.tasks import evidence_pack_monthly_task
+
+    result = evidence_pack_monthly_task.apply()
+    assert result.successful(), result.traceback
+    pack = EvidencePack.objects.get()
+    first_this = timezone.now().date().replace(day=1)
+    assert (pack.status, pack.trigger, pack.created_by) == ("exported", "schedule", None)
+    assert pack.period_end.date() == first_this and len(pack.controls) == 18
+    assert pack.task_id == result.id and result.result["sha256"] == pack.sha256
+    history = client_for(portal_user("aud", "auditor")).get("/evidence/").content.decode()
+    assert "schedule (reports.evidence_pack_monthly)" in history
+    assert evidence_pack_monthly_task.apply().result is None  # beat firing twice: one pack
+    assert EvidencePack.objects.count() == 1
+
