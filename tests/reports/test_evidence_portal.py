@@ -627,3 +627,22 @@ def test_the_beat_task_builds_last_month_for_the_schedule(small_log, pack_dir) -
     assert evidence_pack_monthly_task.apply().result is None  # beat firing twice: one pack
     assert EvidencePack.objects.count() == 1
 
+
+@pytest.mark.parametrize(("today", "first", "last"), [
+    (dt.datetime(2026, 2, 10, 9, tzinfo=dt.UTC), dt.date(2026, 1, 1), dt.date(2026, 1, 31)),
+    (dt.datetime(2026, 3, 1, 0, 5, tzinfo=dt.UTC), dt.date(2026, 2, 1), dt.date(2026, 2, 28)),
+])
+def test_demo_load_fills_last_month_and_nothing_after(db, monkeypatch, today, first,
+                                                      last) -> None:
+    """`generate_audit_load N` (the README's first step) covers every day of last month and
+    nothing after it: no day of a 31-day month without records (an AU-12 gap), no February
+    load spilling into this month."""
+    import types
+
+    from reports.management.commands import generate_audit_load
+
+    monkeypatch.setattr(generate_audit_load, "timezone", types.SimpleNamespace(now=lambda: today))
+    call_command("generate_audit_load", "600")
+    days = {at.date() for at in AuditRecord.objects.values_list("at", flat=True)}
+    assert min(days) == first and max(days) == last
+    assert len(days) == (last - first).days + 1
