@@ -162,7 +162,7 @@ async def _authorize_sql(roles: tuple[RolePolicy, ...], arguments: dict[str, Any
     if chosen is None:
         return Decision(False, tuple(reasons), sql=facts)
     columns = ctx.facts.column_plan(
-        analysis, lambda: column_plan(analysis, ctx.classifier, policy_tags))
+        analysis, ctx.classifier, lambda: column_plan(analysis, ctx.classifier, policy_tags))
     reads_masked = any(chosen.masking.is_masked(c) for c in columns.all_classes
                        if c != COMPUTED_CLASS)
     if chosen.needs_dry_run:

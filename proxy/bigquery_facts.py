@@ -25,6 +25,7 @@ from bigquery_mcp.client import make_bigquery_client, scalar_query_parameters
 # Schema versions are unique across every connection in the process: the SQL analyzer's cache
 # is keyed on the version, so two schemas must never share one.
 _SCHEMA_VERSIONS = itertools.count(1)
+PLAN_CACHE_ENTRIES = 2048
 
 
 class BigQueryFactsError(Exception):
@@ -87,7 +88,7 @@ class BigQueryFacts:
     _datasets: dict[str, _DatasetSchema] = field(default_factory=dict, init=False)
     _dry_runs: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict, init=False)
     _merged: dict[frozenset[str], tuple[int, dict, dict]] = field(default_factory=dict, init=False)
-    _plans: OrderedDict[int, tuple[Any, Any]] = field(default_factory=OrderedDict, init=False)
+    _plans: OrderedDict[int, tuple[Any, Any, Any]] = field(default_factory=OrderedDict, init=False)
     version: int = field(default=0, init=False)
 
     def _bq(self) -> bigquery.Client:
@@ -160,15 +161,20 @@ class BigQueryFacts:
             self._merged[key] = merged
         return merged[1], merged[2]
 
-    def column_plan(self, analysis: Any, build: Callable[[], Any]) -> Any:
-        """The column classes of an analysed statement, built once per analysis (analyses are
-        cached and immutable, so their identity is a safe key while we hold them)."""
+    def column_plan(self, analysis: Any, classifier: Any, build: Callable[[], Any]) -> Any:
+        """The column classes of an analysed statement, built once per analysis and column
+        classification (both are immutable, so their identities are a safe key while we hold
+        them). The classifier is part of the key because a connection's column classes change
+        without its schema changing: a column classified later must be masked on the next
+        call of a statement already seen, not when the schema is next reloaded."""
         hit = self._plans.get(id(analysis))
-        if hit is not None and hit[0] is analysis:
-            return hit[1]
+        if hit is not None and hit[0] is analysis and hit[1] is classifier:
+            self._plans.move_to_end(id(analysis))
+            return hit[2]
         plan = build()
-        self._plans[id(analysis)] = (analysis, plan)
-        if len(self._plans) > 4096:
+        self._plans[id(analysis)] = (analysis, classifier, plan)
+        self._plans.move_to_end(id(analysis))
+        while len(self._plans) > PLAN_CACHE_ENTRIES:
             self._plans.popitem(last=False)
         return plan
 

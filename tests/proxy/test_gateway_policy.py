@@ -211,3 +211,29 @@ async def test_allowed_calls_are_recorded_with_masking_summary_and_chain_verifie
 
     assert hashlib.sha256(outcome.response_body.encode()).hexdigest() == outcome.response_sha256
     assert (await run_db(verify_chain)).ok
+
+
+async def test_a_column_classified_later_is_masked_on_the_next_call_of_a_seen_statement(
+    gateway, engineer_token, demo_connection
+) -> None:  # type: ignore[no-untyped-def]
+    """The gateway remembers the analysis (and column classes) of statements it has seen; a
+    column an admin classifies afterwards must be masked on the very next call of the same
+    statement, not when a cache happens to expire."""
+    from portal.services.policy import connection_save
+
+    sql = "SELECT customer_id, country FROM shop.customers WHERE customer_id <= 3"
+    before = await call(gateway, engineer_token, sql)
+    countries = [r["country"] for r in before.structured_content["rows"]]
+    assert countries and all(c and not c.startswith("[REDACTED") for c in countries)
+
+    def classify_country() -> None:
+        demo_connection.column_classes = {**demo_connection.column_classes,
+                                          "*.*.customers.country": "address"}
+        connection_save(connection=demo_connection, by=None, reason="country is an address part")
+
+    await run_db(classify_country)
+    await gateway.gateway.pipeline.watcher.check_now()
+    after = await call(gateway, engineer_token, sql)
+    assert not after.is_error
+    assert [r["country"] for r in after.structured_content["rows"]] == ["[REDACTED:address]"] * 3
+    assert all(f'"{c}"' not in after.content[0].text for c in countries)  # the text twin too
