@@ -9,7 +9,10 @@ Two formats, told apart by which one a record's hash matches (no column records 
 The chain key (WARDGATE_AUDIT_CHAIN_KEY) is not in the database, so someone who can write the
 database but not read the key cannot recompute hashes after an edit: verification names the
 edited record itself. v1 records are accepted only before the first v2 record (chains written
-before keying); a v1 record after a v2 one is a rewrite without the key.
+before keying); a v1 record after a v2 one is a rewrite without the key. The same holds for v2
+records under a legacy key (WARDGATE_AUDIT_CHAIN_LEGACY_KEYS, e.g. the public key older demos
+derived from their built-in secret): accepted before the first record under the current key
+only.
 
 canonical_json: sorted keys, no whitespace, ASCII only, datetimes as ISO-8601 UTC with
 microseconds. The values hashed are exactly the values stored: `audit.services` normalises every
@@ -99,12 +102,17 @@ def compute_hash(prev_hash: str, fields: Mapping[str, Any], key: bytes | None = 
 
 
 def hash_format(prev_hash: str, fields: Mapping[str, Any], stored: str,
-                key: bytes | None) -> int | None:
-    """Which format `stored` is for these fields: 2 (keyed), 1 (legacy) or None (neither)."""
+                key: bytes | None, legacy_keys: tuple[bytes, ...] = ()) -> int | None:
+    """Which format `stored` is for these fields: 2 (keyed with `key`), 1 (legacy: unkeyed, or
+    keyed with one of `legacy_keys`, the keys the chain was written under before `key`) or None
+    (neither)."""
     if key and hmac.compare_digest(compute_hash(prev_hash, fields, key), stored):
         return 2
     if hmac.compare_digest(compute_hash(prev_hash, fields), stored):
         return 1
+    for old_key in legacy_keys:
+        if hmac.compare_digest(compute_hash(prev_hash, fields, old_key), stored):
+            return 1
     return None
 
 

@@ -17,6 +17,8 @@ from wardgate.typed_config import SettingsBacked
 class AuditConfig:
     # Keys the hash chain (HMAC-SHA256); empty: records are written in the legacy v1 format.
     chain_key: str = ""
+    # Keys the chain was written under before `chain_key`: accepted only before its first record.
+    chain_legacy_keys: tuple[str, ...] = ()
     # Ed25519 key signing checkpoints (PEM or base64 of 32 raw bytes); empty: none is signed.
     checkpoint_signing_key: str = ""
     # Public keys of rotated-out signing keys, so their checkpoints still verify.
@@ -36,6 +38,7 @@ class AuditConfig:
 
         return cls(
             chain_key=getattr(settings, "WARDGATE_AUDIT_CHAIN_KEY", ""),
+            chain_legacy_keys=tuple(getattr(settings, "WARDGATE_AUDIT_CHAIN_LEGACY_KEYS", [])),
             checkpoint_signing_key=getattr(settings, "WARDGATE_CHECKPOINT_SIGNING_KEY", ""),
             checkpoint_verify_keys=tuple(getattr(settings, "WARDGATE_CHECKPOINT_VERIFY_KEYS", [])),
             checkpoint_export=getattr(settings, "WARDGATE_CHECKPOINT_EXPORT", ""),

@@ -30,6 +30,15 @@ def chain_key() -> bytes | None:
     return key.encode() if key else None
 
 
+def chain_legacy_keys() -> tuple[bytes, ...]:
+    """Keys the chain was written under before the current one (WARDGATE_AUDIT_CHAIN_LEGACY_KEYS):
+    verification accepts them only for records before the first one under the current key."""
+    from .config import audit_config
+
+    current = audit_config().chain_key
+    return tuple(k.encode() for k in audit_config().chain_legacy_keys if k and k != current)
+
+
 @dataclass(slots=True)
 class AuditEntry:
     """One event to record. seq, at, prev_hash and hash are assigned when it is appended."""

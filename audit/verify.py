@@ -24,7 +24,7 @@ from .checkpoints import (
     verify_keys,
 )
 from .models import AuditChainHead, AuditRecord
-from .services import HEAD_ID, chain_key
+from .services import HEAD_ID, chain_key, chain_legacy_keys
 
 # The event retention appends after a purge (audit/retention.py); verification reads its detail
 # to accept the purged prefix.
@@ -59,6 +59,7 @@ def verify_chain(
     expected_seq, prev_hash = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS_HASH)
     checked = 0
     key = chain_key()
+    legacy_keys = chain_legacy_keys() if key else ()
     keyed_since: int | None = None  # the first keyed (v2) record: no legacy one may follow
 
     def broken(seq: int, problem: str) -> VerifyResult:
@@ -83,7 +84,7 @@ def verify_chain(
                     f"record {seq} does not link to record {seq - 1}: its prev_hash is not "
                     f"that record's hash (one of the two was rewritten)",
                 )
-            form = hash_format(prev_hash, row, row["hash"], key)
+            form = hash_format(prev_hash, row, row["hash"], key, legacy_keys)
             if form is None:
                 return broken(seq, f"record {seq} was altered: its content does not match its "
                                    f"hash" + (" under the chain key" if key else ""))
@@ -92,9 +93,9 @@ def verify_chain(
             elif form == 1 and keyed_since is not None:
                 return broken(
                     seq,
-                    f"record {seq} was altered: its hash is not keyed although the chain is keyed "
-                    f"since record {keyed_since} (it and the records after it were recomputed "
-                    f"without the chain key)")
+                    f"record {seq} was altered: its hash is not keyed with the chain key although the "
+                    f"chain is keyed since record {keyed_since} (it and the records after it "
+                    f"were recomputed without the chain key)")
             prev_hash = row["hash"]
             expected_seq += 1
             checked += 1

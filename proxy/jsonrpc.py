@@ -71,10 +71,25 @@ def loads_or_none(raw: str | bytes) -> Any:
         return None
 
 
+def _unambiguous_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are distinct even ignoring case. Two keys that repeat, or differ
+    only in case, read differently to different parsers: Python keeps the last of equal keys,
+    some parsers the first, and Go's encoding/json (MCP servers written in Go) matches struct
+    fields ignoring case, so `{"sql": "SELECT 1", "SQL": "..."}` would be policed as one
+    statement and run as the other. The forwarded body is the one the client sent: refused."""
+    found = dict(pairs)
+    if len(found) != len(pairs) or len({key.casefold() for key in found}) != len(found):
+        raise BadMessage("request.ambiguous_keys",
+                         "Invalid Request: an object repeats a key, or has keys that differ only "
+                         "in case; send each key once")
+    return found
+
+
 def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
-    """One JSON-RPC 2.0 message and its kind: request, notification or response."""
+    """One JSON-RPC 2.0 message and its kind: request, notification or response. Objects with
+    repeated or case-colliding keys are refused (`_unambiguous_object`)."""
     try:
-        message = json.loads(body)
+        message = json.loads(body, object_pairs_hook=_unambiguous_object)
     except (ValueError, UnicodeDecodeError):
         raise BadMessage("request.malformed_json", "Parse error: the body is not JSON",
                          PARSE_ERROR) from None

@@ -51,6 +51,13 @@ def test_demo_check_from_fresh_checkout(tmp_path: Path) -> None:
     # The chain head was signed at start and exported outside the database.
     assert "audit checkpoint #" in out
     assert list((checkout / "var" / "checkpoints").glob("checkpoint-*.json"))
+    # The chain is keyed with a key made for this installation, outside the database, and the
+    # whole trail of the run verifies with it (checkpoint export included).
+    assert len((checkout / "var" / "audit-chain.key").read_text().strip()) == 64
+    verified = subprocess.run([sys.executable, "manage.py", "audit_verify"], cwd=checkout,
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "audit chain OK" in verified.stdout and "checkpoints OK" in verified.stdout
 
 
 def test_demo_refuses_production_mode(tmp_path: Path) -> None:

@@ -28,11 +28,14 @@ from django.utils import timezone
 
 from ..control_models import ExportCursor
 from ..models import AuditChainHead, AuditRecord
-from ..services import HEAD_ID
+from ..services import HEAD_ID, AuditEntry, append_records
 from .records import EXPORT_FIELDS, export_record
 from .sinks import DeliveryError, Sink, describe
 
 log = logging.getLogger(__name__)
+
+
+CURSOR_SET_EVENT = "audit.export_cursor_set"
 
 
 class ExportError(Exception):
@@ -107,11 +110,20 @@ class Exporter:
         self.stats.cursor = cursor["seq"]
         return cursor["seq"]
 
-    def set_cursor(self, seq: int) -> None:
-        """Operator override (after a restore, or to skip history a new SIEM should not get)."""
-        self.acquire()
+    def set_cursor(self, seq: int, *, by: str, auth_method: str = "", user_agent: str = "") -> None:
+        """Operator override (after a restore, or to skip history a new SIEM should not get).
+        Recorded with who did it (AU-3): moving the cursor forward keeps records from the SIEM,
+        so the move itself is an audit record (and is delivered to the SIEM next)."""
+        previous = self.acquire()
         try:
-            self._cursors().filter(leased_by=self.owner).update(seq=seq, updated_at=timezone.now())
+            with transaction.atomic(using=self.using):
+                self._cursors().filter(leased_by=self.owner).update(
+                    seq=seq, updated_at=timezone.now())
+                append_records([AuditEntry(
+                    event=CURSOR_SET_EVENT, actor=by[:150], auth_method=auth_method,
+                    user_agent=user_agent[:512], decision="info",
+                    detail={"sink": self.cursor_name, "from_seq": previous, "to_seq": seq})],
+                    using=self.using)
         finally:
             self.release()
 

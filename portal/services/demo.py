@@ -12,6 +12,7 @@ from portal.config import portal_config
 from portal.models import Connection, Grant
 from portal.models import Role as PolicyRole
 from portal.roles import Role
+from portal.services.events import SYSTEM, RequestMeta, portal_event
 from portal.services.security import security_revision_bump
 from proxy.presets import preset_fields
 
@@ -71,16 +72,36 @@ DEMO_LOGINS = [
 
 
 @transaction.atomic
-def demo_users_ensure() -> list[DemoLogin]:
+def demo_users_ensure(*, meta: RequestMeta = SYSTEM) -> list[DemoLogin]:
+    """The demo's sign-ins, as the banner prints them: created, re-enabled (a demo account an
+    admin disabled is enabled again), passwords set to the printed ones and roles restored.
+    Recorded (`portal.demo_accounts_ensured`, by whoever ran the demo, with what changed
+    beyond the passwords); a change bumps the security revision, like any change to accounts."""
     user_model = get_user_model()
+    changes: dict[str, list[str]] = {}
     for login in DEMO_LOGINS:
         group, _ = Group.objects.get_or_create(name=login.role.value)
-        user, _ = user_model.objects.get_or_create(username=login.username)
+        user, created = user_model.objects.get_or_create(username=login.username)
+        admin = login.role is Role.ADMIN
+        changed = ["created"] if created else []
+        if not created:
+            changed += [what for what, differs in (
+                ("enabled", not user.is_active),
+                ("superuser", (user.is_staff, user.is_superuser) != (admin, admin)),
+                (f"group_added:{group.name}", not user.groups.filter(pk=group.pk).exists()),
+            ) if differs]
         user.is_active = True
-        user.is_staff = user.is_superuser = login.role is Role.ADMIN
+        user.is_staff = user.is_superuser = admin
         user.set_password(login.password)
         user.save()
         user.groups.add(group)
+        if changed:
+            changes[login.username] = changed
+    if changes:
+        security_revision_bump()
+    portal_event("demo_accounts_ensured", by=None, meta=meta,
+                 detail={"passwords_set": [login.username for login in DEMO_LOGINS],
+                         "changes": changes})
     return DEMO_LOGINS
 
 

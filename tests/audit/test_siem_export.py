@@ -3,6 +3,7 @@ TLS) and HTTP receivers started by the tests."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from collections import Counter
@@ -20,7 +21,9 @@ from audit.export.exporter import ExportBusy, Exporter, ExportError, LeaseLost
 from audit.export.formatters import JsonFormatter, SyslogFormatter
 from audit.export.sinks import DeliveryError, FileSink, SyslogTcpSink
 from audit.maintenance import purge_window
+from audit.models import AuditRecord
 from audit.tasks import siem_export
+from tests.conftest import make_user
 
 from .conftest import sql
 from .controls_helpers import chain
@@ -295,8 +298,9 @@ def test_a_cursor_beyond_the_chain_head_stops_the_export() -> None:
         exporter = syslog_exporter(receiver)
         with pytest.raises(ExportError, match="chain head is at 3"):
             exporter.run_once()
-        exporter.set_cursor(2)
-        assert exporter.run_once().records == 1
+        exporter.set_cursor(2, by="operator")
+        # Record 3, then the record of the cursor move itself: the SIEM learns of the skip.
+        assert exporter.run_once().records == 2
         exporter.close()
 
 
@@ -314,6 +318,17 @@ def test_audit_export_command_and_celery_task(
         assert siem_export() == {"f": {"records": 4, "cursor": 7}}
         call_command("audit_export", "--sink", "f", "--set-cursor", "5")
         assert cursor("f") == 5
+        # Moving the cursor keeps records from the SIEM: who did it is on record.
+        moved = AuditRecord.objects.get(event="audit.export_cursor_set")
+        assert moved.actor == f"os:{getpass.getuser()}" and moved.auth_method == "cli"
+        assert moved.detail == {"sink": "f", "from_seq": 7, "to_seq": 5}
+        make_user("siem-admin", "admin")
+        call_command("audit_export", "--sink", "f", "--set-cursor", "9", "--by", "siem-admin")
+        assert AuditRecord.objects.filter(event="audit.export_cursor_set").latest("seq").actor \
+            == "siem-admin"
+        with pytest.raises(CommandError, match="no active account 'ghost'"):
+            call_command("audit_export", "--sink", "f", "--set-cursor", "1", "--by", "ghost")
+        assert cursor("f") == 9
         with pytest.raises(CommandError, match="no SIEM sink named 'nope'"):
             call_command("audit_export", "--sink", "nope", "--once")
     lines = path.read_text().splitlines()

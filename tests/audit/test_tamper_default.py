@@ -6,8 +6,14 @@ it."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import stat
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -19,6 +25,8 @@ from audit.models import AuditRecord
 from audit.services import append_records
 from audit.tasks import checkpoint as checkpoint_task
 from audit.verify import verify_chain, verify_log
+from tests.conftest import ROOT
+from wardgate.settings.safety import DEMO_SECRET_KEY
 
 from .conftest import make_entry, sql
 from .controls_helpers import chain, rewrite_from, stored, triggers_dropped
@@ -99,4 +107,59 @@ def test_a_chain_written_before_keying_is_continued_keyed() -> None:
     assert verify_chain().ok and verify_log().ok
     # A legacy-format record after the keyed ones is a rewrite without the key.
     rewrite_from(6, key=None, actor="mallory")
+    assert (verify_chain().ok, verify_chain().first_broken_seq) == (False, 6)
+
+
+# The key earlier versions derived for the demo from its built-in Django secret: anyone with the
+# source has it, so it is what an attacker of a default installation would recompute with.
+PUBLIC_DEMO_KEY = hashlib.sha256(b"audit-chain:" + DEMO_SECRET_KEY.encode()).hexdigest()
+
+
+def demo_chain_key(var_dir: Path) -> str:
+    """The chain key a demo installation in `var_dir` starts with (no key in the environment)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_", "DJANGO_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; from django.conf import settings; "
+         "django.setup(); print(settings.WARDGATE_AUDIT_CHAIN_KEY)"],
+        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "wardgate.settings",
+                       "WARDGATE_VAR_DIR": str(var_dir)},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_the_demo_chain_key_is_made_for_the_installation_not_taken_from_the_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = demo_chain_key(tmp_path / "a")
+    assert len(first) == 64 and first != PUBLIC_DEMO_KEY
+    key_file = tmp_path / "a" / "audit-chain.key"
+    assert key_file.read_text().strip() == first
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert demo_chain_key(tmp_path / "a") == first  # the same installation keeps its key
+    assert demo_chain_key(tmp_path / "b") != first  # another installation has its own
+    from django.conf import settings
+
+    assert settings.WARDGATE_AUDIT_CHAIN_KEY not in ("", PUBLIC_DEMO_KEY)
+
+
+def test_a_chain_recomputed_with_the_public_demo_key_is_caught_at_the_edited_record(capsys) -> None:  # type: ignore[no-untyped-def]
+    # The default configuration's attacker: write access to the database and the source code,
+    # recomputing every hash after the edit with the key the source gives away.
+    chain(20)
+    rewrite_from(13, key=PUBLIC_DEMO_KEY.encode(), decision="allow", actor="nobody")
+    result = verify_chain()
+    assert (result.ok, result.first_broken_seq) == (False, 13)
+    with pytest.raises(CommandError, match="audit chain BROKEN at record 13"):
+        call_command("audit_verify")
+
+
+def test_a_chain_begun_under_the_old_demo_key_is_continued_and_stays_guarded() -> None:
+    with override_settings(WARDGATE_AUDIT_CHAIN_KEY=PUBLIC_DEMO_KEY):
+        chain(4)  # an installation from before the demo had a key of its own
+    # Every record under the old key is what a rewrite of the whole chain with it looks like.
+    assert verify_chain().ok is False
+    chain(3, start=4)  # the next appends (the demo makes some at start) are under the new key
+    assert verify_chain().ok and verify_log().ok
+    # Recomputed with the old (public) key after the current key took over: named.
+    rewrite_from(6, key=PUBLIC_DEMO_KEY.encode(), actor="mallory")
     assert (verify_chain().ok, verify_chain().first_broken_seq) == (False, 6)

@@ -64,3 +64,29 @@ def test_policy_apply_without_by_records_the_os_user(connection, tmp_path) -> No
     call_command("policy_apply", str(path), "--reason", "r", stdout=io.StringIO())
     applied = AuditRecord.objects.filter(event__startswith="portal.policy").order_by("-seq").first()
     assert applied is not None and applied.actor == OS_USER and applied.auth_method == "cli"
+
+
+def test_the_demo_re_enabling_its_accounts_is_recorded() -> None:
+    from audit.actors import command_actor
+    from portal.services.accounts import account_disable
+    from portal.services.demo import demo_users_ensure
+    from portal.services.events import SYSTEM, meta_from_command
+    from portal.services.security import security_revision_current
+
+    demo_users_ensure()  # first start: the accounts are created (and that is recorded)
+    first = last("portal.demo_accounts_ensured")
+    assert first.detail["changes"]["engineer"] == ["created"]
+    from django.contrib.auth import get_user_model
+
+    engineer = get_user_model().objects.get(username="engineer")
+    account_disable(account=engineer, by=None, reason="left", meta=SYSTEM)
+    revision = security_revision_current()
+    # The next `manage.py demo` enables the account an admin disabled: never silently.
+    demo_users_ensure(meta=meta_from_command(command_actor("", "demo")))
+    engineer.refresh_from_db()
+    assert engineer.is_active
+    again = last("portal.demo_accounts_ensured")
+    assert again.actor == OS_USER and again.auth_method == "cli"
+    assert again.detail["changes"] == {"engineer": ["enabled"]}
+    assert security_revision_current() > revision
+    assert verify_chain().ok

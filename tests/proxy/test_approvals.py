@@ -123,6 +123,15 @@ async def test_nobody_approves_their_own_query(gateway, engineer, engineer_token
     approval_id = pending_id(await call(gateway, engineer_token))
     with pytest.raises(ApprovalError, match="Separation of duties"):
         await run_db(approve, approval_id, engineer)
+
+    def refused():  # type: ignore[no-untyped-def]
+        from audit.models import AuditRecord
+
+        return AuditRecord.objects.filter(event="portal.approval_refused").order_by("-seq").first()
+
+    blocked = await run_db(refused)  # the blocked self-approval is on record, by its author
+    assert blocked.actor == engineer.username and blocked.decision == "deny"
+    assert blocked.detail["approval_id"] == approval_id
     outsider = await run_db(make_user, "someone", "engineer")
     with pytest.raises(ApprovalError, match="not in an approver group"):
         await run_db(approve, approval_id, outsider)

@@ -59,6 +59,12 @@ async def test_missing_malformed_and_forged_tokens_are_refused_and_recorded(gate
     await assert_refused(basic, 401, "auth.malformed")
 
 
+def last_rejection():  # type: ignore[no-untyped-def]
+    from audit.models import AuditRecord
+
+    return AuditRecord.objects.filter(event="mcp.rejected").order_by("-seq").first()
+
+
 async def test_expired_and_revoked_personal_tokens_are_refused(gateway, engineer, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
@@ -74,10 +80,13 @@ async def test_expired_and_revoked_personal_tokens_are_refused(gateway, engineer
 
     expired_plain, live, live_plain = await run_db(issue_two)
     await assert_refused(await post(gateway, expired_plain), 401, "auth.expired_token")
+    # A known token, refused: the refusal is the owner's, not anonymous.
+    assert (await run_db(last_rejection)).actor == "engineer"
     assert (await post(gateway, live_plain)).status_code == 200
     await run_db(lambda: token_revoke(token=live, by=None, meta=SYSTEM))
     await gateway.gateway.pipeline.watcher.check_now()
     await assert_refused(await post(gateway, live_plain), 401, "auth.revoked_token")
+    assert (await run_db(last_rejection)).actor == "engineer"
 
 
 async def test_disabled_or_quarantined_identity_is_refused_with_a_valid_token(gateway, engineer, engineer_token) -> None:  # type: ignore[no-untyped-def]

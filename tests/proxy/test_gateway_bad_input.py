@@ -80,6 +80,19 @@ def records(event: str) -> list:
     (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1,2]}', 400, "request.bad_params"),
     (b'{"jsonrpc":"2.0","id":1}', 400, "request.not_jsonrpc"),
     (b'"just a string"', 400, "request.not_jsonrpc"),
+    # Keys that repeat or differ only in case: the gateway would police one reading and an
+    # upstream (Go's encoding/json matches fields ignoring case; some parsers keep the first
+    # of two equal keys) act on another.
+    (b'{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call",'
+     b'"params":{"name":"execute_sql","arguments":{"sql":"DELETE FROM shop.orders WHERE TRUE"}}}',
+     400, "request.ambiguous_keys"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list"}', 400,
+     "request.ambiguous_keys"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"execute_sql",'
+     b'"arguments":{"sql":"SELECT 1 AS a","SQL":"DELETE FROM shop.orders WHERE TRUE"}}}', 400,
+     "request.ambiguous_keys"),
+    (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_table_ids",'
+     b'"NAME":"execute_sql","arguments":{}}}', 400, "request.ambiguous_keys"),
 ])
 async def test_malformed_messages_are_refused_recorded_and_not_forwarded(  # type: ignore[no-untyped-def]
         gateway, engineer_token, counted, body, status, reason) -> None:

@@ -13,11 +13,13 @@ proxy/config.py), built from the values below.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 
+from wardgate.installation_secret import installation_secret
 from wardgate.keys import demo_signing_key, signing_key_problem
 
 from .env import Env
@@ -56,10 +58,28 @@ WARDGATE_TOKEN_HMAC_KEY = env.text(
     "WARDGATE_TOKEN_HMAC_KEY", "" if PRODUCTION else _derived_demo_key("tokenize")
 )
 # Keys the audit hash chain (HMAC-SHA256, audit/chain.py). Never stored in the database: without
-# it, a database-level attacker cannot recompute the chain after an edit.
-WARDGATE_AUDIT_CHAIN_KEY = env.text(
-    "WARDGATE_AUDIT_CHAIN_KEY", "" if PRODUCTION else _derived_demo_key("audit-chain")
-)
+# it, a database-level attacker cannot recompute the chain after an edit. The demo's is random,
+# made for the installation in VAR_DIR/audit-chain.key (0600): one derived from the demo's
+# built-in secret would be public (it is in the source), so it would protect nothing.
+WARDGATE_AUDIT_CHAIN_KEY = env.optional_text("WARDGATE_AUDIT_CHAIN_KEY")
+if WARDGATE_AUDIT_CHAIN_KEY is None:
+    WARDGATE_AUDIT_CHAIN_KEY = ""
+    if not PRODUCTION:
+        try:
+            WARDGATE_AUDIT_CHAIN_KEY = installation_secret(VAR_DIR / "audit-chain.key")
+        except (OSError, ValueError) as _exc:
+            STARTUP_PROBLEMS.append(f"the demo's audit chain key cannot be kept in "
+                                    f"{VAR_DIR / 'audit-chain.key'} ({_exc}); set "
+                                    f"WARDGATE_AUDIT_CHAIN_KEY")
+        else:
+            # Processes started from this one (the demo's web server and worker, test gateways
+            # with a VAR_DIR of their own) append to the same chain, so they use the same key.
+            os.environ["WARDGATE_AUDIT_CHAIN_KEY"] = WARDGATE_AUDIT_CHAIN_KEY
+# Keys the chain was written under before the current one: accepted only for the records before
+# the first record under the current key, like the unkeyed v1 format (an old record rewritten
+# after that is still caught). The demo's: the public key earlier versions derived for it.
+WARDGATE_AUDIT_CHAIN_LEGACY_KEYS = env.items(
+    "WARDGATE_AUDIT_CHAIN_LEGACY_KEYS", [] if PRODUCTION else [_derived_demo_key("audit-chain")])
 
 if PRODUCTION:
     STARTUP_PROBLEMS += production_problems(

@@ -28,6 +28,10 @@ class Env:
     def text(self, name: str, default: str) -> str:
         return self._environ.get(name, default)
 
+    def optional_text(self, name: str) -> str | None:
+        """The value, or None when the variable is not set at all (set but empty: "")."""
+        return self._environ.get(name)
+
     def flag(self, name: str, default: bool) -> bool:
         raw = self._environ.get(name)
         if raw is None:

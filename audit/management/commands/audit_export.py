@@ -2,7 +2,8 @@
 sink from WARDGATE_SIEM_SINKS, at least once, resuming from the sink's persisted cursor.
 
 --once delivers everything new and exits (non-zero on failure); --follow keeps delivering new
-records until SIGTERM/SIGINT, finishing the batch in flight first.
+records until SIGTERM/SIGINT, finishing the batch in flight first. --set-cursor SEQ moves the
+sink's cursor and records who did it (--by USER, else the OS user).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.actors import CLI_AUTH_METHOD, add_by_argument, command_actor
 from audit.export.config import build_exporter, sink_spec
 from audit.export.exporter import ExportError
 from audit.export.sinks import DeliveryError, describe
@@ -36,6 +38,7 @@ class Command(BaseCommand):
             default=None,
             help="set the sink's cursor (records after SEQ are delivered next) and exit",
         )
+        add_by_argument(parser)  # recorded with --set-cursor
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument(
             "--max-batches", type=int, default=None, help="stop after this many batches"
@@ -50,7 +53,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         try:
             if options["set_cursor"] is not None:
-                exporter.set_cursor(options["set_cursor"])
+                actor = command_actor(options["by"], "audit_export")
+                exporter.set_cursor(options["set_cursor"], by=actor.name,
+                                    auth_method=CLI_AUTH_METHOD, user_agent=actor.user_agent)
                 self.stdout.write(f"cursor of {spec['name']} set to {options['set_cursor']}")
                 return
             if options["once"]:

@@ -56,7 +56,8 @@ class Command(BaseCommand):
         say = self.stdout.write
         say("Migrating the database ...")
         call_command("migrate", interactive=False, verbosity=0)
-        logins = demo_users_ensure()
+        demo_meta = meta_from_command(command_actor("", "demo"))
+        logins = demo_users_ensure(meta=demo_meta)
         stack = DemoStack(workdir=workdir, port=opts["port"], project=config.bigquery_project,
                           dataset=config.dataset, customers=opts["customers"],
                           progress=say)
@@ -72,7 +73,6 @@ class Command(BaseCommand):
                 demo_policy_ensure(connection)
                 # The demo trusts its own bundled MCP server: its current tools are reviewed
                 # and accepted on start, as an admin would do for a new connection.
-                demo_meta = meta_from_command(command_actor("", "demo"))
                 tool_catalog_refresh(connection=connection, meta=demo_meta)
                 accepted = tool_catalog_accept(connection=connection, by=None, meta=demo_meta)
                 say(f"  tool catalogue: {len(accepted)} new tool version(s) accepted")
