@@ -445,6 +445,7 @@ class Soak:
                  faults: bool = True) -> None:
         self.inject = faults
         self.warm_rss: dict[str, float] = {}
+        self.rss_trail: dict[str, list[tuple[int, float]]] = {}  # gateway -> (calls, MB) each tenth
         self.stack, self.target, self.adversarial, self.fuzz = stack, calls, adversarial, fuzz
         self.rng = random.Random(seed)
         self.issued = 0
@@ -462,9 +463,12 @@ class Soak:
         self.issued += 1
         if n and n % max(1, self.target // 10) == 0:
             print(f"  ... {n} calls issued", flush=True)
+            now = {g.name: rss_mb(g.proc.pid) for g in self.stack.gateways
+                   if g.proc and g.proc.poll() is None}
+            for name, mb in now.items():
+                self.rss_trail.setdefault(name, []).append((n, mb))
             if n == self.target // 10:  # caches warm, no fault yet: the baseline for RSS
-                self.warm_rss = {g.name: rss_mb(g.proc.pid) for g in self.stack.gateways
-                                 if g.proc and g.proc.poll() is None}
+                self.warm_rss = now
         if n % max(1, self.target // max(1, self.adversarial)) == 0 and self.adversarial:
             return n, "adversarial", self.corpus[n % len(self.corpus)]
         kind, sql = call_mix(self.rng, n)
@@ -691,6 +695,9 @@ def report(soak: Soak, rss: dict[str, tuple[float, float, float]], cpu: dict[str
             line += f"; {warm:.0f} MB after the first 10 % of calls (caches filled), " \
                     f"{(end - warm) / warm * 100:+.1f} % since"
         say(line)
+    for name, trail in sorted(soak.rss_trail.items()):
+        say(f"RSS {name} by tenth of the run (calls: MB): " +
+            ", ".join(f"{n}: {mb:.0f}" for n, mb in trail))
     say("CPU seconds (process itself, children excluded; the busiest bounds the rate): " +
         ", ".join(f"{name} {seconds:.0f}" for name, seconds in sorted(cpu.items())))
     return lost, soak.leaked, chain.ok
@@ -714,6 +721,8 @@ def main() -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
+    # SIGTERM stops the run as Ctrl-C does: the finally below stops every child we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="wardgate-soak-"))
     os.chmod(workdir, 0o755)
     started = time.monotonic()
