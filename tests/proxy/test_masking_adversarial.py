@@ -296,6 +296,34 @@ async def test_error_texts_never_carry_values(gateway, analyst_token) -> None:  
         assert customer["email"] not in record
 
 
+async def test_a_callers_value_is_never_tokenized_like_a_classified_column(
+    gateway, analyst_token
+) -> None:  # type: ignore[no-untyped-def]
+    """Tokens are keyed so a caller cannot compute them: if the gateway tokenized a value the
+    caller chose, a token equal to a real row's would confirm a guessed name. A result column
+    that cannot be tied to one output (a repeated name the upstream renames) is redacted."""
+    guess = generate(customers=TEST_CUSTOMERS)["customers"][0]["full_name"]
+    statements = [
+        f"SELECT full_name AS e, '{guess}' AS e FROM {DATASET}.customers "
+        f"WHERE customer_id <= 3 ORDER BY customer_id",
+        f"SELECT full_name, '{guess}' AS full_name FROM {DATASET}.customers "
+        f"WHERE customer_id <= 3 ORDER BY customer_id",
+        f"SELECT full_name AS f, '{guess}' AS f_1, '{guess}' AS f FROM {DATASET}.customers "
+        f"WHERE customer_id <= 3 ORDER BY customer_id",
+    ]
+    results = await _run_all(gateway.url("demo-bigquery"), analyst_token, statements)
+    for sql, result in zip(statements, results, strict=True):
+        assert not result.is_error, (sql, result.content[0].text)
+        rows = result.structured_content["rows"]
+        assert len(rows) == 3, sql
+        names = list(rows[0])
+        tokens = {row[names[0]] for row in rows}
+        assert all(t.startswith("tok_") for t in tokens), (sql, rows)
+        for row in rows:
+            for name in names[1:]:
+                assert row[name] not in tokens and row[name] != guess, (sql, row)
+
+
 async def test_metadata_tools_answer_only_for_queryable_tables(
     gateway, analyst_token, bigquery_client
 ) -> None:  # type: ignore[no-untyped-def]
