@@ -324,6 +324,57 @@ async def test_a_callers_value_is_never_tokenized_like_a_classified_column(
                 assert row[name] not in tokens and row[name] != guess, (sql, row)
 
 
+@pytest.fixture
+def email_token_url(gateway, engineer, demo_connection, analyst_token) -> str:  # type: ignore[no-untyped-def]
+    """A copy of the demo connection whose role tokenizes emails (a class the content
+    detectors also find), granted to the engineer; the analyst token is re-issued for it."""
+    from portal.models import Connection, Grant, Role
+    from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.demo import DEMO_ANALYST_RULES
+    from portal.services.events import SYSTEM
+    from portal.services.security import security_revision_bump
+
+    conn = Connection.objects.get(pk=demo_connection.pk)
+    conn.pk = None
+    conn.slug, conn.name = "email-tokens", "Email tokens"
+    conn.save()
+    masking = {**DEMO_ANALYST_RULES["masking"],
+               "actions": {**DEMO_ANALYST_RULES["masking"]["actions"], "email": "tokenize"}}
+    role = Role.objects.create(name="analyst-email-tokens",
+                               rules={**DEMO_ANALYST_RULES, "masking": masking})
+    Grant.objects.create(role=role, connection=conn, group=engineer.groups.get(),
+                         reason="emails tokenized")
+    tool_catalog_refresh(connection=conn)
+    tool_catalog_accept(connection=conn, by=None, meta=SYSTEM)
+    security_revision_bump()
+    return gateway.url("email-tokens")
+
+
+async def test_a_guess_the_detectors_find_is_not_tokenized_like_the_column(
+    gateway, engineer, email_token_url
+) -> None:  # type: ignore[no-untyped-def]
+    """With emails tokenized, a caller who writes guessed emails as literals (no classified
+    column read) must not get them back under the column's token: that would confirm which
+    guess is a customer's email. Found spans are redacted, the column keeps its tokens."""
+    from portal.models import Connection
+    from portal.services.events import SYSTEM
+    from portal.services.tokens import token_issue
+
+    conn = await run_db(Connection.objects.get, slug="email-tokens")
+    _, token = await run_db(lambda: token_issue(user=engineer, connections=[conn], by=None,
+                                                meta=SYSTEM))
+    email = generate(customers=TEST_CUSTOMERS)["customers"][0]["email"]
+    column, guesses = await _run_all(email_token_url, token, [
+        f"SELECT email FROM {DATASET}.customers WHERE customer_id = 1",
+        f"SELECT g FROM UNNEST(['nobody@example.com', '{email}']) AS g",
+    ])
+    assert not column.is_error and not guesses.is_error, guesses.content[0].text
+    real_token = column.structured_content["rows"][0]["email"]
+    assert real_token.startswith("tok_")
+    assert [r["g"] for r in guesses.structured_content["rows"]] == ["[REDACTED:email]"] * 2
+    assert real_token not in json.dumps(guesses.model_dump(mode="json"))
+
+
 async def test_metadata_tools_answer_only_for_queryable_tables(
     gateway, analyst_token, bigquery_client
 ) -> None:  # type: ignore[no-untyped-def]
