@@ -723,7 +723,10 @@ class _Masker:
             action = self.span_action(cls)
             if action is MaskAction.ALLOW:
                 continue
-            if action is MaskAction.NULL:  # a span cannot be null: hide it instead
+            if action is MaskAction.NULL or action is MaskAction.TOKENIZE:
+                # A span cannot be null: hide it instead. Nor tokenized: the text may be the
+                # caller's own (a literal, a computation over unclassified columns), and a
+                # keyed token equal to a column's would confirm a guessed value.
                 action = MaskAction.REDACT
             out, applied = _apply(s[start:end], cls, action, self.tokenize)
             pieces.append(s[pos:start])

@@ -1213,6 +1213,15 @@ class _QueryAnalysis:
                     direct = direct and isinstance(node, exp.Column)
                 if sources:
                     self._add_use(uses, node, sources, direct)
+            elif isinstance(node, exp.Select) and node.args.get("distinct"):
+                # SELECT DISTINCT groups by every output: which rows come back, and in what
+                # order (hash order, then a LIMIT cuts it), depends on the raw values.
+                scope = self._scope_by_expr.get(id(node))
+                if scope is None:
+                    raise SqlAnalysisError("sql.unsupported", "unresolvable SELECT DISTINCT")
+                grouped = _EMPTY.union(*(o.sources for o in self._scope_outputs(scope)))
+                if grouped:
+                    uses.append(ColumnUse(grouped, "grouping", "SELECT DISTINCT"))
             elif isinstance(node, exp.Group) and node.args.get("all"):
                 select = node.parent
                 if isinstance(select, exp.Select):

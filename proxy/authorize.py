@@ -83,7 +83,12 @@ def column_plan(analysis: SqlAnalysis, classifier: ColumnClassifier,
     names = tuple(o.name for o in analysis.outputs)
     by_name: dict[str, frozenset[str]] = {}
     for name, found in zip(names, by_position, strict=True):
-        by_name[name] = by_name.get(name, frozenset()) | found  # a name given twice: both
+        if name in by_name:
+            # A name given twice gets both classes, redacted (one of the two may be the
+            # caller's own value: see proxy.mask.column_classes_for).
+            found = by_name[name] | found
+            found = found | {COMPUTED_CLASS} if found else found
+        by_name[name] = found
     return ColumnPlan(by_position, by_name,
                       classes(analysis.columns) | frozenset().union(*by_position), names)
 

@@ -10,6 +10,7 @@ from time import perf_counter
 from typing import Any
 
 from policy.masking import (
+    COMPUTED_CLASS,
     MaskingPolicy,
     MaskingSummary,
     UnmaskableResult,
@@ -60,24 +61,33 @@ def column_classes_for(result: Mapping[str, Any], plan: ColumnPlan) -> dict[str,
 
     BigQuery names unnamed expressions itself (f0_, ...), so when the counts agree columns are
     matched by position; otherwise by name. A result column nobody can account for gets every
-    class the statement read: the strictest safe assumption.
+    class the statement read, and so does a name given twice: the strictest safe assumption.
+    Such a column is redacted, never tokenized or partially kept: it may hold the caller's own
+    value (``SELECT full_name AS e, 'Ada Lovelace' AS e``), and its token would confirm a guess.
     """
     names = _result_column_names(result)
     if names is not None and len(names) == len(plan.by_position):
         # A column whose name is not the one the analysis expects at its position (a star
-        # expanded in another order, a stale schema) gets every class read; a name given
-        # twice gets the classes of both positions.
+        # expanded in another order, a stale schema, a duplicate renamed) gets every class
+        # read; a name given twice gets the classes of both positions.
         mapping: dict[str, frozenset[str]] = {}
         for i, (name, classes) in enumerate(zip(names, plan.by_position, strict=True)):
             if i < len(plan.names) and not _same_output(name, plan.names[i]):
-                classes = plan.all_classes
-            mapping[name] = mapping.get(name, frozenset()) | classes
+                classes = _unaccounted(plan.all_classes)
+            if name in mapping:
+                classes = _unaccounted(mapping[name] | classes)
+            mapping[name] = classes
     else:
         mapping = dict(plan.by_name)
         for name in names or ():
             if name not in mapping:
-                mapping[name] = plan.all_classes
+                mapping[name] = _unaccounted(plan.all_classes)
     return mapping
+
+
+def _unaccounted(classes: frozenset[str]) -> frozenset[str]:
+    """Classes for a column we cannot tie to one output: redacted if any of them is masked."""
+    return classes | {COMPUTED_CLASS} if classes else classes
 
 
 def mask_call_result(

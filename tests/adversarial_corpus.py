@@ -157,6 +157,14 @@ def adversarial_cases(dataset: str = "shop") -> list[Case]:
             f"SELECT {col.column}, COUNT(*) AS n FROM {table} AS t GROUP BY 1 LIMIT 3")
         add("implicit_flow", "grouping",
             f"SELECT {col.column}, COUNT(*) AS n FROM {table} AS t GROUP BY ALL LIMIT 3")
+        # DISTINCT groups by every output: BigQuery (and the emulator) return the groups in
+        # hash order, so which rows a LIMIT keeps, and their order, depend on the raw values.
+        add("implicit_flow", "grouping",
+            f"SELECT DISTINCT {key}, {col.column} FROM {table} AS t")
+        add("implicit_flow", "subquery",
+            f"SELECT {key} FROM (SELECT DISTINCT {key}, {col.column} FROM {table}) LIMIT 8")
+        add("implicit_flow", "cte",
+            f"WITH d AS (SELECT DISTINCT {plain}, {col.column} FROM {table}) SELECT {plain} FROM d")
         add("implicit_flow", "ordering",
             f"SELECT {key} FROM {table} AS t ORDER BY {col.column} LIMIT 5")
         add("implicit_flow", "ordering",

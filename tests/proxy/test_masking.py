@@ -426,7 +426,7 @@ MASKED_ROWS = [
     {"id": 1, "email": "j***@example.com", "full_name": "[REDACTED:name]",
      "phone": ref_token("phone", "555-123-4567"), "notes": "ip [REDACTED:ip]"},
     {"id": 2, "email": "a***@example.org", "full_name": "[REDACTED:name]", "phone": None,
-     "notes": "prefers " + ref_token("phone", "+44 20 7946 0958")},
+     "notes": "prefers [REDACTED:phone]"},  # a found span is never tokenized
 ]  # fmt: skip
 
 
@@ -447,7 +447,7 @@ def test_structured_and_text_masked_consistently() -> None:
     assert summary.counts[("email", "email", "partial")] == 2
     assert summary.counts[("full_name", "name", "redact")] == 2
     assert summary.counts[("phone", "phone", "tokenize")] == 1
-    assert summary.counts[("notes", "phone", "tokenize")] == 1
+    assert summary.counts[("notes", "phone", "redact")] == 1  # a found span: not tokenized
     assert summary.counts[("notes", "ip", "redact")] == 1
     assert summary.total == 7
 
@@ -500,12 +500,11 @@ def test_csv_text() -> None:
     )
     assert out["content"][0]["text"] == (
         "id,email,full_name,notes\r\n"
-        f'1,j***@example.com,[REDACTED:name],"call {ref_token("phone", "555-123-4567")}, '
-        'evenings"\r\n'
+        '1,j***@example.com,[REDACTED:name],"call [REDACTED:phone], evenings"\r\n'
         "2,a***@example.org,[REDACTED:name],\r\n"
     )
     assert summary.counts[("email", "email", "partial")] == 2
-    assert summary.counts[("notes", "phone", "tokenize")] == 1
+    assert summary.counts[("notes", "phone", "redact")] == 1
 
 
 def test_tsv_and_single_known_column() -> None:

@@ -296,6 +296,85 @@ async def test_error_texts_never_carry_values(gateway, analyst_token) -> None:  
         assert customer["email"] not in record
 
 
+async def test_a_callers_value_is_never_tokenized_like_a_classified_column(
+    gateway, analyst_token
+) -> None:  # type: ignore[no-untyped-def]
+    """Tokens are keyed so a caller cannot compute them: if the gateway tokenized a value the
+    caller chose, a token equal to a real row's would confirm a guessed name. A result column
+    that cannot be tied to one output (a repeated name the upstream renames) is redacted."""
+    guess = generate(customers=TEST_CUSTOMERS)["customers"][0]["full_name"]
+    statements = [
+        f"SELECT full_name AS e, '{guess}' AS e FROM {DATASET}.customers "
+        f"WHERE customer_id <= 3 ORDER BY customer_id",
+        f"SELECT full_name, '{guess}' AS full_name FROM {DATASET}.customers "
+        f"WHERE customer_id <= 3 ORDER BY customer_id",
+        f"SELECT full_name AS f, '{guess}' AS f_1, '{guess}' AS f FROM {DATASET}.customers "
+        f"WHERE customer_id <= 3 ORDER BY customer_id",
+    ]
+    results = await _run_all(gateway.url("demo-bigquery"), analyst_token, statements)
+    for sql, result in zip(statements, results, strict=True):
+        assert not result.is_error, (sql, result.content[0].text)
+        rows = result.structured_content["rows"]
+        assert len(rows) == 3, sql
+        names = list(rows[0])
+        tokens = {row[names[0]] for row in rows}
+        assert all(t.startswith("tok_") for t in tokens), (sql, rows)
+        for row in rows:
+            for name in names[1:]:
+                assert row[name] not in tokens and row[name] != guess, (sql, row)
+
+
+@pytest.fixture
+def email_token_url(gateway, engineer, demo_connection, analyst_token) -> str:  # type: ignore[no-untyped-def]
+    """A copy of the demo connection whose role tokenizes emails (a class the content
+    detectors also find), granted to the engineer; the analyst token is re-issued for it."""
+    from portal.models import Connection, Grant, Role
+    from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
+    from portal.services.demo import DEMO_ANALYST_RULES
+    from portal.services.events import SYSTEM
+    from portal.services.security import security_revision_bump
+
+    conn = Connection.objects.get(pk=demo_connection.pk)
+    conn.pk = None
+    conn.slug, conn.name = "email-tokens", "Email tokens"
+    conn.save()
+    masking = {**DEMO_ANALYST_RULES["masking"],
+               "actions": {**DEMO_ANALYST_RULES["masking"]["actions"], "email": "tokenize"}}
+    role = Role.objects.create(name="analyst-email-tokens",
+                               rules={**DEMO_ANALYST_RULES, "masking": masking})
+    Grant.objects.create(role=role, connection=conn, group=engineer.groups.get(),
+                         reason="emails tokenized")
+    tool_catalog_refresh(connection=conn)
+    tool_catalog_accept(connection=conn, by=None, meta=SYSTEM)
+    security_revision_bump()
+    return gateway.url("email-tokens")
+
+
+async def test_a_guess_the_detectors_find_is_not_tokenized_like_the_column(
+    gateway, engineer, email_token_url
+) -> None:  # type: ignore[no-untyped-def]
+    """With emails tokenized, a caller who writes guessed emails as literals (no classified
+    column read) must not get them back under the column's token: that would confirm which
+    guess is a customer's email. Found spans are redacted, the column keeps its tokens."""
+    from portal.models import Connection
+    from portal.services.events import SYSTEM
+    from portal.services.tokens import token_issue
+
+    conn = await run_db(Connection.objects.get, slug="email-tokens")
+    _, token = await run_db(lambda: token_issue(user=engineer, connections=[conn], by=None,
+                                                meta=SYSTEM))
+    email = generate(customers=TEST_CUSTOMERS)["customers"][0]["email"]
+    column, guesses = await _run_all(email_token_url, token, [
+        f"SELECT email FROM {DATASET}.customers WHERE customer_id = 1",
+        f"SELECT g FROM UNNEST(['nobody@example.com', '{email}']) AS g",
+    ])
+    assert not column.is_error and not guesses.is_error, guesses.content[0].text
+    real_token = column.structured_content["rows"][0]["email"]
+    assert real_token.startswith("tok_")
+    assert [r["g"] for r in guesses.structured_content["rows"]] == ["[REDACTED:email]"] * 2
+    assert real_token not in json.dumps(guesses.model_dump(mode="json"))
+
+
 async def test_metadata_tools_answer_only_for_queryable_tables(
     gateway, analyst_token, bigquery_client
 ) -> None:  # type: ignore[no-untyped-def]

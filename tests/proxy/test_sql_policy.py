@@ -408,7 +408,7 @@ def masked_use_rules(sql: str, **masking: Any) -> list[str]:
     "SELECT x.e FROM (SELECT email AS e FROM customers) AS x",
     "SELECT email FROM customers UNION ALL SELECT email FROM customers",
     "SELECT email FROM customers WHERE email IS NOT NULL",
-    "SELECT DISTINCT email FROM customers",
+    "SELECT DISTINCT country FROM customers",
 ])
 def test_plain_projections_and_counts_of_masked_columns_pass(sql: str) -> None:
     assert masked_use_rules(sql) == []
@@ -424,6 +424,10 @@ def test_plain_projections_and_counts_of_masked_columns_pass(sql: str) -> None:
     "SELECT email FROM customers EXCEPT DISTINCT SELECT 'x@y.z'",
     "SELECT customer_id, RANK() OVER (PARTITION BY full_name ORDER BY customer_id) AS r FROM customers",
     "SELECT customer_id FROM customers WHERE email = 'a@b.c'",
+    # DISTINCT groups by every output: the rows kept and their (hash) order depend on values.
+    "SELECT DISTINCT email FROM customers",
+    "SELECT customer_id FROM (SELECT DISTINCT customer_id, full_name FROM customers) LIMIT 8",
+    "WITH d AS (SELECT DISTINCT country, email FROM customers) SELECT country FROM d",
 ])
 def test_every_computation_over_a_masked_column_is_refused(sql: str) -> None:
     found = masked_use_rules(sql)
@@ -532,3 +536,30 @@ def test_tables_of_other_projects_need_a_pattern_that_names_the_project() -> Non
     assert check_sql(analyze("SELECT full_name FROM customers"), any_project, "demo") == ()
     named = rules(allowed_tables=["*.shop.customers", "evil.shop.customers"])
     assert check_sql(look_alike, named, "demo") == ()
+
+
+def test_a_callers_value_under_a_repeated_name_is_redacted_never_tokenized() -> None:
+    """A result column that cannot be tied to one output gets every class read. Tokenizing it
+    would tokenize whatever it holds — here the caller's guess — and a token equal to a real
+    row's token confirms the guess (a dictionary attack on `tokenize`). It is redacted."""
+    from policy.classify import ColumnClassifier
+    from policy.masking import MaskingPolicy
+    from portal.services.demo import DEMO_ANALYST_RULES, DEMO_COLUMN_CLASSES
+    from proxy.authorize import column_plan
+    from proxy.mask import mask_call_result
+
+    guess = "Ada Lovelace"
+    plan = column_plan(analyze(f"SELECT full_name AS e, '{guess}' AS e FROM customers"),
+                       ColumnClassifier.from_config(DEMO_COLUMN_CLASSES), {})
+    policy = MaskingPolicy.from_config(DEMO_ANALYST_RULES["masking"], token_key=b"k")
+    # The emulator renames the second column; BigQuery's QueryResponse may repeat the name.
+    renamed = {"content": [], "structuredContent": {
+        "columns": [{"name": "e", "type": "STRING"}, {"name": "e_1", "type": "STRING"}],
+        "rows": [{"e": guess, "e_1": guess}]}}
+    repeated = {"content": [], "structuredContent": {
+        "schema": {"fields": [{"name": "e", "type": "STRING"}, {"name": "e", "type": "STRING"}]},
+        "rows": [{"f": [{"v": guess}, {"v": guess}]}]}}
+    row = mask_call_result(renamed, plan, policy)[0]["structuredContent"]["rows"][0]
+    assert row["e"].startswith("tok_") and row["e_1"] == "[REDACTED:name]"
+    cells = mask_call_result(repeated, plan, policy)[0]["structuredContent"]["rows"][0]["f"]
+    assert [c["v"] for c in cells] == ["[REDACTED:name]", "[REDACTED:name]"]
