@@ -142,11 +142,19 @@ class BigQueryFacts:
             cached = self._datasets.get(ds)
             if cached is None or now - cached.loaded_at > self.schema_ttl_seconds:
                 try:
-                    self._datasets[ds] = await self._in_thread(self._load_dataset, ds)
+                    loaded = await self._in_thread(self._load_dataset, ds)
                 except (gexc.GoogleAPIError, OSError) as exc:
                     raise BigQueryFactsError("bigquery.schema_unavailable",
                                              f"Could not read the schema of {ds}: {getattr(exc, 'message', None) or type(exc).__name__}") from exc
-                self.version = next(_SCHEMA_VERSIONS)
+                self._datasets[ds] = loaded
+                # A new version only when the schema really changed: every analysis and column
+                # plan is keyed by it, so a reload that finds the same tables, columns and
+                # policy tags keeps them (a new version on every reload re-analysed every
+                # statement each time and kept dead entries in the caches until evicted).
+                if cached is None or (cached.tables, cached.policy_tags) != (
+                        loaded.tables, loaded.policy_tags):
+                    self.version = next(_SCHEMA_VERSIONS)
+                    self._plans.clear()  # plans of the old version's analyses: never hit again
         # The same merged objects for the same datasets and version, so the SQL analyzer's
         # per-schema preparation is reused rather than rebuilt on every call.
         key = frozenset(datasets)
