@@ -228,6 +228,11 @@ async def relay_server_message(gw: Pipeline, call: Call, sse: SseEvent, message:
     where the connection allows them and are recorded either way; what cannot be read or
     masked is dropped and recorded; a request that is not relayed is refused to the upstream."""
     ctx = call.ctx
+    if not sse.data.strip():
+        # An event without data (a stream's priming event, carrying only its id for a
+        # resumption): nothing to mask.
+        await stream_chunk(call.send, sse.encode())
+        return
     method = method_name(message.get("method")) if isinstance(message, dict) else None
     if method is None:
         await _drop(gw, ctx, "", "not a JSON-RPC request or notification")

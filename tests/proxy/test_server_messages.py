@@ -11,9 +11,13 @@ MCP client (handshake era, so logs and sampling ride the call's stream).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,10 +26,15 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from proxy.call import Call
+from proxy.context import CallContext, Identity
 from proxy.db import run_db
+from proxy.error_texts import ErrorTextPolicy
+from proxy.handlers.relay import relay_server_message
+from proxy.record import Recorder
+from proxy.sse import SseEvent
 from tests.conftest import DATASET, http_server
-
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+from tests.proxy.test_handlers import FakeUpstream, FakeWriter
 
 CHATTY_SERVER = '''
 import sys
@@ -151,6 +160,8 @@ def server_requests() -> list[tuple[str, str, list[str]]]:
             for r in AuditRecord.objects.filter(event="mcp.server_request").order_by("seq")]
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 async def test_a_call_reading_masked_columns_withholds_what_the_upstream_says(
         gateway, chatty_token: str, mcp_server_url: str) -> None:  # type: ignore[no-untyped-def]
     raw = await raw_customer(mcp_server_url)
@@ -177,6 +188,8 @@ async def test_a_call_reading_masked_columns_withholds_what_the_upstream_says(
     assert raw["ssn"] not in stored and raw["email"] not in stored
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 async def test_a_call_without_masked_columns_relays_detected_texts(
         gateway, chatty_token: str, mcp_server_url: str) -> None:  # type: ignore[no-untyped-def]
     raw = await raw_customer(mcp_server_url)
@@ -202,3 +215,157 @@ async def test_a_call_without_masked_columns_relays_detected_texts(
     stored = await run_db(audit_texts)
     assert raw["ssn"] not in stored and raw["email"] not in stored
     assert "Explain why " in stored  # the audit trail holds what was relayed
+
+
+# ---------------------------------------------------------------------------- the relay alone
+# Against fakes (recorder writer, upstream, connection directory): what leaves on the client's
+# stream, what the upstream is told, what is recorded.
+
+SSN = "248-48-5228"
+
+
+def relay_setup(*, reads_masked: bool, session: str = "s1", masked_elsewhere: bool = False,
+                progress_token: Any = None) -> tuple[Any, Call, FakeWriter, FakeUpstream,
+                                                    list[bytes]]:
+    from proxy.transports.http import UpstreamResponse
+
+    writer, upstream, out = FakeWriter(), FakeUpstream(UpstreamResponse(202, {}, b"")), []
+
+    async def send(event: dict[str, Any]) -> None:
+        out.append(event.get("body", b""))
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("not read")
+
+    spec = SimpleNamespace(allow_sampling=True, allow_elicitation=True)
+
+    async def directory_get(slug: str) -> Any:
+        return spec
+
+    masked_calls: Counter[tuple[str, str]] = Counter()
+    if masked_elsewhere:
+        masked_calls[("demo", session)] = 1
+    gw = SimpleNamespace(recorder=Recorder(writer, 10_000),  # type: ignore[arg-type]
+                         config=SimpleNamespace(upstream_timeout_seconds=5.0),
+                         directory=SimpleNamespace(get=directory_get),
+                         masked_calls=masked_calls)
+    ctx = CallContext("demo", "127.0.0.1", "test", session, "2025-11-25",
+                      identity=Identity(7, "alice", (), "oidc"), auth_method="oidc",
+                      jsonrpc_method="tools/call", jsonrpc_id=1)
+    if reads_masked:
+        ctx.error_texts = ErrorTextPolicy(ctx.request_id, withhold=True)
+    params: dict[str, Any] = {"name": "execute_sql", "arguments": {"sql": "SELECT 1"}}
+    if progress_token is not None:
+        params["_meta"] = {"progressToken": progress_token}
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    call = Call(ctx, {}, "POST", json.dumps(message).encode(), send, receive,
+                upstream=upstream, message=message, kind="request")
+    return gw, call, writer, upstream, out
+
+
+async def relay(gw: Any, call: Call, data: str) -> None:
+    message = None
+    with contextlib.suppress(ValueError):
+        message = json.loads(data)
+    await relay_server_message(gw, call, SseEvent(data=data, event="message"), message)
+
+
+def relayed(out: list[bytes]) -> list[dict[str, Any]]:
+    return [json.loads(b.decode().split("data: ", 1)[1]) for b in out if b]
+
+
+def log(data: Any, level: str = "error") -> str:
+    return json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                       "params": {"level": level, "logger": "db", "data": data}})
+
+
+@pytest.mark.asyncio
+async def test_what_cannot_be_read_or_masked_is_dropped_and_recorded_without_its_text() -> None:
+    gw, call, writer, _, out = relay_setup(reads_masked=False, progress_token="p1")
+    deep: Any = SSN
+    for _ in range(40):
+        deep = [deep]
+    for data in (f"not json {SSN}", json.dumps({"jsonrpc": "2.0", "method": f"x/{SSN}"}),
+                 log(deep), log(SSN, level=f"loud {SSN}"),
+                 json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
+                             "params": {"progressToken": "someone-else", "progress": 1,
+                                        "message": "half"}})):
+        await relay(gw, call, data)
+    assert out == []
+    assert [(e.event, e.decision, e.reasons[0]["rule"]) for e in writer.entries] == [
+        ("mcp.server_request", "withheld", "server_message.dropped")] * 5
+    assert SSN not in repr(writer.entries)
+
+
+@pytest.mark.asyncio
+async def test_progress_for_the_calls_own_token_is_relayed_with_its_text_detected() -> None:
+    gw, call, _, _, out = relay_setup(reads_masked=False, progress_token="p1")
+    await relay(gw, call, json.dumps({
+        "jsonrpc": "2.0", "method": "notifications/progress",
+        "params": {"progressToken": "p1", "progress": 3, "total": 4,
+                   "message": f"converting {SSN}"}}))
+    [progress] = relayed(out)
+    assert progress["params"]["progressToken"] == "p1" and progress["params"]["progress"] == 3
+    assert progress["params"]["message"].startswith("converting ")
+    assert SSN not in progress["params"]["message"]
+
+
+@pytest.mark.asyncio
+async def test_texts_are_withheld_while_another_call_of_the_session_reads_masked_columns() -> None:
+    # Stdio and the GET stream cannot say which call a log message belongs to: a message on
+    # a stream of the session (here a call that reads nothing masked) is withheld meanwhile.
+    gw, call, _, _, out = relay_setup(reads_masked=False, masked_elsewhere=True)
+    await relay(gw, call, log({"note": f"value {SSN}"}))
+    [message] = relayed(out)
+    assert message["params"]["level"] == "error"
+    assert "withheld" in message["params"]["data"] and SSN not in json.dumps(message)
+    # Another session is not affected: its texts go through the detectors.
+    gw, call, _, _, out = relay_setup(reads_masked=False, session="s2")
+    gw.masked_calls[("demo", "s1")] = 1
+    await relay(gw, call, log("rows fetched: 3"))
+    assert relayed(out)[0]["params"]["data"] == "rows fetched: 3"
+
+
+@pytest.mark.asyncio
+async def test_a_server_request_with_text_during_a_masked_call_is_refused_to_the_upstream(
+        ) -> None:
+    gw, call, writer, upstream, out = relay_setup(reads_masked=True)
+    await relay(gw, call, json.dumps({
+        "jsonrpc": "2.0", "id": 9, "method": "elicitation/create",
+        "params": {"message": f"Is {SSN} yours?", "requestedSchema": {"type": "object"}}}))
+    await relay(gw, call, json.dumps({"jsonrpc": "2.0", "id": 10, "method": "roots/list",
+                                      "params": {"_meta": {"why": SSN}}}))
+    await relay(gw, call, json.dumps({"jsonrpc": "2.0", "id": 11, "method": "ping"}))
+    assert [m["id"] for m in relayed(out)] == [11]  # a ping carries no text: relayed
+    refusals = [json.loads(b) for b in upstream.sent]
+    assert [(r["id"], r["error"]["code"]) for r in refusals] == [(9, -32001), (10, -32001)]
+    assert [(e.jsonrpc_method, e.decision) for e in writer.entries] == [
+        ("elicitation/create", "deny"), ("roots/list", "withheld")]
+    assert writer.entries[0].reasons[0]["rule"] == "server_request.masked_call"
+    assert SSN not in repr(writer.entries) + repr(upstream.sent)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reads_masked", [True, False], ids=["masked-call", "plain-call"])
+async def test_input_requests_of_2026_follow_the_same_rule(reads_masked: bool) -> None:
+    from proxy.handlers.relay import _final_message
+
+    gw, call, writer, _, _ = relay_setup(reads_masked=reads_masked)
+    sampling = {"method": "sampling/createMessage", "params": {
+        "messages": [{"role": "user", "content": {"type": "text", "text": f"Explain {SSN}"}}],
+        "maxTokens": 20}}
+    raw = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {
+        "resultType": "input_required", "inputRequests": {"a": sampling},
+        "requestState": "opaque"}}).encode()
+    answer = json.loads(await _final_message(gw, call.ctx, raw, lambda r: r, 200))
+    assert SSN not in json.dumps(answer) and SSN not in repr(writer.entries)
+    [record] = writer.entries
+    if reads_masked:  # refused: the client gets a tool error instead of the request
+        assert answer["result"]["isError"] is True
+        assert (record.decision, record.reasons[0]["rule"], record.arguments) == (
+            "deny", "server_request.masked_call", None)
+    else:  # relayed, its text through the detectors; the record holds what was relayed
+        request = answer["result"]["inputRequests"]["a"]
+        assert request["params"]["messages"][0]["content"]["text"].startswith("Explain ")
+        assert record.decision == "allow"
+        assert record.arguments["messages"] == request["params"]["messages"]
