@@ -239,6 +239,15 @@ async def relay_server_message(gw: Pipeline, call: Call, sse: SseEvent, message:
         return
     texts = _server_message_texts(gw, ctx)
     if "id" in message:
+        request_id = message["id"]
+        if isinstance(request_id, bool) or not isinstance(request_id, int | str) or (
+                isinstance(request_id, str) and texts.withhold):
+            # The client answers with the id, so it leaves as it is: only a number, or a
+            # string outside a call whose texts are withheld (then through the detectors).
+            await _drop(gw, ctx, method, "its id could quote a value")
+            await _refuse_to_upstream(gw, call, request_id, method,
+                                      f"{method} is not relayed during this call")
+            return
         if method in GUARDED_SERVER_REQUESTS:
             allowed, params = await police_server_request(gw, ctx, method,
                                                           message.get("params"), texts)
@@ -247,13 +256,14 @@ async def relay_server_message(gw: Pipeline, call: Call, sse: SseEvent, message:
         else:
             try:
                 params, refusal = public_params(message.get("params"), texts), None
-            except Unrelayable as exc:
+            except Exception as exc:  # Unrelayable, or the masking failed: fail closed
                 params, refusal = None, f"{method} is not relayed during this call"
-                await _drop(gw, ctx, method, str(exc))
+                await _drop(gw, ctx, method, _why(exc))
         if refusal is not None:
             await _refuse_to_upstream(gw, call, message["id"], method, refusal)
             return
-        out: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"], "method": method}
+        out: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id
+                               if isinstance(request_id, int) else texts.public(request_id)}
         if "params" in message:
             out["params"] = params
     else:
@@ -261,15 +271,20 @@ async def relay_server_message(gw: Pipeline, call: Call, sse: SseEvent, message:
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         try:
             out = public_notification(message, texts, token)
-        except Unrelayable as exc:
-            await _drop(gw, ctx, method, str(exc))
-            return
-        except Exception:  # masking failed: fail closed, never relay the raw text
-            log.exception("could not mask a %s from the upstream", method)
-            await _drop(gw, ctx, method, "it could not be masked")
+        except Exception as exc:  # Unrelayable, or the masking failed: fail closed
+            await _drop(gw, ctx, method, _why(exc))
             return
     sse.data = jsonrpc.dumps_compact(out, ensure_ascii=False).decode()
     await stream_chunk(call.send, sse.encode())
+
+
+def _why(exc: Exception) -> str:
+    """Why a message was not relayed, for the record: our own words, never the exception's
+    text unless we wrote it (a failed masker could quote what it was masking)."""
+    if isinstance(exc, Unrelayable):
+        return str(exc)
+    log.error("could not mask a message from the upstream: %s", type(exc).__name__)
+    return "it could not be masked"
 
 
 async def _refuse_to_upstream(gw: Pipeline, call: Call, id_: Any, method: str,
@@ -316,7 +331,7 @@ async def police_server_request(gw: Pipeline, ctx: CallContext, method: str, par
             public = public_params(params, texts)
         except Exception as exc:  # Unrelayable, or the masking failed: fail closed
             reason = Reason("server_request.unmaskable",
-                            f"{method} was not relayed: it could not be masked ({exc})")
+                            f"{method} was not relayed: {_why(exc)}")
     spec = await gw.directory.get(ctx.connection_slug)
     if reason is None and not (spec is not None and
                                bool(getattr(spec, GUARDED_SERVER_REQUESTS[method]))):
@@ -363,10 +378,9 @@ async def _police_input_requests(gw: Pipeline, ctx: CallContext,
         else:  # roots/list: relayed, as on the legacy stream, its texts masked
             try:
                 params = public_params(request.get("params"), texts)
-            except Exception as exc:
+            except Exception as exc:  # Unrelayable, or the masking failed: fail closed
                 refused.append(Reason("server_request.unmaskable",
-                                      f"{method} was not relayed: it could not be masked"))
-                log.info("input request %r not relayed: %s", method, exc)
+                                      f"{method} was not relayed: {_why(exc)}"))
                 continue
         if "params" in request:
             requests[key] = {**request, "params": params}
