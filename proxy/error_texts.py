@@ -54,10 +54,12 @@ class ErrorTextPolicy:
     withhold: bool
     masking: MaskingPolicy | None = None
 
-    def public(self, text: object, *, source: str = "upstream") -> str:
+    def public(self, text: object, *, source: str = "upstream", kind: str = "an error") -> str:
+        """``text`` as it may leave; ``kind``: what the source reported (an error, a log
+        message), named in the fixed text that replaces a withheld one."""
         raw = text if isinstance(text, str) else str(text)
         if self.withhold:
-            return (f"The {source} reported an error ({error_class(raw)}). Its text is withheld "
+            return (f"The {source} reported {kind} ({error_class(raw)}). Its text is withheld "
                     "because the statement reads columns that are masked for your role. "
                     f"Request id: {self.request_id}.")
         # The client library names the endpoint it called: internal detail, not the caller's.

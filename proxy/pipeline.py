@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
@@ -71,6 +72,11 @@ class Pipeline:
         self.tokens: dict[str, tuple[dict, str, GoogleTokenSource | None]] = {}
         self.hold = config.hold
         self.live = LiveRegistry(store)
+        # Calls in flight that read masked columns, per (connection, MCP session): while one
+        # runs, texts the upstream sends on any stream of that session are withheld
+        # (proxy.handlers.relay), since stdio and GET streams cannot say which call they
+        # belong to.
+        self.masked_calls: Counter[tuple[str, str]] = Counter()
         self._sweeps: set[asyncio.Task[Any]] = set()
         self._metrics_flush: asyncio.Task[None] | None = None
         self.watcher = RevisionWatcher(store, config.revision_poll_seconds,

@@ -21,6 +21,14 @@ from proxy.context import CallContext
 from proxy.error_texts import ErrorTextPolicy
 from proxy.handlers.respond import answer_in_stream, finish, tool_error, upstream_failed
 from proxy.mask import UnmaskableResult
+from proxy.server_messages import (
+    Unrelayable,
+    carries_strings,
+    message_texts,
+    method_name,
+    public_notification,
+    public_params,
+)
 from proxy.sse import SseEvent
 from proxy.transports.http import UpstreamError
 from proxy.verdict import Reason, Verdict
@@ -45,6 +53,9 @@ async def exchange(gw: Pipeline, call: Call, transform: Transform | None,
     """Forward the request and relay the answer (see the module docstring).
     `in_stream`: an SSE response to the client is already open (a held call).
     Cancelled (the client left, access revoked): the upstream is told to cancel too."""
+    session = _masked_session(call.ctx)
+    if session is not None:
+        gw.masked_calls[session] += 1
     try:
         await _forward(gw, call, transform, event, in_stream)
     except asyncio.CancelledError:
@@ -52,6 +63,29 @@ async def exchange(gw: Pipeline, call: Call, transform: Transform | None,
             gw.keep_task(asyncio.get_running_loop().create_task(
                 _cancel_upstream(call.ctx, call.upstream, call.headers)))
         raise
+    finally:
+        if session is not None:
+            gw.masked_calls[session] -= 1
+            if gw.masked_calls[session] <= 0:
+                del gw.masked_calls[session]
+
+
+def _masked_session(ctx: CallContext) -> tuple[str, str] | None:
+    """The session of a call that reads masked columns (None: it does not, or no session)."""
+    texts = ctx.error_texts
+    if isinstance(texts, ErrorTextPolicy) and texts.withhold and ctx.mcp_session_id:
+        return (ctx.connection_slug, ctx.mcp_session_id)
+    return None
+
+
+def _server_message_texts(gw: Pipeline, ctx: CallContext) -> ErrorTextPolicy:
+    """How texts the upstream sends on ``ctx``'s stream leave: the call's policy, withheld
+    too while another call of the same session reads masked columns."""
+    texts = message_texts(ctx)
+    if not texts.withhold and ctx.mcp_session_id and \
+            gw.masked_calls.get((ctx.connection_slug, ctx.mcp_session_id), 0) > 0:
+        return ErrorTextPolicy(ctx.request_id, withhold=True, masking=texts.masking)
+    return texts
 
 
 async def _cancel_upstream(ctx: CallContext, upstream: Any, headers: dict[str, str]) -> None:
@@ -189,38 +223,125 @@ def upstream_error(error: Any, ctx: CallContext) -> dict[str, Any]:
 
 async def relay_server_message(gw: Pipeline, call: Call, sse: SseEvent, message: Any) -> None:
     """A message from the upstream that is not our response: progress, logs, and
-    server-to-client requests. Sampling and elicitation reach the client only where the
-    connection allows them; either way they are recorded."""
-    if isinstance(message, dict) and message.get("method") in GUARDED_SERVER_REQUESTS \
-            and "id" in message:
-        allowed = await server_request_allowed(gw, call.ctx, message["method"],
-                                               message.get("params"))
-        if not allowed:
-            refusal = jsonrpc.error(message["id"], jsonrpc.POLICY_DENIED,
-                                    f"{message['method']} is not allowed on this connection")
-            try:
-                reply = await call.upstream.send("POST", call.headers, jsonrpc.dumps(refusal),
-                                                 timeout=gw.config.upstream_timeout_seconds)
-                await reply.aclose()
-            except UpstreamError:
-                log.warning("could not tell the upstream its %s was refused", message["method"])
+    server-to-client requests, relayed only in the form proxy.server_messages allows (their
+    texts withheld or through the detectors). Sampling and elicitation reach the client only
+    where the connection allows them and are recorded either way; what cannot be read or
+    masked is dropped and recorded; a request that is not relayed is refused to the upstream."""
+    ctx = call.ctx
+    if not sse.data.strip():
+        # An event without data (a stream's priming event, carrying only its id for a
+        # resumption): nothing to mask.
+        await stream_chunk(call.send, sse.encode())
+        return
+    method = method_name(message.get("method")) if isinstance(message, dict) else None
+    if method is None:
+        await _drop(gw, ctx, "", "not a JSON-RPC request or notification")
+        return
+    texts = _server_message_texts(gw, ctx)
+    if "id" in message:
+        request_id = message["id"]
+        if isinstance(request_id, bool) or not isinstance(request_id, int | str) or (
+                isinstance(request_id, str) and texts.withhold):
+            # The client answers with the id, so it leaves as it is: only a number, or a
+            # string outside a call whose texts are withheld (then through the detectors).
+            await _drop(gw, ctx, method, "its id could quote a value")
+            await _refuse_to_upstream(gw, call, request_id, method,
+                                      f"{method} is not relayed during this call")
             return
+        if method in GUARDED_SERVER_REQUESTS:
+            allowed, params = await police_server_request(gw, ctx, method,
+                                                          message.get("params"), texts)
+            refusal = None if allowed else f"{method} is not allowed on this connection" \
+                if params is not None else f"{method} is not relayed during this call"
+        else:
+            try:
+                params, refusal = public_params(message.get("params"), texts), None
+            except Exception as exc:  # Unrelayable, or the masking failed: fail closed
+                params, refusal = None, f"{method} is not relayed during this call"
+                await _drop(gw, ctx, method, _why(exc))
+        if refusal is not None:
+            await _refuse_to_upstream(gw, call, message["id"], method, refusal)
+            return
+        out: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id
+                               if isinstance(request_id, int) else texts.public(request_id)}
+        if "params" in message:
+            out["params"] = params
+    else:
+        meta = call.params.get("_meta") if isinstance(call.params, dict) else None
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        try:
+            out = public_notification(message, texts, token)
+        except Exception as exc:  # Unrelayable, or the masking failed: fail closed
+            await _drop(gw, ctx, method, _why(exc))
+            return
+    sse.data = jsonrpc.dumps_compact(out, ensure_ascii=False).decode()
     await stream_chunk(call.send, sse.encode())
 
 
-async def server_request_allowed(gw: Pipeline, ctx: CallContext, method: str,
-                                 params: Any) -> bool:
-    """Whether this connection lets a sampling/elicitation request reach the client;
-    recorded either way."""
-    spec = await gw.directory.get(ctx.connection_slug)
-    allowed = spec is not None and bool(getattr(spec, GUARDED_SERVER_REQUESTS[method]))
-    note = CallContext(ctx.connection_slug, ctx.source_ip, ctx.user_agent,
+def _why(exc: Exception) -> str:
+    """Why a message was not relayed, for the record: our own words, never the exception's
+    text unless we wrote it (a failed masker could quote what it was masking)."""
+    if isinstance(exc, Unrelayable):
+        return str(exc)
+    log.error("could not mask a message from the upstream: %s", type(exc).__name__)
+    return "it could not be masked"
+
+
+async def _refuse_to_upstream(gw: Pipeline, call: Call, id_: Any, method: str,
+                              text: str) -> None:
+    refusal = jsonrpc.error(id_, jsonrpc.POLICY_DENIED, text)
+    try:
+        reply = await call.upstream.send("POST", call.headers, jsonrpc.dumps(refusal),
+                                         timeout=gw.config.upstream_timeout_seconds)
+        await reply.aclose()
+    except UpstreamError:
+        log.warning("could not tell the upstream its %s was refused", method)
+
+
+async def _drop(gw: Pipeline, ctx: CallContext, method: str, why: str) -> None:
+    """Record a server message that is not relayed (its content is not stored: it could not
+    be masked)."""
+    note = _server_note(ctx, method or "unparseable")
+    note.settle(Verdict.of("withheld", "server_message.dropped",
+                           f"A message from the upstream was not relayed: {why}"))
+    await gw.recorder.record(note, "mcp.server_request")
+
+
+def _server_note(ctx: CallContext, method: str) -> CallContext:
+    return CallContext(ctx.connection_slug, ctx.source_ip, ctx.user_agent,
                        ctx.mcp_session_id, ctx.protocol_version,
                        request_id=ctx.request_id, identity=ctx.identity,
-                       auth_method=ctx.auth_method, jsonrpc_method=method,
-                       decision="allow" if allowed else "deny", arguments=params)
+                       auth_method=ctx.auth_method, jsonrpc_method=method)
+
+
+async def police_server_request(gw: Pipeline, ctx: CallContext, method: str, params: Any,
+                                texts: ErrorTextPolicy | None = None) -> tuple[bool, Any]:
+    """Whether this connection lets a sampling/elicitation request reach the client, and its
+    params as they would leave (None: withheld, it carried text during a call that reads
+    masked columns, or could not be masked); recorded either way, with those params."""
+    texts = texts or _server_message_texts(gw, ctx)
+    reason: Reason | None = None
+    public: Any = None
+    if texts.withhold and carries_strings(params):
+        reason = Reason("server_request.masked_call",
+                        f"{method} is not relayed during a call that reads columns masked for "
+                        "your role: it could quote their values")
+    else:
+        try:
+            public = public_params(params, texts)
+        except Exception as exc:  # Unrelayable, or the masking failed: fail closed
+            reason = Reason("server_request.unmaskable",
+                            f"{method} was not relayed: {_why(exc)}")
+    spec = await gw.directory.get(ctx.connection_slug)
+    if reason is None and not (spec is not None and
+                               bool(getattr(spec, GUARDED_SERVER_REQUESTS[method]))):
+        reason = Reason("server_request.not_allowed", f"{method} is not allowed on this "
+                        "connection")
+    note = _server_note(ctx, method)
+    note.arguments = public
+    note.settle(Verdict.allow() if reason is None else Verdict.deny(reason))
     await gw.recorder.record(note, "mcp.server_request")
-    return allowed
+    return reason is None, public
 
 
 async def _police_input_requests(gw: Pipeline, ctx: CallContext,
@@ -235,13 +356,34 @@ async def _police_input_requests(gw: Pipeline, ctx: CallContext,
     if not isinstance(requests, dict):
         refused.append(Reason("upstream.bad_response", "inputRequests is not an object"))
         requests = {}
-    for request in requests.values():
-        method = request.get("method") if isinstance(request, dict) else None
-        if method not in GUARDED_SERVER_REQUESTS:
-            continue  # roots/list: relayed, as on the legacy stream
-        if not await server_request_allowed(gw, ctx, method, request.get("params")):
-            refused.append(Reason("server_request.not_allowed",
-                                  f"{method} is not allowed on this connection"))
+    texts = _server_message_texts(gw, ctx)
+    for key, request in list(requests.items()):
+        if not isinstance(request, dict):
+            refused.append(Reason("upstream.bad_response", "an input request is not an object"))
+            continue
+        method = method_name(request.get("method"))
+        if method is None:
+            refused.append(Reason("upstream.bad_response", "an input request has no method"))
+            continue
+        if method in GUARDED_SERVER_REQUESTS:
+            allowed, params = await police_server_request(gw, ctx, method,
+                                                          request.get("params"), texts)
+            if not allowed:
+                refused.append(Reason(
+                    "server_request.not_allowed" if params is not None
+                    else "server_request.masked_call",
+                    f"{method} is not allowed on this connection" if params is not None
+                    else f"{method} is not relayed during this call"))
+                continue
+        else:  # roots/list: relayed, as on the legacy stream, its texts masked
+            try:
+                params = public_params(request.get("params"), texts)
+            except Exception as exc:  # Unrelayable, or the masking failed: fail closed
+                refused.append(Reason("server_request.unmaskable",
+                                      f"{method} was not relayed: {_why(exc)}"))
+                continue
+        if "params" in request:
+            requests[key] = {**request, "params": params}
     if not refused:
         return None
     ctx.settle(Verdict.deny(*refused))
