@@ -116,7 +116,9 @@ def test_the_demo_connection_role_and_grant_it_restores_are_recorded() -> None:
                             last("portal.grant_created"))
     assert saved is not None and role is not None and granted is not None, \
         "the demo's connection, role and grant were written without an audit record"
-    for record in (saved, role, granted):
+    versions = AuditRecord.objects.filter(event="portal.policy_changed")
+    assert versions.count() == 2  # the connection's and the role's
+    for record in (saved, role, granted, *versions):
         assert (record.actor, record.auth_method) == (OS_USER, "cli")
     assert saved.detail["created"] and saved.detail["connection"] == "demo-bigquery"
     assert role.detail["role"] == "analyst" and role.detail["created"]
