@@ -29,7 +29,7 @@ from .chain import canonical_datetime
 from .config import audit_config
 from .control_models import AuditCheckpoint
 from .models import AuditChainHead
-from .services import HEAD_ID
+from .services import HEAD_ID, AuditEntry, append_records
 from .signing import (
     checkpoint_message,
     key_id,
@@ -39,6 +39,10 @@ from .signing import (
     sign,
     signature_valid,
 )
+
+# A person's checkpoint run (`manage.py audit_checkpoint`), recorded with who ran it (AU-3).
+CHECKPOINT_SIGNED_EVENT = "audit.checkpoint_signed"
+CHECKPOINT_REFUSED_EVENT = "audit.checkpoint_refused"
 
 FILE_PREFIX = "checkpoint-"
 FILE_SUFFIX = ".json"
@@ -431,3 +435,60 @@ def load_checkpoints(
         checkpoints.append(checkpoint)
     checkpoints.sort(key=lambda c: c.seq)
     return checkpoints, problems
+
+
+# --- a person's run, recorded ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRun:
+    checkpoint: AuditCheckpoint | None  # the head's checkpoint (None while the log is empty)
+    created: bool  # False: nothing new to sign, the existing checkpoint was returned
+    exported: list[AuditCheckpoint]
+
+
+def checkpoint_run(
+    *,
+    by: str,
+    auth_method: str = "",
+    user_agent: str = "",
+    export: bool = False,
+    store: CheckpointStore | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> CheckpointRun:
+    """Sign the chain head and (with `export` or a `store`) export what is not yet exported, on
+    someone's request, recorded with who it was (AU-3). The record (`audit.checkpoint_signed`)
+    is appended in the same transaction as the checkpoint, just before it is signed, so the
+    checkpoint it announces also vouches for it. Nothing is recorded (and nothing signed) when
+    the head is already signed and nothing waits for export. A refusal (a broken chain, a bad
+    earlier checkpoint, no export location) is recorded as `audit.checkpoint_refused` and raised
+    again."""
+    exporting = bool(export or store)
+    who = {"actor": by[:150], "auth_method": auth_method, "user_agent": user_agent[:512]}
+    location = store.location if store else audit_config().checkpoint_export
+    head = AuditChainHead.objects.using(using).filter(pk=HEAD_ID).values_list("seq", flat=True)
+    head_seq = head.first() or 0
+    latest = (AuditCheckpoint.objects.using(using).order_by("-seq")
+              .values_list("seq", flat=True).first())
+    waiting = exporting and AuditCheckpoint.objects.using(using).filter(
+        exported_at__isnull=True).exists()
+    created = head_seq > 0 and (head_seq != latest or waiting)
+    try:
+        if created:
+            with transaction.atomic(using=using):
+                append_records([AuditEntry(
+                    event=CHECKPOINT_SIGNED_EVENT, decision="info", **who,
+                    detail={"previous_checkpoint": latest, "export": exporting,
+                            "export_location": location if exporting else ""})], using=using)
+                checkpoint = checkpoint_create(using=using)
+        else:
+            checkpoint = checkpoint_create(using=using)
+        exported = checkpoint_export(store=store, using=using) if exporting else []
+    except CheckpointError as exc:
+        append_records([AuditEntry(
+            event=CHECKPOINT_REFUSED_EVENT, decision="deny", **who,
+            reasons=[{"rule": "audit.checkpoint", "message": str(exc)[:2000]}],
+            detail={"export": exporting, "export_location": location if exporting else ""})],
+            using=using)
+        raise
+    return CheckpointRun(checkpoint=checkpoint, created=created, exported=exported)

@@ -21,10 +21,13 @@ from .checkpoints import (
     CheckpointError,
     CheckpointStore,
     load_checkpoints,
+    signing_key,
     verify_keys,
 )
+from .config import audit_config
 from .models import AuditChainHead, AuditRecord
 from .services import HEAD_ID, chain_key, chain_legacy_keys
+from .signing import key_id
 
 # The event retention appends after a purge (audit/retention.py); verification reads its detail
 # to accept the purged prefix.
@@ -255,6 +258,27 @@ def _purge_record_problem(
     return None, record["seq"]
 
 
+def _retired_keys_after_successor(valid: dict[int, CheckpointData]) -> list[str]:
+    """A key from WARDGATE_CHECKPOINT_VERIFY_KEYS vouches only for what was signed before the
+    current signing key's first checkpoint: after that, nothing is signed with it any more (the
+    demo's old key is public, so anyone could). Later ones are dropped from `valid`."""
+    if not audit_config().checkpoint_signing_key:
+        return []  # a verifier without the private key: no key is known to be the current one
+    current = key_id(signing_key().public_key())
+    first = min((seq for seq, c in valid.items() if c.key_id == current), default=None)
+    if first is None:
+        return []
+    problems = []
+    for seq in sorted(seq for seq, c in valid.items() if seq > first and c.key_id != current):
+        checkpoint = valid.pop(seq)
+        problems.append(
+            f"checkpoint #{seq} ({checkpoint.source}) is signed by retired key "
+            f"{checkpoint.key_id} after the current key signed checkpoint #{first}: it was "
+            f"forged"
+        )
+    return problems
+
+
 def verify_log(
     *,
     batch_size: int = 5000,
@@ -302,6 +326,7 @@ def verify_log(
                 f"the chain was forked"
             )
         valid[checkpoint.seq] = checkpoint
+    problems.extend(_retired_keys_after_successor(valid))
     if external:
         problems.extend(_compare_with_database(checkpoints, using))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +60,28 @@ def test_demo_check_from_fresh_checkout(tmp_path: Path) -> None:
                               env=env, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "audit chain OK" in verified.stdout and "checkpoints OK" in verified.stdout
+    # Its checkpoints are signed with a key made for this installation, not the one the source
+    # gives away (derived from the built-in demo secret).
+    from wardgate.keys import demo_signing_key, key_id, load_private_key
+    from wardgate.settings.safety import DEMO_SECRET_KEY
+
+    assert (checkout / "var" / "checkpoint-signing.key").exists()
+    public_id = key_id(load_private_key(demo_signing_key(DEMO_SECRET_KEY)).public_key())
+    signed_by = {json.loads(f.read_text())["key_id"]
+                 for f in (checkout / "var" / "checkpoints").glob("checkpoint-*.json")}
+    assert signed_by and public_id not in signed_by
+    # What the demo wrote is on record, by who ran it.
+    events = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from audit.models import AuditRecord as R; "
+         "print(sorted({(r.event, r.actor) for r in R.objects.filter(event__in=["
+         "'portal.connection_saved', 'portal.role_saved', 'portal.grant_created'])}))"],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
+    assert events.returncode == 0, events.stderr
+    actor = f"os:{getpass.getuser()}"
+    assert events.stdout.strip().splitlines()[-1] == str(sorted({("portal.connection_saved", actor),
+                                                ("portal.role_saved", actor),
+                                                ("portal.grant_created", actor)}))
 
 
 def test_demo_refuses_production_mode(tmp_path: Path) -> None:

@@ -90,3 +90,10 @@ def demo_signing_key(secret_key: str, purpose: str = "wardgate-checkpoint-signin
     (one per purpose). Production mode requires real keys."""
     seed = hashlib.sha256(f"{purpose}:{secret_key}".encode()).digest()
     return base64.b64encode(seed).decode("ascii")
+
+
+def demo_public_key(secret_key: str, purpose: str = "wardgate-checkpoint-signing") -> str:
+    """The public half (base64 of the raw bytes) of `demo_signing_key(secret_key, purpose)`:
+    the key earlier demos signed with, kept only to verify what they signed."""
+    public = load_private_key(demo_signing_key(secret_key, purpose)).public_key()
+    return base64.b64encode(public_raw(public)).decode("ascii")

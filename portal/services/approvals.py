@@ -19,7 +19,7 @@ from audit.services import AuditEntry
 from audit.writer import write_sync
 from portal.models import ApprovalVote, PolicyVersion, QueryApproval
 from portal.services.errors import InvalidServiceInput, ServiceError
-from portal.services.events import RequestMeta, refusals_recorded
+from portal.services.events import SYSTEM, RequestMeta, portal_event, refusals_recorded
 from portal.services.security import security_revision_bump
 
 
@@ -37,7 +37,8 @@ def policy_version_current() -> int:
 
 @transaction.atomic
 def policy_version_create(*, by: AbstractBaseUser | None, reason: str,
-                          snapshot: dict[str, Any] | None = None) -> PolicyVersion:
+                          snapshot: dict[str, Any] | None = None,
+                          meta: RequestMeta = SYSTEM) -> PolicyVersion:
     """A new policy version (after any change to roles, rules or masking). Approvals granted
     under an older version no longer unlock calls."""
     if not reason.strip():
@@ -45,17 +46,15 @@ def policy_version_create(*, by: AbstractBaseUser | None, reason: str,
     number = policy_version_current() + 1
     version = PolicyVersion.objects.create(number=number, created_by=by, reason=reason,
                                            snapshot=snapshot or {})
-    write_sync(AuditEntry(event="portal.policy_changed", actor=_name(by), auth_method="session",
-                          decision="info", detail={"policy_version": number, "reason": reason}))
+    # Recorded like the change that made it: by whoever made it, from where (a command's
+    # operating-system user when no account is named).
+    portal_event("policy_changed", by=by, meta=meta,
+                 detail={"policy_version": number, "reason": reason})
     security_revision_bump()
     return version
 
 
 # ------------------------------------------------------------------------- query approvals
-
-def _name(user: AbstractBaseUser | None) -> str:
-    return user.get_username() if user is not None else ""
-
 
 def query_approval_find_usable(*, requester_id: int, connection_id: int, tool: str,
                                arguments_sha256: str, policy_version: int) -> QueryApproval | None:

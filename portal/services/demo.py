@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from portal.config import portal_config
 from portal.models import Connection, Grant
@@ -105,42 +108,59 @@ def demo_users_ensure(*, meta: RequestMeta = SYSTEM) -> list[DemoLogin]:
     return DEMO_LOGINS
 
 
+# Why the demo's own writes were made, as their audit records and policy versions say.
+DEMO_REASON = "manage.py demo: the demo's own connection and policy"
+
+
 @transaction.atomic
 def demo_connection_ensure(
-    *, upstream_url: str, bigquery_project: str, bigquery_endpoint: str, dataset: str
+    *, upstream_url: str, bigquery_project: str, bigquery_endpoint: str, dataset: str,
+    meta: RequestMeta = SYSTEM,
 ) -> Connection:
-    conn, _ = Connection.objects.update_or_create(
-        slug=DEMO_CONNECTION_SLUG,
-        defaults={
-            "name": "Demo BigQuery (emulator)",
-            "transport": Connection.Transport.HTTP,
-            "upstream_url": upstream_url,
-            "preset": "wardgate-bigquery",
-            **preset_fields("wardgate-bigquery"),
-            "bigquery_project": bigquery_project,
-            "bigquery_endpoint": bigquery_endpoint,
-            "default_dataset": dataset,
-            "column_classes": DEMO_COLUMN_CLASSES,
-            "enabled": True,
-        },
-    )
-    return conn
+    """The demo connection, pointed at this run's MCP server and emulator. Saved through the
+    recorded service (`portal.connection_saved`, by whoever ran the demo, with what changed,
+    a new policy version and a security revision bump); nothing is recorded when nothing
+    changed."""
+    from portal.services.policy import connection_save
+
+    connection = (Connection.objects.filter(slug=DEMO_CONNECTION_SLUG).first()
+                  or Connection(slug=DEMO_CONNECTION_SLUG))
+    for name, value in {
+        "name": "Demo BigQuery (emulator)",
+        "transport": Connection.Transport.HTTP,
+        "upstream_url": upstream_url,
+        "preset": "wardgate-bigquery",
+        **preset_fields("wardgate-bigquery"),
+        "bigquery_project": bigquery_project,
+        "bigquery_endpoint": bigquery_endpoint,
+        "default_dataset": dataset,
+        "column_classes": copy.deepcopy(DEMO_COLUMN_CLASSES),
+        "enabled": True,
+    }.items():
+        setattr(connection, name, value)
+    return connection_save(connection=connection, by=None, reason=DEMO_REASON, meta=meta)
 
 
 @transaction.atomic
-def demo_policy_ensure(connection: Connection) -> PolicyRole:
-    """The analyst role, granted to the engineer group on the demo connection."""
-    role, _ = PolicyRole.objects.update_or_create(
-        name="analyst",
-        defaults={"description": "Read-only SQL on the shop tables; PII masked",
-                  "rules": DEMO_ANALYST_RULES},
-    )
+def demo_policy_ensure(connection: Connection, *, meta: RequestMeta = SYSTEM) -> PolicyRole:
+    """The analyst role, granted to the engineer group on `connection`, through the recorded
+    services: the role's rules restored (`portal.role_saved`) and the grant made again when
+    there is no live one (`portal.grant_created`), each by whoever ran the demo and bumping
+    the security revision; nothing is recorded when nothing changed."""
+    from portal.services.grants import grant_create
+    from portal.services.policy import role_save
+
+    role = PolicyRole.objects.filter(name="analyst").first() or PolicyRole(name="analyst")
+    role.description = "Read-only SQL on the shop tables; PII masked"
+    role.rules = copy.deepcopy(DEMO_ANALYST_RULES)
+    role = role_save(role=role, by=None, reason=DEMO_REASON, meta=meta)
     engineers, _ = Group.objects.get_or_create(name=Role.ENGINEER.value)
-    Grant.objects.get_or_create(
-        role=role, connection=connection, group=engineers, revoked_at=None,
-        defaults={"reason": "demo: engineers may query the demo shop"},
-    )
-    security_revision_bump()
+    live = (Grant.objects.filter(role=role, connection=connection, group=engineers,
+                                 revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())))
+    if not live.exists():
+        grant_create(role=role, connection=connection, group=engineers, by=None, meta=meta,
+                     reason="demo: engineers may query the demo shop")
     return role
 
 

@@ -55,10 +55,11 @@ def _require_reason(reason: str) -> str:
     return reason.strip()
 
 
-def _new_policy_version(by: Any, reason: str) -> int:
+def _new_policy_version(by: Any, reason: str, meta: RequestMeta) -> int:
     from portal.services.approvals import policy_version_create
 
-    return policy_version_create(by=by, reason=reason, snapshot=policy_export()).number
+    return policy_version_create(by=by, reason=reason, snapshot=policy_export(),
+                                 meta=meta).number
 
 
 def validate_connection(connection: Connection) -> None:
@@ -104,7 +105,7 @@ def connection_save(*, connection: Connection, by: Any, reason: str,
     after = {f: getattr(connection, f) for f in CONNECTION_POLICY_FIELDS}
     changed = sorted(f for f in CONNECTION_POLICY_FIELDS if before is None or before[f] != after[f])
     if changed:
-        version = _new_policy_version(by, f"connection {connection.slug}: {reason}")
+        version = _new_policy_version(by, f"connection {connection.slug}: {reason}", meta)
         security_revision_bump()
         portal_event("connection_saved", by=by, meta=meta, connection=connection.slug,
                      detail={"connection": connection.slug, "created": before is None,
@@ -153,7 +154,7 @@ def role_save(*, role: Role, by: Any, reason: str, meta: RequestMeta = SYSTEM) -
         if role.pk else None
     role.save()
     if before is None or before["rules"] != role.rules or before["description"] != role.description:
-        version = _new_policy_version(by, f"role {role.name}: {reason}")
+        version = _new_policy_version(by, f"role {role.name}: {reason}", meta)
         security_revision_bump()
         portal_event("role_saved", by=by, meta=meta,
                      detail={"role": role.name, "created": before is None, "reason": reason,
@@ -441,7 +442,7 @@ def policy_apply(*, data: Any, by: Any, reason: str, dry_run: bool = False,
                      expires_at=expires, reason=g.get("reason") or f"policy file: {reason}")
     for grant in diff.grants_revoke:
         grant_revoke(grant=grant, by=by, meta=meta, reason=f"not in policy file: {reason}")
-    version = _new_policy_version(by, f"policy file applied: {reason}")
+    version = _new_policy_version(by, f"policy file applied: {reason}", meta)
     security_revision_bump()
     portal_event("policy_applied", by=by, meta=meta,
                  detail={"reason": reason, "changes": diff.lines, "policy_version": version})

@@ -3,6 +3,7 @@ someone with write access to the database cannot rewrite."""
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import sys
@@ -85,11 +86,61 @@ def test_audit_checkpoint_command_signs_and_exports(
     with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path / "cp")):
         call_command("audit_checkpoint", "--export")
     out = capsys.readouterr().out
-    assert "checkpoint #4" in out and "exported 1 checkpoint(s): #4..#4" in out
+    # #5: the record of this run, which the checkpoint signs too.
+    assert "checkpoint #5" in out and "exported 1 checkpoint(s): #5..#5" in out
     assert len(exported_files(tmp_path / "cp")) == 1
     with override_settings(WARDGATE_CHECKPOINT_EXPORT=""), \
             pytest.raises(CommandError, match="WARDGATE_CHECKPOINT_EXPORT"):
         call_command("audit_checkpoint", "--export")
+
+
+def test_audit_checkpoint_records_who_ran_it_and_what_it_signed(tmp_path: Path) -> None:
+    import getpass
+
+    from audit.models import AuditRecord
+    from tests.conftest import make_user
+
+    def last() -> AuditRecord:
+        return AuditRecord.objects.order_by("-seq").first()
+
+    make_user("root-admin", "admin")
+    chain(4)
+    with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path / "cp")):
+        call_command("audit_checkpoint", "--export", stdout=io.StringIO())
+        signed = last()
+        assert signed.event == "audit.checkpoint_signed", "audit_checkpoint left no record"
+        assert (signed.actor, signed.auth_method, signed.user_agent) == (
+            f"os:{getpass.getuser()}", "cli", "manage.py audit_checkpoint")
+        assert signed.detail == {"previous_checkpoint": None, "export": True,
+                                 "export_location": str(tmp_path / "cp")}
+        # The checkpoint it announces vouches for the record too, and was exported.
+        assert AuditCheckpoint.objects.get().seq == signed.seq == 5
+        assert [f.name for f in exported_files(tmp_path / "cp")] == [
+            "checkpoint-00000000000000000005.json"]
+        # Nothing new to sign or export: nothing recorded, nothing signed.
+        call_command("audit_checkpoint", "--export", stdout=io.StringIO())
+        assert last().seq == 5 and AuditCheckpoint.objects.count() == 1
+        # Something new: signed, and named by --by.
+        chain(2, start=10)
+        call_command("audit_checkpoint", "--by", "root-admin", stdout=io.StringIO())
+        assert (last().event, last().actor, last().seq) == (
+            "audit.checkpoint_signed", "root-admin", 8)
+        assert last().detail["previous_checkpoint"] == 5
+        assert AuditCheckpoint.objects.order_by("-seq").first().seq == 8
+        with pytest.raises(CommandError, match="no active account 'ghost'"):
+            call_command("audit_checkpoint", "--by", "ghost")
+        assert last().seq == 8
+        assert verify_log().ok
+        # A refusal is recorded too, with who asked.
+        chain(2, start=20)
+        rewrite_from(last().seq, key=None, actor="mallory")
+        with pytest.raises(CommandError, match="refusing to checkpoint a broken chain"):
+            call_command("audit_checkpoint", "--by", "root-admin")
+    refused = last()
+    assert (refused.event, refused.decision, refused.actor) == (
+        "audit.checkpoint_refused", "deny", "root-admin")
+    assert "broken chain" in refused.reasons[0]["message"]
+    assert not AuditRecord.objects.filter(event="audit.checkpoint_signed", seq__gt=8).exists()
 
 
 def test_verification_from_the_export_catches_a_rewrite_the_database_hides(

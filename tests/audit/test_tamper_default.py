@@ -26,6 +26,7 @@ from audit.services import append_records
 from audit.tasks import checkpoint as checkpoint_task
 from audit.verify import verify_chain, verify_log
 from tests.conftest import ROOT
+from wardgate.keys import demo_public_key, demo_signing_key, signing_key_problem
 from wardgate.settings.safety import DEMO_SECRET_KEY
 
 from .conftest import make_entry, sql
@@ -163,3 +164,68 @@ def test_a_chain_begun_under_the_old_demo_key_is_continued_and_stays_guarded() -
     # Recomputed with the old (public) key after the current key took over: named.
     rewrite_from(6, key=PUBLIC_DEMO_KEY.encode(), actor="mallory")
     assert (verify_chain().ok, verify_chain().first_broken_seq) == (False, 6)
+
+
+# The checkpoint key earlier versions derived for the demo from its built-in Django secret: it is
+# in the source, so anyone could sign checkpoints with it.
+PUBLIC_DEMO_SIGNING_KEY = demo_signing_key(DEMO_SECRET_KEY)
+
+
+def demo_checkpoint_keys(var_dir: Path) -> tuple[str, list[str]]:
+    """The checkpoint signing key and verify keys of a demo installation in `var_dir`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_", "DJANGO_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; from django.conf import settings; "
+         "django.setup(); print(settings.WARDGATE_CHECKPOINT_SIGNING_KEY); "
+         "print(','.join(settings.WARDGATE_CHECKPOINT_VERIFY_KEYS))"],
+        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "wardgate.settings",
+                       "WARDGATE_VAR_DIR": str(var_dir)},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    signing, verify = done.stdout.strip().split("\n")
+    return signing, verify.split(",")
+
+
+def test_the_demo_checkpoint_key_is_made_for_the_installation_not_taken_from_the_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first, verify = demo_checkpoint_keys(tmp_path / "a")
+    assert first != PUBLIC_DEMO_SIGNING_KEY and signing_key_problem(first) is None
+    key_file = tmp_path / "a" / "checkpoint-signing.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert demo_checkpoint_keys(tmp_path / "a")[0] == first  # the same installation keeps it
+    assert demo_checkpoint_keys(tmp_path / "b")[0] != first  # another has its own
+    # What earlier demos signed still verifies: the old key's public half, never its use.
+    assert verify == [demo_public_key(DEMO_SECRET_KEY)]
+    from django.conf import settings
+
+    assert settings.WARDGATE_CHECKPOINT_SIGNING_KEY not in ("", PUBLIC_DEMO_SIGNING_KEY)
+
+
+def test_checkpoints_signed_with_the_old_demo_key_verify_and_later_ones_are_forgeries(capsys) -> None:  # type: ignore[no-untyped-def]
+    from audit.checkpoints import checkpoint_create
+
+    chain(5)
+    with override_settings(WARDGATE_CHECKPOINT_SIGNING_KEY=PUBLIC_DEMO_SIGNING_KEY):
+        checkpoint_create()  # an installation from before the demo had a key of its own
+    assert verify_log().ok
+    chain(3, start=5)
+    assert checkpoint_create().seq == 8  # now under the installation's key
+    call_command("audit_verify")
+    assert "checkpoints OK" in capsys.readouterr().out
+    # The default configuration's attacker signs with the key the source gives away.
+    from django.utils import timezone
+
+    from audit.control_models import AuditCheckpoint
+    from audit.signing import checkpoint_message, key_id, load_private_key, sign
+
+    chain(2, start=8)
+    public_key = load_private_key(PUBLIC_DEMO_SIGNING_KEY)
+    at = timezone.now()
+    AuditCheckpoint.objects.create(
+        seq=10, hash=stored(10)["hash"], at=at, key_id=key_id(public_key.public_key()),
+        signature=sign(public_key, checkpoint_message(10, stored(10)["hash"], at)))
+    problems = verify_log().problems
+    assert any("checkpoint #10 (database) is signed by retired key" in p and "forged" in p
+               for p in problems), problems
+    with pytest.raises(CommandError, match="forged"):
+        call_command("audit_verify")

@@ -90,3 +90,59 @@ def test_the_demo_re_enabling_its_accounts_is_recorded() -> None:
     assert again.detail["changes"] == {"engineer": ["enabled"]}
     assert security_revision_current() > revision
     assert verify_chain().ok
+
+
+def test_the_demo_connection_role_and_grant_it_restores_are_recorded() -> None:
+    from django.contrib.auth.models import Group
+
+    from audit.actors import command_actor
+    from portal.models import Grant
+    from portal.services.demo import demo_connection_ensure, demo_policy_ensure
+    from portal.services.events import meta_from_command
+    from portal.services.grants import grant_revoke
+    from portal.services.security import security_revision_current
+
+    demo_meta = meta_from_command(command_actor("", "demo"))
+
+    def demo_start(mcp_port: int) -> Connection:  # what `manage.py demo` ensures on each start
+        connection = demo_connection_ensure(
+            upstream_url=f"http://127.0.0.1:{mcp_port}/mcp", bigquery_project="p",
+            bigquery_endpoint="http://127.0.0.1:9", dataset="shop", meta=demo_meta)
+        demo_policy_ensure(connection, meta=demo_meta)
+        return connection
+
+    connection = demo_start(9001)
+    saved, role, granted = (last("portal.connection_saved"), last("portal.role_saved"),
+                            last("portal.grant_created"))
+    assert saved is not None and role is not None and granted is not None, \
+        "the demo's connection, role and grant were written without an audit record"
+    versions = AuditRecord.objects.filter(event="portal.policy_changed")
+    assert versions.count() == 2  # the connection's and the role's
+    for record in (saved, role, granted, *versions):
+        assert (record.actor, record.auth_method) == (OS_USER, "cli")
+    assert saved.detail["created"] and saved.detail["connection"] == "demo-bigquery"
+    assert role.detail["role"] == "analyst" and role.detail["created"]
+    assert (granted.detail["group"], granted.detail["role"]) == ("engineer", "analyst")
+
+    # An admin loosens the role, revokes the engineers' grant; the demo restarts elsewhere.
+    from portal.models import Role as PolicyRole
+
+    PolicyRole.objects.filter(name="analyst").update(rules={"tools": ["*"]})
+    grant = Grant.objects.get(connection=connection, group=Group.objects.get(name="engineer"))
+    grant_revoke(grant=grant, by=None, reason="audit finding", meta=demo_meta)
+    revision, seq = security_revision_current(), last("portal.grant_revoked").seq
+    demo_start(9002)
+    assert security_revision_current() > revision
+    assert last("portal.connection_saved").detail["changed"] == ["upstream_url"]
+    assert last("portal.connection_saved").detail["after"] == {
+        "upstream_url": "http://127.0.0.1:9002/mcp"}
+    assert last("portal.role_saved").detail["before"] == {"tools": ["*"]}
+    assert last("portal.grant_created").seq > seq
+    assert Grant.objects.filter(connection=connection, revoked_at__isnull=True).count() == 1
+
+    # Nothing changed: nothing recorded, the security revision stays.
+    revision, seq = security_revision_current(), AuditRecord.objects.order_by("-seq").first().seq
+    demo_start(9002)
+    assert security_revision_current() == revision
+    assert not AuditRecord.objects.filter(seq__gt=seq).exists()
+    assert verify_chain().ok

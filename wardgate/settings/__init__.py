@@ -20,7 +20,7 @@ import dj_database_url
 from celery.schedules import crontab
 
 from wardgate.installation_secret import installation_secret
-from wardgate.keys import demo_signing_key, signing_key_problem
+from wardgate.keys import demo_public_key, demo_signing_key, signing_key_problem
 
 from .env import Env
 from .safety import DEMO_SECRET_KEY, SafetyInputs, UnsafeSettings, production_problems
@@ -384,10 +384,28 @@ WARDGATE_API_TOKEN_DAYS = env.integer("WARDGATE_API_TOKEN_DAYS", 30)
 # --- Audit: audit/config.py (AuditConfig) ---------------------------------------------------
 # Ed25519 key signing checkpoints of the chain head: PEM or base64 of 32 raw bytes. Extra public
 # keys (base64 raw, comma-separated) keep checkpoints signed by a rotated-out key verifiable.
-WARDGATE_CHECKPOINT_SIGNING_KEY = env.text(
-    "WARDGATE_CHECKPOINT_SIGNING_KEY", "" if PRODUCTION else demo_signing_key(SECRET_KEY)
-)
+# The demo's is derived from a random secret made for the installation in
+# VAR_DIR/checkpoint-signing.key (0600), like the chain key: one derived from the built-in demo
+# secret is public, so anyone could forge checkpoints with it. Checkpoints earlier versions
+# signed with that public key still verify (it is added to the verify keys), as before.
+WARDGATE_CHECKPOINT_SIGNING_KEY = env.optional_text("WARDGATE_CHECKPOINT_SIGNING_KEY")
 WARDGATE_CHECKPOINT_VERIFY_KEYS = env.items("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
+if WARDGATE_CHECKPOINT_SIGNING_KEY is None:
+    WARDGATE_CHECKPOINT_SIGNING_KEY = ""
+    if not PRODUCTION:
+        try:
+            WARDGATE_CHECKPOINT_SIGNING_KEY = demo_signing_key(
+                installation_secret(VAR_DIR / "checkpoint-signing.key"))
+        except (OSError, ValueError) as _exc:
+            STARTUP_PROBLEMS.append(f"the demo's checkpoint signing key cannot be kept in "
+                                    f"{VAR_DIR / 'checkpoint-signing.key'} ({_exc}); set "
+                                    f"WARDGATE_CHECKPOINT_SIGNING_KEY")
+        else:
+            WARDGATE_CHECKPOINT_VERIFY_KEYS.append(demo_public_key(SECRET_KEY))
+            # Processes started from this one sign and verify the same installation's chain.
+            os.environ["WARDGATE_CHECKPOINT_SIGNING_KEY"] = WARDGATE_CHECKPOINT_SIGNING_KEY
+            os.environ["WARDGATE_CHECKPOINT_VERIFY_KEYS"] = ",".join(
+                WARDGATE_CHECKPOINT_VERIFY_KEYS)
 # Write-once location for checkpoint copies, outside the database: a directory (in the demo
 # var/checkpoints), or gs://bucket/prefix. Required in production.
 WARDGATE_CHECKPOINT_EXPORT = env.text(

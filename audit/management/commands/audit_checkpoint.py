@@ -1,5 +1,6 @@
-"""`manage.py audit_checkpoint [--export]`: sign the audit chain head; optionally copy every
-checkpoint not yet exported to WARDGATE_CHECKPOINT_EXPORT (write-once)."""
+"""`manage.py audit_checkpoint [--export] [--by USER]`: sign the audit chain head; optionally copy
+every checkpoint not yet exported to WARDGATE_CHECKPOINT_EXPORT (write-once). Recorded with who
+ran it (--by USER, else the OS user), refusals included."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.checkpoints import CheckpointError, checkpoint_create, checkpoint_export, store_for
+from audit.actors import CLI_AUTH_METHOD, add_by_argument, command_actor
+from audit.checkpoints import CheckpointError, checkpoint_run, store_for
 
 
 class Command(BaseCommand):
@@ -25,22 +27,29 @@ class Command(BaseCommand):
             default=None,
             help="export to this location instead of WARDGATE_CHECKPOINT_EXPORT",
         )
+        add_by_argument(parser)
 
-    def handle(self, *args: Any, export: bool, to: str | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, export: bool, to: str | None, by: str, **options: Any
+    ) -> None:
+        actor = command_actor(by, "audit_checkpoint")
         try:
-            checkpoint = checkpoint_create()
-            if checkpoint is None:
-                self.stdout.write("audit log is empty: nothing to checkpoint")
-            else:
-                self.stdout.write(
-                    f"checkpoint #{checkpoint.seq} {checkpoint.hash} signed at "
-                    f"{checkpoint.at.isoformat()} by key {checkpoint.key_id}"
-                )
-            if export or to:
-                exported = checkpoint_export(store=store_for(to) if to else None)
-                self.stdout.write(
-                    f"exported {len(exported)} checkpoint(s)"
-                    + (f": #{exported[0].seq}..#{exported[-1].seq}" if exported else "")
-                )
+            run = checkpoint_run(by=actor.name, auth_method=CLI_AUTH_METHOD,
+                                 user_agent=actor.user_agent, export=export,
+                                 store=store_for(to) if to else None)
         except CheckpointError as exc:
             raise CommandError(str(exc), returncode=1) from exc
+        checkpoint = run.checkpoint
+        if checkpoint is None:
+            self.stdout.write("audit log is empty: nothing to checkpoint")
+        else:
+            self.stdout.write(
+                f"checkpoint #{checkpoint.seq} {checkpoint.hash} signed at "
+                f"{checkpoint.at.isoformat()} by key {checkpoint.key_id}"
+            )
+        if export or to:
+            exported = run.exported
+            self.stdout.write(
+                f"exported {len(exported)} checkpoint(s)"
+                + (f": #{exported[0].seq}..#{exported[-1].seq}" if exported else "")
+            )

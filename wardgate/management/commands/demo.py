@@ -69,8 +69,9 @@ class Command(BaseCommand):
                 connection = demo_connection_ensure(
                     upstream_url=stack.mcp_url, bigquery_project=stack.project,
                     bigquery_endpoint=stack.emulator.endpoint, dataset=stack.dataset,
+                    meta=demo_meta,
                 )
-                demo_policy_ensure(connection)
+                demo_policy_ensure(connection, meta=demo_meta)
                 # The demo trusts its own bundled MCP server: its current tools are reviewed
                 # and accepted on start, as an admin would do for a new connection.
                 tool_catalog_refresh(connection=connection, meta=demo_meta)
