@@ -100,24 +100,12 @@ class GrantForm(forms.Form):
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if bool(data.get("username")) == bool(data.get("group")):
-            raise forms.ValidationError("Grant to exactly one account or one group.")
-        return data
-
 
 class QuarantineForm(forms.Form):
     username = forms.CharField(required=False, label="Identity (username)")
     connection = forms.ModelChoiceField(queryset=Connection.objects.all(), required=False,
                                         to_field_name="slug")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if bool(data.get("username")) == bool(data.get("connection")):
-            raise forms.ValidationError("Quarantine exactly one identity or one connection.")
-        return data
 
 
 def _preset_choices() -> list[tuple[str, str]]:

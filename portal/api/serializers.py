@@ -85,12 +85,6 @@ class GrantSerializer(serializers.ModelSerializer):
     def get_state(self, grant: Grant) -> str:
         return grant_state(grant)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if (attrs.get("user") is None) == (attrs.get("group") is None):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["Grant to exactly one user or one group."]})
-        return attrs
-
 
 class AccountSerializer(serializers.ModelSerializer):
     roles = serializers.SerializerMethodField()

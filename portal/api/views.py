@@ -16,7 +16,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -94,8 +93,6 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["post"])
     def decide(self, request: Request, pk: str) -> Response:
         req = get_object_or_404(AccessRequest, pk=pk)
-        if req.requester_id == request.user.pk:
-            raise PermissionDenied("Separation of duties: nobody approves their own request.")
         data = _valid(s.DecisionSerializer, request.data)
         req = access_request_decide(access_request=req, by=request.user,
                                     approve=data["decision"] == "approve",
@@ -121,8 +118,6 @@ class QueryApprovalViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def decide(self, request: Request, pk: str) -> Response:
         approval = get_object_or_404(QueryApproval, pk=pk)
-        if approval.requester_id == request.user.pk:
-            raise PermissionDenied("Separation of duties: nobody approves their own query.")
         data = _valid(s.DecisionSerializer, request.data)
         approval = query_approval_decide(approval=approval, approver=request.user,
                                          approve=data["decision"] == "approve",

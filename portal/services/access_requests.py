@@ -74,7 +74,8 @@ def _access_request_decide(*, access_request: AccessRequest, by: Any, approve: b
            .select_related("requester", "role", "connection").get(pk=access_request.pk))
     comment = (comment or "").strip()
     if req.requester_id == by.pk:
-        raise AccessRequestError("Separation of duties: nobody approves their own request.")
+        raise AccessRequestError("Separation of duties: nobody approves their own request.",
+                                 code="separation_of_duties", status=403)
     if not has_role(by, PortalRole.APPROVER):
         raise AccessRequestError("Only approvers decide access requests.")
     if req.status != AccessRequest.Status.PENDING:

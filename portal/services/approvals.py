@@ -135,7 +135,8 @@ def _query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUse
                            comment: str, source_ip: str, user_agent: str) -> QueryApproval:
     approval = QueryApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.requester_id == approver.pk:
-        raise ApprovalError("Separation of duties: nobody approves their own request")
+        raise ApprovalError("Separation of duties: nobody approves their own request",
+                            code="separation_of_duties", status=403)
     if approval.status != QueryApproval.Status.PENDING:
         raise ApprovalError(f"This approval is {approval.status}, not pending")
     if approval.expires_at <= timezone.now():

@@ -12,17 +12,20 @@ from __future__ import annotations
 class ServiceError(Exception):
     """A rule refused the action. `message` is shown to the person who tried; `field_errors`
     names the input fields at fault (a form shows them on those fields); `code` is stable for
-    API clients; `status` is the HTTP status the API answers with."""
+    API clients; `status` is the HTTP status the API answers with (a class default, or given for
+    one refusal: a separation-of-duties refusal is 403, not 400)."""
 
     default_code = "invalid"
     status = 400
 
     def __init__(self, message: str, *, field_errors: dict[str, list[str]] | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field_errors: dict[str, list[str]] = dict(field_errors or {})
         self.code = code or self.default_code
+        if status is not None:
+            self.status = status
 
 
 class InvalidServiceInput(ServiceError, ValueError):

@@ -79,3 +79,35 @@ def test_the_api_answers_a_refusal_in_one_shape(people, connection) -> None:
     message = "Quarantine exactly one identity or one connection."
     assert refused.json() == {"detail": message, "code": "incident_refused", "errors": {},
                               "non_field_errors": [message]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exactly_one_target_is_the_services_rule_on_pages_and_api(people, connection,
+                                                                  analyst) -> None:
+    """Grant and quarantine forms carry no rule of their own: the service refuses, and the page
+    and the API show its message."""
+    from django.contrib.auth.models import Group
+
+    from portal.models import Grant, Quarantine
+    from tests.portal.conftest import client_for
+
+    admin = people["admin"]
+    page = client_for(admin)
+    neither = page.post("/grants/", {"role": "analyst", "connection": connection.slug,
+                                     "reason": "drill"})
+    assert neither.status_code == 200
+    assert b"A grant goes to exactly one account or one group." in neither.content
+    both = page.post("/incidents/", {"username": people["engineer"].username,
+                                     "connection": connection.slug, "reason": "drill"})
+    assert both.status_code == 200
+    assert b"Quarantine exactly one identity or one connection." in both.content
+    _, plaintext = api_token_issue(user=admin, name="test", by=admin)
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    group = Group.objects.get_or_create(name="engineer")[0]
+    refused = api.post("/api/v1/grants/", {"role": "analyst", "connection": connection.slug,
+                                           "user": people["engineer"].username, "group": group.name,
+                                           "reason": "drill"}, content_type="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["non_field_errors"] == [
+        "A grant goes to exactly one account or one group."]
+    assert not Grant.objects.exists() and not Quarantine.objects.exists()
