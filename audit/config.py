@@ -1,8 +1,7 @@
 """The audit app's typed configuration (chain key, checkpoints, SIEM export, retention).
 
-Built from the values wardgate.settings read and checked once at start-up (WARDGATE_AUDIT_*,
-WARDGATE_CHECKPOINT_*, WARDGATE_SIEM_*); modules of this app read them here, never from
-`django.conf.settings`.
+Read from the environment once (WARDGATE_AUDIT_*, WARDGATE_CHECKPOINT_*, WARDGATE_SIEM_*), with
+the checks start-up needs; modules of this app read them here, never from `django.conf.settings`.
 """
 
 from __future__ import annotations
@@ -10,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wardgate.typed_config import SettingsBacked
+from wardgate.env import Env, deployment
+from wardgate.installation_secret import installation_secret
+from wardgate.keys import demo_public_key, demo_signing_key, signing_key_problem
+from wardgate.typed_config import EnvBacked
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,25 +32,101 @@ class AuditConfig:
     siem_sinks: tuple[dict[str, Any], ...] = ()
     siem_hmac_secret: str = ""
     siem_batch_size: int = 500
+    siem_export_interval_seconds: int = 60
     retention_days: int = 365
 
     @classmethod
-    def from_settings(cls) -> AuditConfig:
-        from django.conf import settings
-
-        return cls(
-            chain_key=getattr(settings, "WARDGATE_AUDIT_CHAIN_KEY", ""),
-            chain_legacy_keys=tuple(getattr(settings, "WARDGATE_AUDIT_CHAIN_LEGACY_KEYS", [])),
-            checkpoint_signing_key=getattr(settings, "WARDGATE_CHECKPOINT_SIGNING_KEY", ""),
-            checkpoint_verify_keys=tuple(getattr(settings, "WARDGATE_CHECKPOINT_VERIFY_KEYS", [])),
-            checkpoint_export=getattr(settings, "WARDGATE_CHECKPOINT_EXPORT", ""),
-            checkpoint_interval_minutes=getattr(settings, "WARDGATE_CHECKPOINT_INTERVAL_MINUTES",
-                                                15),
-            siem_sinks=tuple(getattr(settings, "WARDGATE_SIEM_SINKS", None) or ()),
-            siem_hmac_secret=getattr(settings, "WARDGATE_SIEM_HMAC_SECRET", ""),
-            siem_batch_size=getattr(settings, "WARDGATE_SIEM_BATCH_SIZE", 500),
-            retention_days=getattr(settings, "WARDGATE_AUDIT_RETENTION_DAYS", 365),
+    def from_env(cls, env: Env) -> AuditConfig:
+        deploy = deployment(env)
+        prod = deploy.production
+        # Keys the hash chain (HMAC-SHA256, audit/chain.py). Never stored in the database:
+        # without it, a database-level attacker cannot recompute the chain after an edit. The
+        # demo's is random, made for the installation in VAR_DIR/audit-chain.key (0600): one
+        # derived from the demo's built-in secret would be public (it is in the source), so it
+        # would protect nothing.
+        chain_key = env.optional_text("WARDGATE_AUDIT_CHAIN_KEY")
+        if chain_key is None:
+            chain_key = ""
+            if not prod:
+                key_file = deploy.var_dir / "audit-chain.key"
+                try:
+                    chain_key = installation_secret(key_file)
+                except (OSError, ValueError) as exc:
+                    env.problem(f"the demo's audit chain key cannot be kept in {key_file} "
+                                f"({exc}); set WARDGATE_AUDIT_CHAIN_KEY")
+                else:
+                    # Processes started from this one (the demo's web server and worker, test
+                    # gateways with a VAR_DIR of their own) append to the same chain, so they
+                    # use the same key.
+                    env.export("WARDGATE_AUDIT_CHAIN_KEY", chain_key)
+        # Keys the chain was written under before the current one: accepted only for the records
+        # before the first record under the current key, like the unkeyed v1 format (an old
+        # record rewritten after that is still caught). The demo's: the public key earlier
+        # versions derived for it.
+        legacy_keys = env.items("WARDGATE_AUDIT_CHAIN_LEGACY_KEYS",
+                                [] if prod else [deploy.demo_key("audit-chain")])
+        # Ed25519 key signing checkpoints of the chain head: PEM or base64 of 32 raw bytes. Extra
+        # public keys (base64 raw, comma-separated) keep checkpoints signed by a rotated-out key
+        # verifiable. The demo's is derived from a random secret made for the installation in
+        # VAR_DIR/checkpoint-signing.key (0600), like the chain key: one derived from the
+        # built-in demo secret is public, so anyone could forge checkpoints with it.
+        # Checkpoints earlier versions signed with that public key still verify (it is added to
+        # the verify keys), as before.
+        signing_key = env.optional_text("WARDGATE_CHECKPOINT_SIGNING_KEY")
+        verify_keys = env.items("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
+        if signing_key is None:
+            signing_key = ""
+            if not prod:
+                key_file = deploy.var_dir / "checkpoint-signing.key"
+                try:
+                    signing_key = demo_signing_key(installation_secret(key_file))
+                except (OSError, ValueError) as exc:
+                    env.problem(f"the demo's checkpoint signing key cannot be kept in {key_file} "
+                                f"({exc}); set WARDGATE_CHECKPOINT_SIGNING_KEY")
+                else:
+                    verify_keys = [*verify_keys, demo_public_key(deploy.secret_key)]
+                    # Processes started from this one sign and verify the same installation's
+                    # chain.
+                    env.export("WARDGATE_CHECKPOINT_SIGNING_KEY", signing_key)
+                    env.export("WARDGATE_CHECKPOINT_VERIFY_KEYS", ",".join(verify_keys))
+        # Write-once location for checkpoint copies, outside the database: a directory (in the
+        # demo var/checkpoints), or gs://bucket/prefix. Required in production.
+        export = env.text("WARDGATE_CHECKPOINT_EXPORT",
+                          "" if prod else str(deploy.var_dir / "checkpoints"))
+        # SIEM sinks: a JSON list of objects (audit/export/config.py has every key). HTTP
+        # deliveries carry X-Wardgate-Signature: sha256=HMAC(WARDGATE_SIEM_HMAC_SECRET, body).
+        sinks = env.json_objects("WARDGATE_SIEM_SINKS")
+        hmac_secret = env.text("WARDGATE_SIEM_HMAC_SECRET", "")
+        config = cls(
+            chain_key=chain_key,
+            chain_legacy_keys=tuple(legacy_keys),
+            checkpoint_signing_key=signing_key,
+            checkpoint_verify_keys=tuple(verify_keys),
+            checkpoint_export=export,
+            checkpoint_interval_minutes=env.integer("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", 15),
+            siem_sinks=tuple(sinks),
+            siem_hmac_secret=hmac_secret,
+            siem_batch_size=env.integer("WARDGATE_SIEM_BATCH_SIZE", 500),
+            siem_export_interval_seconds=env.integer("WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS", 60),
+            # Records older than this are purged once a signed checkpoint and an exported
+            # evidence pack cover them, and no legal hold is active.
+            retention_days=env.integer("WARDGATE_AUDIT_RETENTION_DAYS", 365, minimum=1),
         )
+        if prod and not export.strip():
+            env.problem("WARDGATE_CHECKPOINT_EXPORT must name a write-once location outside "
+                        "the database (a WORM directory or gs://bucket/prefix)")
+        if prod and len(chain_key) < 32:
+            env.problem("WARDGATE_AUDIT_CHAIN_KEY must be set (32+ random characters, kept "
+                        "out of the database)")
+        if prod and not signing_key:
+            env.problem("WARDGATE_CHECKPOINT_SIGNING_KEY must be set (Ed25519, PEM or base64)")
+        elif problem := signing_key_problem(signing_key):
+            env.problem(f"WARDGATE_CHECKPOINT_SIGNING_KEY: {problem}")
+        if prod and not hmac_secret and any(
+            s.get("type") == "http" and not s.get("hmac_secret") for s in sinks
+        ):
+            env.problem("WARDGATE_SIEM_HMAC_SECRET must be set for HTTP SIEM sinks")
+        return config
 
 
-audit_config = SettingsBacked(AuditConfig.from_settings)
+audit_config = EnvBacked(AuditConfig.from_env)

@@ -26,7 +26,7 @@ from proxy.asgi_io import (
     send_bytes,
     send_json,
 )
-from proxy.config import GatewayConfig
+from proxy.config import GatewayConfig, gateway_config
 from proxy.pipeline import Pipeline
 from proxy.store import GatewayStore
 
@@ -37,7 +37,7 @@ METRICS_PATH = "/metrics"
 
 class GatewayApp:
     def __init__(self, config: GatewayConfig | None = None, *, store: GatewayStore) -> None:
-        self.config = config or GatewayConfig.from_settings()
+        self.config = config or gateway_config()
         self.store = store  # what the gateway reads and writes (the portal's, in production)
         self.pipeline: Pipeline | None = None
 

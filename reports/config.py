@@ -1,8 +1,8 @@
 """The reports app's typed configuration: where packs are kept, the key that signs them, the
 system they identify, sampling, and the monthly schedule.
 
-Built from the values wardgate.settings read and checked once at start-up (WARDGATE_PACK_*);
-modules of this app read them here, never from `django.conf.settings`.
+Read from the environment once (WARDGATE_PACK_*), with the checks start-up needs; modules of
+this app read them here, never from `django.conf.settings`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reports.pack.provenance import SystemIdentity
-from wardgate.typed_config import SettingsBacked
+from wardgate.env import Env, deployment
+from wardgate.keys import demo_signing_key, signing_key_problem
+from wardgate.typed_config import EnvBacked
+
+# Production refuses to start with the demo's organisation: it is printed on every pack.
+DEMO_ORGANISATION = "Wardgate demo organisation"
+DEFAULT_BOUNDARY = (
+    "The Wardgate gateway (MCP data path to BigQuery), its compliance portal, audit log and "
+    "Celery workers; the upstream MCP servers, BigQuery and the identity provider are outside "
+    "the boundary.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,23 +39,38 @@ class ReportsConfig:
     monthly: bool = True
 
     @classmethod
-    def from_settings(cls) -> ReportsConfig:
-        from django.conf import settings
-
+    def from_env(cls, env: Env) -> ReportsConfig:
+        deploy = deployment(env)
+        prod = deploy.production
+        signing_key = env.text(
+            "WARDGATE_PACK_SIGNING_KEY",
+            "" if prod else demo_signing_key(deploy.secret_key,
+                                             purpose="wardgate-evidence-pack-signing"))
+        identity = SystemIdentity(
+            organisation=env.text("WARDGATE_PACK_ORGANISATION", DEMO_ORGANISATION),
+            system=env.text("WARDGATE_PACK_SYSTEM_NAME", "Wardgate"),
+            environment=env.text("WARDGATE_PACK_ENVIRONMENT", "production" if prod else "demo"),
+            boundary=env.text("WARDGATE_PACK_BOUNDARY", DEFAULT_BOUNDARY),
+            # The organisation's OSCAL assessment plan (SAP) these results answer; empty: the
+            # pack carries a placeholder resource the organisation replaces.
+            assessment_plan_url=env.text("WARDGATE_PACK_ASSESSMENT_PLAN_URL", ""),
+        )
+        if prod and not signing_key.strip():
+            env.problem("WARDGATE_PACK_SIGNING_KEY must be set "
+                        "(Ed25519 private key: PEM, or base64 of 32 raw bytes)")
+        elif problem := signing_key_problem(signing_key, "WARDGATE_PACK_SIGNING_KEY"):
+            env.problem(problem)
+        if prod and identity.organisation == DEMO_ORGANISATION:
+            env.problem("WARDGATE_PACK_ORGANISATION must name the organisation that owns "
+                        "the system (it is printed on every evidence pack)")
         return cls(
-            pack_dir=Path(settings.WARDGATE_PACK_DIR),
-            signing_key=settings.WARDGATE_PACK_SIGNING_KEY,
-            identity=SystemIdentity(
-                organisation=settings.WARDGATE_PACK_ORGANISATION,
-                system=settings.WARDGATE_PACK_SYSTEM_NAME,
-                environment=settings.WARDGATE_PACK_ENVIRONMENT,
-                boundary=settings.WARDGATE_PACK_BOUNDARY,
-                assessment_plan_url=settings.WARDGATE_PACK_ASSESSMENT_PLAN_URL,
-            ),
-            sample_size=int(settings.WARDGATE_PACK_SAMPLE_SIZE),
-            disable_sla_seconds=float(settings.WARDGATE_PACK_DISABLE_SLA_SECONDS),
-            monthly=bool(getattr(settings, "WARDGATE_PACK_MONTHLY", True)),
+            pack_dir=Path(env.text("WARDGATE_PACK_DIR", str(deploy.var_dir / "packs"))),
+            signing_key=signing_key,
+            identity=identity,
+            sample_size=env.integer("WARDGATE_PACK_SAMPLE_SIZE", 25),
+            disable_sla_seconds=float(env.integer("WARDGATE_PACK_DISABLE_SLA_SECONDS", 1)),
+            monthly=env.flag("WARDGATE_PACK_MONTHLY", True),
         )
 
 
-reports_config = SettingsBacked(ReportsConfig.from_settings)
+reports_config = EnvBacked(ReportsConfig.from_env)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,12 +200,12 @@ def gateway(transactional_db, oidc_issuer) -> Iterator[RunningGateway]:  # type:
 
     from portal.gateway_store import PortalGatewayStore
     from proxy.app import GatewayApp
-    from proxy.config import GatewayConfig
+    from proxy.config import gateway_config
     from proxy.oidc import OidcConfig
     from tests.oidc_issuer import AUDIENCE
     from wardgate.asgi import build_application
 
-    config = replace(GatewayConfig.from_settings(), oidc=OidcConfig(
+    config = replace(gateway_config(), oidc=OidcConfig(
         issuer=oidc_issuer.issuer, audience=AUDIENCE, jwks_url=oidc_issuer.jwks_url))
     app = GatewayApp(config, store=PortalGatewayStore())
     running = RunningGateway(build_application(app), free_port()).start()
@@ -274,12 +275,23 @@ def redis_url() -> str:
 def _checkpoint_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test exports checkpoints to a directory of its own (the default, var/checkpoints,
     would collect checkpoints of unrelated test chains, which rightly conflict)."""
-    from django.test import override_settings
+    from audit.config import audit_config
+    from wardgate.typed_config import configured
 
-    # override_settings (not plain assignment) so typed configuration built from settings
-    # (audit/config.py) sees the change.
-    with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path_factory.mktemp("checkpoints"))):
+    with configured(audit_config,
+                    checkpoint_export=str(tmp_path_factory.mktemp("checkpoints"))):
         yield
+
+
+@pytest.fixture
+def configure() -> Iterator[Callable[..., Any]]:
+    """`configure(portal_config, incident_max_denied=5)`: that app's typed configuration with
+    these fields replaced for the rest of the test, restored after it (the settings no longer
+    hold the apps' values, so `settings.WARDGATE_...` changes nothing)."""
+    from wardgate.typed_config import configured
+
+    with contextlib.ExitStack() as stack:
+        yield lambda accessor, **changes: stack.enter_context(configured(accessor, **changes))
 
 
 @pytest.fixture(autouse=True)

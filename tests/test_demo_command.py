@@ -62,8 +62,8 @@ def test_demo_check_from_fresh_checkout(tmp_path: Path) -> None:
     assert "audit chain OK" in verified.stdout and "checkpoints OK" in verified.stdout
     # Its checkpoints are signed with a key made for this installation, not the one the source
     # gives away (derived from the built-in demo secret).
+    from wardgate.env import DEMO_SECRET_KEY
     from wardgate.keys import demo_signing_key, key_id, load_private_key
-    from wardgate.settings.safety import DEMO_SECRET_KEY
 
     assert (checkout / "var" / "checkpoint-signing.key").exists()
     public_id = key_id(load_private_key(demo_signing_key(DEMO_SECRET_KEY)).public_key())

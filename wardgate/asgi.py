@@ -16,6 +16,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 from portal.gateway_store import PortalGatewayStore  # noqa: E402
 from proxy.app import GatewayApp  # noqa: E402
+from wardgate.config import serve_config  # noqa: E402
 from wardgate.readiness import health_only, not_served, readiness_app  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def build_application(gateway: GatewayApp, only: str | None = None) -> Any:
     """`only` (default WARDGATE_SERVE_ONLY, which `manage.py serve --only` sets): "" serves
     both; "gateway" answers 404 for the portal's URLs; "portal" answers 404 at /mcp/ and starts
     no gateway. /healthz and /readyz answer in every case."""
-    only = settings.WARDGATE_SERVE_ONLY if only is None else only
+    only = serve_config().only if only is None else only
     portal: Any = get_asgi_application()
     if settings.DEBUG:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler

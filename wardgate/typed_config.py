@@ -1,41 +1,74 @@
-"""Typed configuration built from Django settings once, and rebuilt only when a setting changes.
+"""Typed configuration per app, read from the environment once, with its problems kept.
 
-Settings read and check the environment once (wardgate.settings). Each app reads the values it
-needs through one frozen dataclass (audit/config.py, portal/config.py, reports/config.py,
-proxy/config.py) instead of `django.conf.settings` deep inside its logic. `override_settings`
-(and pytest-django's `settings` fixture) send `setting_changed`, after which the next read
-builds the configuration again.
+Each app reads the variables it owns through one frozen dataclass (audit/config.py,
+portal/config.py, proxy/config.py, reports/config.py, wardgate/config.py), built by a reader
+that takes an `Env` (wardgate/env.py) and notes every problem instead of raising. Start-up
+(wardgate.apps.WardgateConfig.ready) asks every app for its problems and refuses once, listing
+them together with the settings' own.
+
+Tests change a value with `configured(...)` (or the `configure` pytest fixture), which replaces
+fields of the current configuration and restores it afterwards; gateway subprocesses are given
+environment variables instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from django.core.signals import setting_changed
+from wardgate.env import Env
 
 ConfigT = TypeVar("ConfigT")
 
 
-class SettingsBacked(Generic[ConfigT]):
+class EnvBacked(Generic[ConfigT]):
     """Call it for the current configuration: `audit_config().retention_days`."""
 
-    def __init__(self, build: Callable[[], ConfigT]) -> None:
-        self._build = build
+    def __init__(self, read: Callable[[Env], ConfigT]) -> None:
+        self._read = read
         self._current: ConfigT | None = None
+        self._problems: list[str] = []
         self._lock = threading.Lock()
-        setting_changed.connect(self._forget, weak=False)
 
     def __call__(self) -> ConfigT:
         current = self._current
         if current is None:
             with self._lock:
-                current = self._current = self._build()
+                current = self._current
+                if current is None:
+                    env = Env()
+                    current = self._current = self._read(env)
+                    self._problems = list(env.problems)
         return current
 
-    def forget(self) -> None:
-        self._current = None
+    def problems(self) -> list[str]:
+        """What could not be read or is unsafe, from the one read start-up checks."""
+        self()
+        return list(self._problems)
 
-    def _forget(self, **_: Any) -> None:
-        self.forget()
+    def forget(self) -> None:
+        """Read the environment again on the next call (after it was changed on purpose)."""
+        with self._lock:
+            self._current = None
+            self._problems = []
+
+    def replace(self, config: ConfigT | None) -> None:
+        """Put `config` in place of the current configuration (None: read again)."""
+        with self._lock:
+            self._current = config
+            self._problems = []
+
+
+@contextmanager
+def configured(accessor: EnvBacked[ConfigT], **changes: Any) -> Iterator[ConfigT]:
+    """For tests: the configuration with `changes` (dataclasses.replace) while inside, the one
+    before it after."""
+    before = accessor()
+    accessor.replace(dataclasses.replace(before, **changes))  # type: ignore[type-var]
+    try:
+        yield accessor()
+    finally:
+        accessor.replace(before)

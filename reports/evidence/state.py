@@ -22,7 +22,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import models
 
+from audit.config import audit_config
+from portal.config import portal_config
+from proxy.config import gateway_config
+from reports.config import reports_config
 from reports.pack.archive import PackArchive
+from wardgate.env import Env, deployment
 
 from .base import EXAMINE, Evidence
 
@@ -209,48 +214,44 @@ def write_connections(archive: PackArchive) -> Evidence:
                     bytes=entry.bytes, stats={"formats": formats})
 
 
-def _derived(purpose: str) -> str:
-    return hashlib.sha256(f"{purpose}:{settings.SECRET_KEY}".encode()).hexdigest()
-
-
 def key_source(value: str, purpose: str) -> str:
     if not value:
         return "NOT SET"
-    return "derived from the secret key (demo)" if value == _derived(purpose) else "configured"
+    return ("derived from the secret key (demo)"
+            if value == deployment(Env()).demo_key(purpose) else "configured")
 
 
 def settings_rows(pack_key_id: str) -> list[tuple[str, str, str]]:
     """(setting, value, meaning): the configuration auditors ask about; never a secret."""
-    def get(name: str, default: Any = "not configured") -> str:
-        value = getattr(settings, name, default)
-        return json.dumps(value) if isinstance(value, list | dict) else str(value)
-
-    sinks = getattr(settings, "WARDGATE_SIEM_SINKS", []) or []
+    audit, gateway, portal = audit_config(), gateway_config(), portal_config()
     return [
-        ("WARDGATE_MODE", get("WARDGATE_MODE"), "demo or production"),
-        ("WARDGATE_AUDIT_RETENTION_DAYS", get("WARDGATE_AUDIT_RETENTION_DAYS"),
+        ("WARDGATE_MODE", settings.WARDGATE_MODE, "demo or production"),
+        ("WARDGATE_AUDIT_RETENTION_DAYS", str(audit.retention_days),
          "audit records older than this are purged (once signed and in an exported pack)"),
-        ("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", get("WARDGATE_CHECKPOINT_INTERVAL_MINUTES"),
+        ("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", str(audit.checkpoint_interval_minutes),
          "how often the chain head is signed"),
-        ("WARDGATE_CHECKPOINT_EXPORT", "set" if getattr(settings, "WARDGATE_CHECKPOINT_EXPORT", "")
-         else "not set", "write-once location of checkpoint copies"),
-        ("WARDGATE_SIEM_SINKS", ", ".join(str(s.get("name")) for s in sinks) or "none",
+        ("WARDGATE_CHECKPOINT_EXPORT", "set" if audit.checkpoint_export else "not set",
+         "write-once location of checkpoint copies"),
+        ("WARDGATE_SIEM_SINKS", ", ".join(str(s.get("name")) for s in audit.siem_sinks) or "none",
          "SIEM sinks the log is exported to"),
-        ("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", get("WARDGATE_AUDIT_RESPONSE_CAP_BYTES"),
+        ("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", str(gateway.audit_response_cap_bytes),
          "response bytes kept per record (its SHA-256 covers all)"),
-        ("WARDGATE_FIELD_ENCRYPTION_KEY",
-         key_source(getattr(settings, "WARDGATE_FIELD_ENCRYPTION_KEY", ""), "fields"),
+        ("WARDGATE_FIELD_ENCRYPTION_KEY", key_source(portal.field_encryption_key, "fields"),
          "key for upstream credentials at rest (value not shown)"),
-        ("WARDGATE_TOKEN_HMAC_KEY",
-         key_source(getattr(settings, "WARDGATE_TOKEN_HMAC_KEY", ""), "tokenize"),
+        ("WARDGATE_TOKEN_HMAC_KEY", key_source(gateway.token_key.decode(), "tokenize"),
          "key for masking by keyed tokenization, HMAC-SHA256 (value not shown)"),
         ("WARDGATE_PACK_SIGNING_KEY", f"Ed25519 key id {pack_key_id}",
          "key signing evidence-pack manifests (public key: manage.py pack_public_key)"),
-        ("WARDGATE_PACK_DISABLE_SLA_SECONDS", get("WARDGATE_PACK_DISABLE_SLA_SECONDS"),
+        ("WARDGATE_PACK_DISABLE_SLA_SECONDS", _number(reports_config().disable_sla_seconds),
          "how soon a disabled account must stop getting through"),
-        ("WARDGATE_INACTIVE_ACCOUNT_DAYS", get("WARDGATE_INACTIVE_ACCOUNT_DAYS"),
+        ("WARDGATE_INACTIVE_ACCOUNT_DAYS", str(portal.inactive_account_days),
          "accounts unused this long are disabled automatically"),
     ]
+
+
+def _number(value: float) -> str:
+    # As the variable is written: 1, not 1.0.
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def write_settings(archive: PackArchive, pack_key_id: str) -> Evidence:
@@ -328,7 +329,7 @@ def write_privileged_mfa(archive: PackArchive) -> Evidence:
         entry["since"] = min(entry["since"], created)
         if used and (entry["used"] is None or used > entry["used"]):
             entry["used"] = used
-    required = {str(r) for r in getattr(settings, "WARDGATE_MFA_REQUIRED_ROLES", PRIVILEGED_ROLES)}
+    required = {str(r) for r in portal_config().mfa_required_roles}
     without: list[str] = []
     rows = []
     for u in privileged:

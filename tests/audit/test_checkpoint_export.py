@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
 from google.api_core.exceptions import PreconditionFailed
 
 from audit.checkpoints import (
@@ -25,9 +24,11 @@ from audit.checkpoints import (
     load_checkpoints,
     store_for,
 )
+from audit.config import audit_config
 from audit.control_models import AuditCheckpoint
 from audit.maintenance import purge_window
 from audit.verify import verify_chain, verify_log
+from wardgate.typed_config import configured
 
 from .conftest import sql
 from .controls_helpers import chain, rewrite_from, triggers_dropped, truncate_and_rewind
@@ -83,13 +84,13 @@ def test_audit_checkpoint_command_signs_and_exports(
     call_command("audit_checkpoint")
     assert "audit log is empty" in capsys.readouterr().out
     chain(4)
-    with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path / "cp")):
+    with configured(audit_config, checkpoint_export=str(tmp_path / "cp")):
         call_command("audit_checkpoint", "--export")
     out = capsys.readouterr().out
     # #5: the record of this run, which the checkpoint signs too.
     assert "checkpoint #5" in out and "exported 1 checkpoint(s): #5..#5" in out
     assert len(exported_files(tmp_path / "cp")) == 1
-    with override_settings(WARDGATE_CHECKPOINT_EXPORT=""), \
+    with configured(audit_config, checkpoint_export=""), \
             pytest.raises(CommandError, match="WARDGATE_CHECKPOINT_EXPORT"):
         call_command("audit_checkpoint", "--export")
 
@@ -105,7 +106,7 @@ def test_audit_checkpoint_records_who_ran_it_and_what_it_signed(tmp_path: Path) 
 
     make_user("root-admin", "admin")
     chain(4)
-    with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path / "cp")):
+    with configured(audit_config, checkpoint_export=str(tmp_path / "cp")):
         call_command("audit_checkpoint", "--export", stdout=io.StringIO())
         signed = last()
         assert signed.event == "audit.checkpoint_signed", "audit_checkpoint left no record"

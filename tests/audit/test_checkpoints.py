@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
-from django.test import override_settings
 
 from audit.checkpoints import CheckpointData, CheckpointError, checkpoint_create, verify_keys
+from audit.config import audit_config
 from audit.control_models import AuditCheckpoint
 from audit.maintenance import purge_window
 from audit.signing import (
@@ -29,6 +29,7 @@ from audit.signing import (
     signing_key_problem,
 )
 from audit.verify import verify_chain, verify_log
+from wardgate.typed_config import configured
 
 from .conftest import sql
 from .controls_helpers import chain, rewrite_from, stored, triggers_dropped, truncate_and_rewind
@@ -267,14 +268,14 @@ def test_a_rewritten_or_forged_checkpoint_fails_its_signature() -> None:
 @pytest.mark.django_db
 def test_checkpoints_of_a_rotated_key_verify_with_its_public_key() -> None:
     old = Ed25519PrivateKey.generate()
-    with override_settings(WARDGATE_CHECKPOINT_SIGNING_KEY=raw_b64(old)):
+    with configured(audit_config, checkpoint_signing_key=raw_b64(old)):
         chain(2)
         checkpoint_create()
     assert "unknown key" in verify_log().problems[0]
     public = base64.b64encode(
         old.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ).decode()
-    with override_settings(WARDGATE_CHECKPOINT_VERIFY_KEYS=[public]):
+    with configured(audit_config, checkpoint_verify_keys=(public,)):
         assert verify_log().ok
         chain(1, start=2)
         assert checkpoint_create().seq == 3  # signed with the new key, on the old one's anchor

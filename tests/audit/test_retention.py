@@ -13,9 +13,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import override_settings
 
 from audit.checkpoints import checkpoint_create, checkpoint_export, verify_keys
+from audit.config import audit_config
 from audit.control_models import AuditCheckpoint, LegalHold
 from audit.maintenance import purge_window
 from audit.models import AuditRecord
@@ -30,6 +30,7 @@ from audit.retention import (
 )
 from audit.services import AuditEntry, append_records
 from audit.verify import PURGE_EVENT, verify_log
+from wardgate.typed_config import configured
 
 from .conftest import sql
 from .controls_helpers import chain, triggers_dropped
@@ -232,7 +233,7 @@ def test_a_prefix_deleted_by_someone_else_is_not_taken_for_a_purge(
 def test_with_an_export_location_only_exported_checkpoints_count(
     clock: Clock, packs: dict[str, int], tmp_path: Path
 ) -> None:
-    with override_settings(WARDGATE_CHECKPOINT_EXPORT=str(tmp_path)):
+    with configured(audit_config, checkpoint_export=str(tmp_path)):
         history(clock, export=False)
         assert retention_purge(now=LATER, retention_days=365).skipped.startswith(
             "no signed checkpoint covers"
@@ -250,7 +251,7 @@ def test_dry_run_and_the_commands(
     clock: Clock, packs: dict[str, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     history(clock)
-    with override_settings(WARDGATE_AUDIT_RETENTION_DAYS=1):
+    with configured(audit_config, retention_days=1):
         # Records are stamped by the fake clock; the commands use the real one, years later.
         call_command("audit_retention", "--dry-run")
         assert "would purge records 1..10 (10)" in capsys.readouterr().out

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
 
+from audit.config import audit_config
 from audit.control_models import ExportCursor
 from audit.export.config import build_exporter, build_sink
 from audit.export.exporter import ExportBusy, Exporter, ExportError, LeaseLost
@@ -24,6 +24,7 @@ from audit.maintenance import purge_window
 from audit.models import AuditRecord
 from audit.tasks import siem_export
 from tests.conftest import make_user
+from wardgate.typed_config import configured
 
 from .conftest import sql
 from .controls_helpers import chain
@@ -197,7 +198,7 @@ def test_http_sink_signs_each_batch_and_retries_a_refused_one() -> None:
 def test_http_sink_with_the_wrong_secret_is_refused_by_the_receiver() -> None:
     chain(3)
     with HttpCollector(secret="right") as collector:
-        with override_settings(WARDGATE_SIEM_HMAC_SECRET="wrong"):
+        with configured(audit_config, siem_hmac_secret="wrong"):
             exporter = build_exporter({"name": "c", "type": "http", "url": collector.url})
         with pytest.raises(DeliveryError, match="HTTP 401"):
             exporter.run_once()
@@ -310,7 +311,7 @@ def test_audit_export_command_and_celery_task(
     chain(7)
     path = tmp_path / "out.log"
     sinks = [{"name": "f", "type": "file", "path": str(path), "format": "syslog", "body": "ocsf"}]
-    with override_settings(WARDGATE_SIEM_SINKS=sinks):
+    with configured(audit_config, siem_sinks=tuple(sinks)):
         call_command(
             "audit_export", "--sink", "f", "--once", "--batch-size", "3", "--max-batches", "1"
         )

@@ -18,16 +18,17 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
-from django.test import override_settings
 
 from audit.chain import compute_hash
+from audit.config import audit_config
 from audit.models import AuditRecord
 from audit.services import append_records
 from audit.tasks import checkpoint as checkpoint_task
 from audit.verify import verify_chain, verify_log
 from tests.conftest import ROOT
+from wardgate.env import DEMO_SECRET_KEY
 from wardgate.keys import demo_public_key, demo_signing_key, signing_key_problem
-from wardgate.settings.safety import DEMO_SECRET_KEY
+from wardgate.typed_config import configured
 
 from .conftest import make_entry, sql
 from .controls_helpers import chain, rewrite_from, stored, triggers_dropped
@@ -95,7 +96,7 @@ def test_every_audit_table_is_guarded_and_a_forged_window_stays_on_record() -> N
 
 
 def test_a_chain_written_before_keying_is_continued_keyed() -> None:
-    with override_settings(WARDGATE_AUDIT_CHAIN_KEY=""):
+    with configured(audit_config, chain_key=""):
         chain(4)  # the v1 (unkeyed) format, as every chain before this change
     legacy = stored(4)
     assert legacy["hash"] == compute_hash(legacy["prev_hash"], legacy)
@@ -121,8 +122,8 @@ def demo_chain_key(var_dir: Path) -> str:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_", "DJANGO_"))}
     done = subprocess.run(
-        [sys.executable, "-c", "import django; from django.conf import settings; "
-         "django.setup(); print(settings.WARDGATE_AUDIT_CHAIN_KEY)"],
+        [sys.executable, "-c", "import django; django.setup(); "
+         "from audit.config import audit_config; print(audit_config().chain_key)"],
         cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "wardgate.settings",
                        "WARDGATE_VAR_DIR": str(var_dir)},
         capture_output=True, text=True, timeout=60)
@@ -138,9 +139,7 @@ def test_the_demo_chain_key_is_made_for_the_installation_not_taken_from_the_sour
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert demo_chain_key(tmp_path / "a") == first  # the same installation keeps its key
     assert demo_chain_key(tmp_path / "b") != first  # another installation has its own
-    from django.conf import settings
-
-    assert settings.WARDGATE_AUDIT_CHAIN_KEY not in ("", PUBLIC_DEMO_KEY)
+    assert audit_config().chain_key not in ("", PUBLIC_DEMO_KEY)
 
 
 def test_a_chain_recomputed_with_the_public_demo_key_is_caught_at_the_edited_record(capsys) -> None:  # type: ignore[no-untyped-def]
@@ -155,7 +154,7 @@ def test_a_chain_recomputed_with_the_public_demo_key_is_caught_at_the_edited_rec
 
 
 def test_a_chain_begun_under_the_old_demo_key_is_continued_and_stays_guarded() -> None:
-    with override_settings(WARDGATE_AUDIT_CHAIN_KEY=PUBLIC_DEMO_KEY):
+    with configured(audit_config, chain_key=PUBLIC_DEMO_KEY):
         chain(4)  # an installation from before the demo had a key of its own
     # Every record under the old key is what a rewrite of the whole chain with it looks like.
     assert verify_chain().ok is False
@@ -176,9 +175,9 @@ def demo_checkpoint_keys(var_dir: Path) -> tuple[str, list[str]]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_", "DJANGO_"))}
     done = subprocess.run(
-        [sys.executable, "-c", "import django; from django.conf import settings; "
-         "django.setup(); print(settings.WARDGATE_CHECKPOINT_SIGNING_KEY); "
-         "print(','.join(settings.WARDGATE_CHECKPOINT_VERIFY_KEYS))"],
+        [sys.executable, "-c", "import django; django.setup(); "
+         "from audit.config import audit_config; config = audit_config(); "
+         "print(config.checkpoint_signing_key); print(','.join(config.checkpoint_verify_keys))"],
         cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "wardgate.settings",
                        "WARDGATE_VAR_DIR": str(var_dir)},
         capture_output=True, text=True, timeout=60)
@@ -196,16 +195,14 @@ def test_the_demo_checkpoint_key_is_made_for_the_installation_not_taken_from_the
     assert demo_checkpoint_keys(tmp_path / "b")[0] != first  # another has its own
     # What earlier demos signed still verifies: the old key's public half, never its use.
     assert verify == [demo_public_key(DEMO_SECRET_KEY)]
-    from django.conf import settings
-
-    assert settings.WARDGATE_CHECKPOINT_SIGNING_KEY not in ("", PUBLIC_DEMO_SIGNING_KEY)
+    assert audit_config().checkpoint_signing_key not in ("", PUBLIC_DEMO_SIGNING_KEY)
 
 
 def test_checkpoints_signed_with_the_old_demo_key_verify_and_later_ones_are_forgeries(capsys) -> None:  # type: ignore[no-untyped-def]
     from audit.checkpoints import checkpoint_create
 
     chain(5)
-    with override_settings(WARDGATE_CHECKPOINT_SIGNING_KEY=PUBLIC_DEMO_SIGNING_KEY):
+    with configured(audit_config, checkpoint_signing_key=PUBLIC_DEMO_SIGNING_KEY):
         checkpoint_create()  # an installation from before the demo had a key of its own
     assert verify_log().ok
     chain(3, start=5)

@@ -60,10 +60,11 @@ def _last_month() -> tuple[dt.date, dt.date]:
 
 
 def test_auditor_builds_watches_downloads_and_verifies_a_pack(
-        gateway, celery_worker, settings, tmp_path, new_page) -> None:
+        gateway, celery_worker, configure, tmp_path, new_page) -> None:
+    from reports.config import reports_config
     from reports.synthetic import audit_load_generate
 
-    settings.WARDGATE_PACK_DIR = tmp_path / "packs"
+    configure(reports_config, pack_dir=tmp_path / "packs")
     first, last = _last_month()
     audit_load_generate(records=2000, start=dt.datetime.combine(first, dt.time.min, dt.UTC),
                         days=(last - first).days + 1, seed=11)

@@ -9,6 +9,7 @@ import pytest
 from audit.models import AuditRecord
 from audit.services import AuditEntry, append_records
 from audit.verify import verify_chain
+from portal.config import portal_config
 from portal.models import Incident, Quarantine
 from portal.services.incidents import (
     incident_lift,
@@ -33,8 +34,8 @@ def _calls(actor: str, n: int, *, decision: str, rows: int | None = None) -> Non
     append_records(entries)
 
 
-def test_denied_calls_rule_raises_incident_and_quarantines(people, settings) -> None:
-    settings.WARDGATE_INCIDENT_MAX_DENIED = 5
+def test_denied_calls_rule_raises_incident_and_quarantines(people, configure) -> None:
+    configure(portal_config, incident_max_denied=5)
     eng = people["engineer"]
     _calls(eng.username, 4, decision="deny")
     assert incident_rules_evaluate() == []
@@ -56,8 +57,8 @@ def test_denied_calls_rule_raises_incident_and_quarantines(people, settings) -> 
     assert verify_chain().ok
 
 
-def test_result_rows_rule(people, settings) -> None:
-    settings.WARDGATE_INCIDENT_MAX_ROWS = 1000
+def test_result_rows_rule(people, configure) -> None:
+    configure(portal_config, incident_max_rows=1000)
     eng = people["engineer"]
     _calls(eng.username, 3, decision="allow", rows=300)
     assert incident_rules_evaluate() == []
@@ -66,8 +67,8 @@ def test_result_rows_rule(people, settings) -> None:
     assert incident.rule == "result_rows" and incident.observed == 1100
 
 
-def test_celery_task_runs_the_rules(people, settings) -> None:
-    settings.WARDGATE_INCIDENT_MAX_DENIED = 2
+def test_celery_task_runs_the_rules(people, configure) -> None:
+    configure(portal_config, incident_max_denied=2)
     _calls(people["engineer"].username, 2, decision="deny")
     from portal.tasks import evaluate_incident_rules
 

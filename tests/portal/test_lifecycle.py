@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditRecord
 from audit.verify import verify_chain
+from portal.config import portal_config
 from portal.models import ApiToken, Grant, PersonalToken, PortalSession
 from portal.services.accounts import (
     AccountError,
@@ -76,8 +77,8 @@ def test_create_and_reenable_are_recorded(people) -> None:
         account_create(username="NEWBIE", password=None, roles=[], by=admin, reason="dup")
 
 
-def test_inactive_accounts_are_disabled_by_the_scheduled_task(people, connection, settings) -> None:
-    settings.WARDGATE_INACTIVE_ACCOUNT_DAYS = 30
+def test_inactive_accounts_are_disabled_by_the_scheduled_task(people, connection, configure) -> None:
+    configure(portal_config, inactive_account_days=30)
     now = timezone.now()
     old = portal_user("old-timer", "engineer")
     old.date_joined = old.last_login = now - dt.timedelta(days=90)

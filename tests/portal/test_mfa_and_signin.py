@@ -8,6 +8,7 @@ from django.test import Client
 
 from audit.models import AuditRecord
 from portal.adapters import groups_from_claims
+from portal.config import portal_config
 from tests.portal.conftest import client_for, enrol_totp, portal_user, totp_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,8 +76,8 @@ def test_there_is_no_django_admin_to_change_things_unrecorded() -> None:
         assert client_for(root).get(path).status_code == 404, path
 
 
-def test_sso_groups_claim_maps_to_roles_and_unmapped_values_grant_nothing(settings) -> None:
-    settings.WARDGATE_SSO_GROUP_MAP = {"idp-data-eng": "engineer", "idp-sec": "auditor"}
+def test_sso_groups_claim_maps_to_roles_and_unmapped_values_grant_nothing(configure) -> None:
+    configure(portal_config, sso_group_map={"idp-data-eng": "engineer", "idp-sec": "auditor"})
     assert groups_from_claims({"groups": ["idp-data-eng", "idp-sec", "other", "admin"]}) == \
         ["auditor", "engineer"]
     assert groups_from_claims({"userinfo": {"groups": "idp-sec"}}) == ["auditor"]

@@ -19,11 +19,13 @@ ISSUER = "http://127.0.0.1:9/realms/corp"
 
 
 @pytest.fixture
-def sso(settings):  # type: ignore[no-untyped-def]
+def sso(settings, configure):  # type: ignore[no-untyped-def]
+    from portal.config import portal_config
+
     settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"APPS": [{
         "provider_id": "sso", "name": "SSO", "client_id": "wardgate", "secret": "s",
         "settings": {"server_url": ISSUER}}]}}
-    settings.WARDGATE_SSO_GROUP_MAP = {"corp-auditors": "auditor"}
+    configure(portal_config, sso_group_map={"corp-auditors": "auditor"})
 
 
 def sign_in(claims: dict):  # type: ignore[no-untyped-def]

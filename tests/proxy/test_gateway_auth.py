@@ -10,6 +10,7 @@ import jwt
 import pytest
 from mcp.client import Client
 
+from portal.config import portal_config
 from portal.services.events import SYSTEM
 from proxy.db import run_db
 from tests.conftest import make_user
@@ -130,8 +131,8 @@ async def test_token_scope_and_missing_grant_are_forbidden(gateway, engineer_tok
     await assert_refused(await post(gateway, outsider_token), 403, "access.no_grant")
 
 
-async def test_oidc_token_with_groups_claim_works_through_the_official_client(gateway, oidc_issuer, demo_policy, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.WARDGATE_SSO_GROUP_MAP = {"idp-engineers": "engineer", "idp-data": "data-team"}
+async def test_oidc_token_with_groups_claim_works_through_the_official_client(gateway, oidc_issuer, demo_policy, configure) -> None:  # type: ignore[no-untyped-def]
+    configure(portal_config, sso_group_map={"idp-engineers": "engineer", "idp-data": "data-team"})
     token = oidc_issuer.token("alice", ["idp-engineers", "idp-data", "unmapped"])
     async with gateway_client(gateway.url("demo-bigquery"), token) as client:
         names = {t.name for t in (await client.list_tools()).tools}

@@ -44,7 +44,8 @@ async def test_a_token_naming_a_local_account_neither_strips_nor_becomes_it(
 
 
 async def test_raw_group_claims_grant_nothing_and_mapped_ones_are_recorded(
-        gateway, oidc_issuer, demo_policy, settings) -> None:  # type: ignore[no-untyped-def]
+        gateway, oidc_issuer, demo_policy, configure) -> None:  # type: ignore[no-untyped-def]
+    from portal.config import portal_config
     from portal.services.security import security_revision_current
 
     # groups: [admin, approver] used to make a new portal admin.
@@ -55,7 +56,7 @@ async def test_raw_group_claims_grant_nothing_and_mapped_ones_are_recorded(
     provisioned = await run_db(last_record, "portal.account_provisioned")
     assert provisioned.detail["unmapped_claim_values"] == ["admin", "approver", "engineer"]
 
-    settings.WARDGATE_SSO_GROUP_MAP = {"idp-data-eng": "engineer"}
+    configure(portal_config, sso_group_map={"idp-data-eng": "engineer"})
     revision = await run_db(security_revision_current)
     ok = await post(gateway, oidc_issuer.token("carol", ["idp-data-eng"]))
     assert ok.status_code == 200, ok.text

@@ -37,10 +37,11 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture
-def pack_dir(settings: Any, tmp_path: Path) -> Path:
+def pack_dir(configure: Any, tmp_path: Path) -> Path:
+    from reports.config import reports_config
+
     path = tmp_path / "packs"
-    settings.WARDGATE_PACK_DIR = path
-    settings.WARDGATE_PACK_SAMPLE_SIZE = 10
+    configure(reports_config, pack_dir=path, sample_size=10)
     return path
 
 

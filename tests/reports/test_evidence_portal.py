@@ -216,9 +216,14 @@ def test_engineers_and_approvers_get_403_everywhere(small_log, pack_dir, role) -
 # -- what the assessor checks in the pack ----------------------------------------------------
 
 def test_oscal_validates_and_names_requester_system_and_scope(small_log, system_state, pack_dir,
-                                                              settings, open_pack) -> None:
-    settings.WARDGATE_PACK_ORGANISATION = "Example Health Ltd"
-    settings.WARDGATE_PACK_ENVIRONMENT = "staging"
+                                                              configure, open_pack) -> None:
+    from dataclasses import replace
+
+    from reports.config import reports_config
+
+    configure(reports_config, identity=replace(reports_config().identity,
+                                               organisation="Example Health Ltd",
+                                               environment="staging"))
     zipped = open_pack(build_pack())
     doc = json.loads(zipped.read("oscal/assessment-results.json"))
     assert oscal_errors(doc) == []
@@ -253,7 +258,8 @@ def test_oscal_validates_and_names_requester_system_and_scope(small_log, system_
     assert manifest["system_identification"]["organisation"] == "Example Health Ltd"
     assert manifest["requested_by"] == {"kind": "person", "name": "pack-auditor"}
 
-    settings.WARDGATE_PACK_ASSESSMENT_PLAN_URL = "https://grc.example.com/sap/2026.json"
+    configure(reports_config, identity=replace(
+        reports_config().identity, assessment_plan_url="https://grc.example.com/sap/2026.json"))
     ar = json.loads(open_pack(build_pack(controls=["AU-2"])).read(
         "oscal/assessment-results.json"))
     assert ar["assessment-results"]["import-ap"] == {

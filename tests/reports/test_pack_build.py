@@ -214,15 +214,16 @@ def test_empty_period_reports_gaps_and_still_verifies(db, pack_dir, open_pack) -
     call_command("verify_pack", str(zipped.path))
 
 
-def test_disable_that_did_not_take_effect_is_a_gap(db, settings, pack_dir) -> None:
+def test_disable_that_did_not_take_effect_is_a_gap(db, configure, pack_dir) -> None:
     import datetime as dt
 
     from django.utils import timezone
 
     from audit.services import AuditEntry, append_records
+    from reports.config import reports_config
     from reports.services import period_from_dates
 
-    settings.WARDGATE_PACK_DISABLE_SLA_SECONDS = 0
+    configure(reports_config, disable_sla_seconds=0.0)
     append_records([
         AuditEntry(event="portal.account_disabled", actor="admin", decision="info",
                    detail={"account": "mallory"}),

@@ -94,10 +94,11 @@ def test_build_twice_does_no_work_twice(small_log, pack_dir) -> None:
     assert AuditRecord.objects.filter(event="reports.pack_built").count() == 1
 
 
-def test_keys_pem_and_base64(tmp_path, settings, capsys) -> None:
+def test_keys_pem_and_base64(tmp_path, configure, capsys) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from reports.config import reports_config
     from reports.keys import PackKeyError, key_id, load_private_key, load_public_key
 
     key = Ed25519PrivateKey.generate()
@@ -111,7 +112,7 @@ def test_keys_pem_and_base64(tmp_path, settings, capsys) -> None:
                 "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"):
         with pytest.raises(PackKeyError):
             load_private_key(bad)
-    settings.WARDGATE_PACK_SIGNING_KEY = pem
+    configure(reports_config, signing_key=pem)
     call_command("pack_public_key")
     captured = capsys.readouterr()
     assert key_id(load_public_key(captured.out)) == key_id(key.public_key())
@@ -147,9 +148,10 @@ def test_production_requires_a_pack_signing_key() -> None:
 
 
 def test_demo_key_is_derived_and_stable(settings: Any) -> None:
+    from reports.config import reports_config
     from reports.keys import demo_key
 
-    assert demo_key(settings.SECRET_KEY) == settings.WARDGATE_PACK_SIGNING_KEY
+    assert demo_key(settings.SECRET_KEY) == reports_config().signing_key
     assert demo_key("a") != demo_key("b") and demo_key("a") == demo_key("a")
 
 

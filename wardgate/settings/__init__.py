@@ -1,85 +1,47 @@
-"""Wardgate settings, read from environment variables once.
+"""Wardgate settings: Django, DRF, allauth and Celery wiring, read from the environment.
 
 Defaults run the embedded demo (SQLite, in-process task queue). `WARDGATE_MODE=production`
 switches to strict mode, in which demo-only values are refused at start-up.
 
-Every variable is read through one `Env`, which notes what it cannot read instead of raising;
-every check adds to `STARTUP_PROBLEMS`; start-up is refused once, at the end of this module,
-listing every problem together. This module imports no app code: the apps read their values
-through their typed configuration (audit/config.py, portal/config.py, reports/config.py,
-proxy/config.py), built from the values below.
+Every variable here is read through one `Env` (wardgate/env.py), which notes what it cannot read
+instead of raising; every check adds to `STARTUP_PROBLEMS`. This module imports no app code and
+reads none of the apps' values: each app reads its own variables in its typed configuration
+(audit/config.py, portal/config.py, proxy/config.py, reports/config.py, wardgate/config.py).
+Start-up (wardgate.apps.WardgateConfig.ready, run by django.setup() for manage.py, ASGI and
+Celery alike) refuses once, listing these problems and every app's together.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 
-from wardgate.installation_secret import installation_secret
-from wardgate.keys import demo_public_key, demo_signing_key, signing_key_problem
+from wardgate.env import BASE_DIR as BASE_DIR  # the checkout (or installed package) root
+from wardgate.env import Env, deployment
 
-from .env import Env
-from .safety import DEMO_SECRET_KEY, SafetyInputs, UnsafeSettings, production_problems
+from .safety import SafetyInputs, production_problems
 
 env = Env()
 STARTUP_PROBLEMS: list[str] = []
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = Path(env.text("WARDGATE_VAR_DIR", str(BASE_DIR / "var")))
-
-WARDGATE_MODE = env.text("WARDGATE_MODE", "demo").strip().lower()
+_deployment = deployment(env)
+VAR_DIR = _deployment.var_dir
+WARDGATE_MODE = _deployment.mode
 if WARDGATE_MODE not in {"demo", "production"}:
     env.problem(f"WARDGATE_MODE must be 'demo' or 'production', got {WARDGATE_MODE!r}")
-PRODUCTION = WARDGATE_MODE == "production"
+PRODUCTION = _deployment.production
 
-SECRET_KEY = env.text("WARDGATE_SECRET_KEY", "" if PRODUCTION else DEMO_SECRET_KEY)
+SECRET_KEY = _deployment.secret_key
 DEBUG = env.flag("WARDGATE_DEBUG", not PRODUCTION)
-ALLOWED_HOSTS = env.items("WARDGATE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost"])
+ALLOWED_HOSTS = list(_deployment.allowed_hosts)
 CSRF_TRUSTED_ORIGINS = env.items("WARDGATE_CSRF_TRUSTED_ORIGINS", [])
 
 DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{VAR_DIR / 'wardgate.sqlite3'}")
 CELERY_BROKER_URL = env.text("CELERY_BROKER_URL", "filesystem://")
 REDIS_URL = env.text("REDIS_URL", "")
 
-
-def _derived_demo_key(purpose: str) -> str:
-    # Demo-only: derive per-purpose keys from the secret so one variable configures the demo.
-    return hashlib.sha256(f"{purpose}:{SECRET_KEY}".encode()).hexdigest()
-
-
-WARDGATE_FIELD_ENCRYPTION_KEY = env.text(
-    "WARDGATE_FIELD_ENCRYPTION_KEY", "" if PRODUCTION else _derived_demo_key("fields")
-)
-WARDGATE_TOKEN_HMAC_KEY = env.text(
-    "WARDGATE_TOKEN_HMAC_KEY", "" if PRODUCTION else _derived_demo_key("tokenize")
-)
-# Keys the audit hash chain (HMAC-SHA256, audit/chain.py). Never stored in the database: without
-# it, a database-level attacker cannot recompute the chain after an edit. The demo's is random,
-# made for the installation in VAR_DIR/audit-chain.key (0600): one derived from the demo's
-# built-in secret would be public (it is in the source), so it would protect nothing.
-WARDGATE_AUDIT_CHAIN_KEY = env.optional_text("WARDGATE_AUDIT_CHAIN_KEY")
-if WARDGATE_AUDIT_CHAIN_KEY is None:
-    WARDGATE_AUDIT_CHAIN_KEY = ""
-    if not PRODUCTION:
-        try:
-            WARDGATE_AUDIT_CHAIN_KEY = installation_secret(VAR_DIR / "audit-chain.key")
-        except (OSError, ValueError) as _exc:
-            STARTUP_PROBLEMS.append(f"the demo's audit chain key cannot be kept in "
-                                    f"{VAR_DIR / 'audit-chain.key'} ({_exc}); set "
-                                    f"WARDGATE_AUDIT_CHAIN_KEY")
-        else:
-            # Processes started from this one (the demo's web server and worker, test gateways
-            # with a VAR_DIR of their own) append to the same chain, so they use the same key.
-            os.environ["WARDGATE_AUDIT_CHAIN_KEY"] = WARDGATE_AUDIT_CHAIN_KEY
-# Keys the chain was written under before the current one: accepted only for the records before
-# the first record under the current key, like the unkeyed v1 format (an old record rewritten
-# after that is still caught). The demo's: the public key earlier versions derived for it.
-WARDGATE_AUDIT_CHAIN_LEGACY_KEYS = env.items(
-    "WARDGATE_AUDIT_CHAIN_LEGACY_KEYS", [] if PRODUCTION else [_derived_demo_key("audit-chain")])
 
 if PRODUCTION:
     STARTUP_PROBLEMS += production_problems(
@@ -89,8 +51,6 @@ if PRODUCTION:
             database_url=DATABASE_URL,
             broker_url=CELERY_BROKER_URL,
             allowed_hosts=ALLOWED_HOSTS,
-            field_encryption_key=WARDGATE_FIELD_ENCRYPTION_KEY,
-            token_hmac_key=WARDGATE_TOKEN_HMAC_KEY,
         )
     )
 
@@ -289,201 +249,6 @@ if WARDGATE_SAML_AVAILABLE and _saml_idp_entity:
         }],
     }
 
-# ============================================================================ App values
-# Read here once, with the checks start-up needs; each app reads them through its typed
-# configuration, never from these names directly.
-
-# --- Gateway: proxy/config.py (GatewayConfig, AdmissionLimits, SqlLimits) -------------------
-WARDGATE_GATEWAY_MAX_BODY_BYTES = env.integer("WARDGATE_GATEWAY_MAX_BODY_BYTES", 1_000_000)
-WARDGATE_GATEWAY_UPSTREAM_TIMEOUT = float(env.integer("WARDGATE_GATEWAY_UPSTREAM_TIMEOUT", 60))
-# Every call the gateway makes to BigQuery itself (schema lookups, dry runs), retries included.
-WARDGATE_BIGQUERY_TIMEOUT = env.integer("WARDGATE_BIGQUERY_TIMEOUT", 15)
-# Host names an Origin header may carry at /mcp/ (DNS-rebinding protection, as the MCP transport
-# spec asks); default: WARDGATE_ALLOWED_HOSTS.
-WARDGATE_GATEWAY_ALLOWED_ORIGINS = env.items("WARDGATE_GATEWAY_ALLOWED_ORIGINS", [])
-WARDGATE_AUDIT_RESPONSE_CAP_BYTES = env.integer("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", 65_536)
-
-# Admission (proxy/admission.py): per identity, per process, what may be open at once;
-# over a limit the gateway answers 429 with Retry-After at once. Slow clients: headers
-# (proxy/http_protocol.py) and bodies must arrive within these many seconds.
-WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY = env.integer(
-    "WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY", 16)
-WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY = env.integer(
-    "WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY", 4)
-WARDGATE_GATEWAY_MAX_SESSIONS_PER_IDENTITY = env.integer(
-    "WARDGATE_GATEWAY_MAX_SESSIONS_PER_IDENTITY", 16)
-WARDGATE_GATEWAY_SESSION_IDLE_SECONDS = env.integer("WARDGATE_GATEWAY_SESSION_IDLE_SECONDS", 900)
-WARDGATE_GATEWAY_STREAM_MAX_SECONDS = env.integer("WARDGATE_GATEWAY_STREAM_MAX_SECONDS", 3600)
-WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE = env.integer("WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE", 64)
-WARDGATE_GATEWAY_RETRY_AFTER_SECONDS = env.integer("WARDGATE_GATEWAY_RETRY_AFTER_SECONDS", 2)
-WARDGATE_GATEWAY_HEADER_TIMEOUT = env.integer("WARDGATE_GATEWAY_HEADER_TIMEOUT", 10)
-WARDGATE_GATEWAY_BODY_TIMEOUT = env.integer("WARDGATE_GATEWAY_BODY_TIMEOUT", 30)
-
-# What this process serves (`manage.py serve --only`, wardgate/asgi.py): "" both, "gateway"
-# (the portal's URLs answer 404), or "portal" (/mcp/ answers 404). /healthz and /readyz always.
-WARDGATE_SERVE_ONLY = env.text("WARDGATE_SERVE_ONLY", "").strip().lower()
-if WARDGATE_SERVE_ONLY not in {"", "gateway", "portal"}:
-    env.problem(f"WARDGATE_SERVE_ONLY must be 'gateway', 'portal' or empty, "
-                f"got {WARDGATE_SERVE_ONLY!r}")
-
-# Prometheus metrics at /metrics (proxy/metrics.py): on in the demo, off in production unless
-# enabled; a scrape must then carry "Authorization: Bearer <WARDGATE_METRICS_TOKEN>".
-WARDGATE_METRICS_ENABLED = env.flag("WARDGATE_METRICS_ENABLED", not PRODUCTION)
-WARDGATE_METRICS_TOKEN = env.text("WARDGATE_METRICS_TOKEN", "")
-if PRODUCTION and WARDGATE_METRICS_ENABLED and len(WARDGATE_METRICS_TOKEN) < 16:
-    STARTUP_PROBLEMS.append("WARDGATE_METRICS_TOKEN must be set (16+ characters) when "
-                            "WARDGATE_METRICS_ENABLED is on in production")
-
-# SQL analysis bounds (proxy/sql_limits.py): statements over a bound are refused before any
-# parsing; analysis runs in worker processes and a statement that takes longer than the budget
-# is refused as too complex.
-WARDGATE_SQL_MAX_CHARS = env.integer("WARDGATE_SQL_MAX_CHARS", 100_000)
-WARDGATE_SQL_MAX_TOKENS = env.integer("WARDGATE_SQL_MAX_TOKENS", 10_000)
-WARDGATE_SQL_MAX_DEPTH = env.integer("WARDGATE_SQL_MAX_DEPTH", 32)
-WARDGATE_SQL_ANALYSIS_BUDGET_MS = env.integer("WARDGATE_SQL_ANALYSIS_BUDGET_MS", 2000)
-WARDGATE_SQL_ANALYSIS_WORKERS = env.integer("WARDGATE_SQL_ANALYSIS_WORKERS", 2)
-
-# OIDC bearer tokens at the gateway (JWTs verified against the issuer's JWKS). Off when unset.
-WARDGATE_OIDC_ISSUER = env.text("WARDGATE_OIDC_ISSUER", "")
-WARDGATE_OIDC_AUDIENCE = env.items("WARDGATE_OIDC_AUDIENCE", ["wardgate"])
-WARDGATE_OIDC_JWKS_URL = env.text("WARDGATE_OIDC_JWKS_URL", "")
-WARDGATE_OIDC_GROUPS_CLAIM = env.text("WARDGATE_OIDC_GROUPS_CLAIM", "groups")
-WARDGATE_OIDC_USERNAME_CLAIM = env.text("WARDGATE_OIDC_USERNAME_CLAIM", "preferred_username")
-WARDGATE_OIDC_HTTP_TIMEOUT = env.integer("WARDGATE_OIDC_HTTP_TIMEOUT", 3)
-if WARDGATE_OIDC_ISSUER and not WARDGATE_OIDC_JWKS_URL:
-    env.problem("WARDGATE_OIDC_JWKS_URL is required when WARDGATE_OIDC_ISSUER is set")
-
-# Just-in-time approvals: how long the gateway holds an open call, how long an approval lives,
-# and the portal address put in "approval pending" links.
-WARDGATE_HOLD_TIMEOUT_SECONDS = env.integer("WARDGATE_HOLD_TIMEOUT_SECONDS", 120)
-WARDGATE_APPROVAL_TTL_HOURS = env.integer("WARDGATE_APPROVAL_TTL_HOURS", 24)
-# Empty: links use the address the request came in at (right for the demo and any --port);
-# set it when clients reach the gateway at another address than people reach the portal.
-WARDGATE_PORTAL_URL = env.text("WARDGATE_PORTAL_URL", "")
-
-# --- Portal: portal/config.py (PortalConfig) ------------------------------------------------
-# Accounts are created by admins (or provisioned by SSO), never by self sign-up.
-WARDGATE_OPEN_SIGNUP = env.flag("WARDGATE_OPEN_SIGNUP", False)
-# Portal roles whose members must have a TOTP authenticator before they can do anything.
-WARDGATE_MFA_REQUIRED_ROLES = env.items("WARDGATE_MFA_REQUIRED_ROLES", ["admin", "approver"])
-# An SSO identity's groups claim, and how its values map to portal roles / Django groups:
-# "wardgate-admins=admin,wardgate-engineers=engineer". Used for portal SSO and gateway OIDC
-# tokens alike; a claim value not in the map grants nothing (portal.services.identity).
-WARDGATE_SSO_GROUPS_CLAIM = env.text("WARDGATE_SSO_GROUPS_CLAIM", "groups")
-WARDGATE_SSO_GROUP_MAP = dict(
-    item.split("=", 1) for item in env.items("WARDGATE_SSO_GROUP_MAP", []) if "=" in item
-)
-# Account lifecycle (AC-2) and automatic quarantine rules (IR-4).
-WARDGATE_INACTIVE_ACCOUNT_DAYS = env.integer("WARDGATE_INACTIVE_ACCOUNT_DAYS", 90)
-WARDGATE_ACCESS_REQUEST_MAX_HOURS = env.integer("WARDGATE_ACCESS_REQUEST_MAX_HOURS", 24 * 30)
-WARDGATE_INCIDENT_WINDOW_MINUTES = env.integer("WARDGATE_INCIDENT_WINDOW_MINUTES", 10)
-WARDGATE_INCIDENT_MAX_DENIED = env.integer("WARDGATE_INCIDENT_MAX_DENIED", 20)
-WARDGATE_INCIDENT_MAX_ROWS = env.integer("WARDGATE_INCIDENT_MAX_ROWS", 100_000)
-WARDGATE_API_TOKEN_DAYS = env.integer("WARDGATE_API_TOKEN_DAYS", 30)
-
-# --- Audit: audit/config.py (AuditConfig) ---------------------------------------------------
-# Ed25519 key signing checkpoints of the chain head: PEM or base64 of 32 raw bytes. Extra public
-# keys (base64 raw, comma-separated) keep checkpoints signed by a rotated-out key verifiable.
-# The demo's is derived from a random secret made for the installation in
-# VAR_DIR/checkpoint-signing.key (0600), like the chain key: one derived from the built-in demo
-# secret is public, so anyone could forge checkpoints with it. Checkpoints earlier versions
-# signed with that public key still verify (it is added to the verify keys), as before.
-WARDGATE_CHECKPOINT_SIGNING_KEY = env.optional_text("WARDGATE_CHECKPOINT_SIGNING_KEY")
-WARDGATE_CHECKPOINT_VERIFY_KEYS = env.items("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
-if WARDGATE_CHECKPOINT_SIGNING_KEY is None:
-    WARDGATE_CHECKPOINT_SIGNING_KEY = ""
-    if not PRODUCTION:
-        try:
-            WARDGATE_CHECKPOINT_SIGNING_KEY = demo_signing_key(
-                installation_secret(VAR_DIR / "checkpoint-signing.key"))
-        except (OSError, ValueError) as _exc:
-            STARTUP_PROBLEMS.append(f"the demo's checkpoint signing key cannot be kept in "
-                                    f"{VAR_DIR / 'checkpoint-signing.key'} ({_exc}); set "
-                                    f"WARDGATE_CHECKPOINT_SIGNING_KEY")
-        else:
-            WARDGATE_CHECKPOINT_VERIFY_KEYS.append(demo_public_key(SECRET_KEY))
-            # Processes started from this one sign and verify the same installation's chain.
-            os.environ["WARDGATE_CHECKPOINT_SIGNING_KEY"] = WARDGATE_CHECKPOINT_SIGNING_KEY
-            os.environ["WARDGATE_CHECKPOINT_VERIFY_KEYS"] = ",".join(
-                WARDGATE_CHECKPOINT_VERIFY_KEYS)
-# Write-once location for checkpoint copies, outside the database: a directory (in the demo
-# var/checkpoints), or gs://bucket/prefix. Required in production.
-WARDGATE_CHECKPOINT_EXPORT = env.text(
-    "WARDGATE_CHECKPOINT_EXPORT", "" if PRODUCTION else str(VAR_DIR / "checkpoints"))
-WARDGATE_CHECKPOINT_INTERVAL_MINUTES = env.integer("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", 15)
-
-# SIEM sinks: a JSON list of objects, e.g.
-# [{"name": "siem", "type": "syslog", "host": "10.0.0.5", "port": 6514, "tls": true}]
-# (see audit/export/config.py for every key). HTTP deliveries carry
-# X-Wardgate-Signature: sha256=HMAC(WARDGATE_SIEM_HMAC_SECRET, body).
-WARDGATE_SIEM_SINKS = env.json_objects("WARDGATE_SIEM_SINKS")
-WARDGATE_SIEM_HMAC_SECRET = env.text("WARDGATE_SIEM_HMAC_SECRET", "")
-WARDGATE_SIEM_BATCH_SIZE = env.integer("WARDGATE_SIEM_BATCH_SIZE", 500)
-WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS = env.integer("WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS", 60)
-
-# Retention: records older than this many days are purged once a signed checkpoint and an
-# exported evidence pack cover them, and no legal hold is active.
-WARDGATE_AUDIT_RETENTION_DAYS = env.integer("WARDGATE_AUDIT_RETENTION_DAYS", 365, minimum=1)
-
-if PRODUCTION and not WARDGATE_CHECKPOINT_EXPORT.strip():
-    STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_EXPORT must name a write-once location outside "
-                            "the database (a WORM directory or gs://bucket/prefix)")
-if PRODUCTION and len(WARDGATE_AUDIT_CHAIN_KEY) < 32:
-    STARTUP_PROBLEMS.append("WARDGATE_AUDIT_CHAIN_KEY must be set (32+ random characters, kept "
-                            "out of the database)")
-if PRODUCTION and not WARDGATE_CHECKPOINT_SIGNING_KEY:
-    STARTUP_PROBLEMS.append("WARDGATE_CHECKPOINT_SIGNING_KEY must be set (Ed25519, PEM or base64)")
-elif _problem := signing_key_problem(WARDGATE_CHECKPOINT_SIGNING_KEY):
-    STARTUP_PROBLEMS.append(f"WARDGATE_CHECKPOINT_SIGNING_KEY: {_problem}")
-if PRODUCTION and not WARDGATE_SIEM_HMAC_SECRET and any(
-    s.get("type") == "http" and not s.get("hmac_secret") for s in WARDGATE_SIEM_SINKS
-):
-    STARTUP_PROBLEMS.append("WARDGATE_SIEM_HMAC_SECRET must be set for HTTP SIEM sinks")
-
-# --- Evidence packs: reports/config.py (ReportsConfig); see reports/README.md -----------------
-# Where finished packs (zip files) are kept.
-WARDGATE_PACK_DIR = Path(env.text("WARDGATE_PACK_DIR", str(VAR_DIR / "packs")))
-# Ed25519 key signing each pack's manifest.json: PEM (PKCS#8) or base64 of 32 raw bytes. The demo
-# derives one from the secret key; production mode refuses to start without one.
-WARDGATE_PACK_SIGNING_KEY = env.text(
-    "WARDGATE_PACK_SIGNING_KEY",
-    "" if PRODUCTION else demo_signing_key(SECRET_KEY, purpose="wardgate-evidence-pack-signing"),
-)
-if PRODUCTION and not WARDGATE_PACK_SIGNING_KEY.strip():
-    STARTUP_PROBLEMS.append("WARDGATE_PACK_SIGNING_KEY must be set "
-                            "(Ed25519 private key: PEM, or base64 of 32 raw bytes)")
-elif _problem := signing_key_problem(WARDGATE_PACK_SIGNING_KEY, "WARDGATE_PACK_SIGNING_KEY"):
-    STARTUP_PROBLEMS.append(_problem)
-# System identification on each pack's cover and in its OSCAL metadata: the organisation that
-# owns the system, the system's name, its environment and its authorization boundary.
-WARDGATE_PACK_ORGANISATION = env.text("WARDGATE_PACK_ORGANISATION", "Wardgate demo organisation")
-WARDGATE_PACK_SYSTEM_NAME = env.text("WARDGATE_PACK_SYSTEM_NAME", "Wardgate")
-WARDGATE_PACK_ENVIRONMENT = env.text("WARDGATE_PACK_ENVIRONMENT",
-                                     "production" if PRODUCTION else "demo")
-WARDGATE_PACK_BOUNDARY = env.text(
-    "WARDGATE_PACK_BOUNDARY",
-    "The Wardgate gateway (MCP data path to BigQuery), its compliance portal, audit log and "
-    "Celery workers; the upstream MCP servers, BigQuery and the identity provider are outside "
-    "the boundary.")
-# The organisation's OSCAL assessment plan (SAP) these results answer; empty: the pack carries a
-# placeholder resource the organisation replaces (see reports/README.md).
-WARDGATE_PACK_ASSESSMENT_PLAN_URL = env.text("WARDGATE_PACK_ASSESSMENT_PLAN_URL", "")
-if PRODUCTION and WARDGATE_PACK_ORGANISATION == "Wardgate demo organisation":
-    STARTUP_PROBLEMS.append("WARDGATE_PACK_ORGANISATION must name the organisation that owns "
-                            "the system (it is printed on every evidence pack)")
-# Records sampled per population for the PDF (full populations are always in the CSVs).
-WARDGATE_PACK_SAMPLE_SIZE = env.integer("WARDGATE_PACK_SAMPLE_SIZE", 25)
-# A disable must stop an account's calls within this many seconds (AC-2 evidence).
-WARDGATE_PACK_DISABLE_SLA_SECONDS = env.integer("WARDGATE_PACK_DISABLE_SLA_SECONDS", 1)
-# Monthly pack of the previous calendar month, all controls (Celery beat), on by default.
-WARDGATE_PACK_MONTHLY = env.flag("WARDGATE_PACK_MONTHLY", True)
-
-# --- Demo: BigQuery used by the demo connection (the emulator) and by the bundled MCP server ---
-WARDGATE_BIGQUERY_PROJECT = env.text("WARDGATE_BIGQUERY_PROJECT", "wardgate-demo")
-WARDGATE_BIGQUERY_ENDPOINT = env.text("WARDGATE_BIGQUERY_ENDPOINT", "")
-WARDGATE_DEMO_DATASET = env.text("WARDGATE_DEMO_DATASET", "shop")
-WARDGATE_DEMO_CUSTOMERS = env.integer("WARDGATE_DEMO_CUSTOMERS", 2000)
-
 # ============================================================================ Celery
 # Redis (or AMQP) in production; the embedded default uses kombu's filesystem transport, which
 # needs no server yet still runs tasks asynchronously in a worker process.
@@ -511,28 +276,27 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Beat entries whose schedule is an app's value read it here too (each app's configuration reads
+# and checks the same variables; the same problem is listed once).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "portal-disable-inactive-accounts": {"task": "portal.disable_inactive_accounts",
                                          "schedule": 3600.0},
     "portal-evaluate-incident-rules": {"task": "portal.evaluate_incident_rules", "schedule": 60.0},
     "portal-expire-approvals": {"task": "portal.expire_approvals", "schedule": 60.0},
     "audit-checkpoint": {"task": "audit.checkpoint",
-                         "schedule": 60.0 * WARDGATE_CHECKPOINT_INTERVAL_MINUTES},
+                         "schedule": 60.0 * env.integer("WARDGATE_CHECKPOINT_INTERVAL_MINUTES", 15)},
     "audit-retention-purge": {"task": "audit.retention_purge", "schedule": 24 * 3600.0},
 }
-if WARDGATE_SIEM_SINKS:
+if env.json_objects("WARDGATE_SIEM_SINKS"):
     CELERY_BEAT_SCHEDULE["audit-siem-export"] = {
-        "task": "audit.siem_export", "schedule": float(WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS)}
-if WARDGATE_PACK_MONTHLY:
+        "task": "audit.siem_export",
+        "schedule": float(env.integer("WARDGATE_SIEM_EXPORT_INTERVAL_SECONDS", 60))}
+if env.flag("WARDGATE_PACK_MONTHLY", True):
     CELERY_BEAT_SCHEDULE["reports-monthly-evidence-pack"] = {
         "task": "reports.evidence_pack_monthly",
         "schedule": crontab(minute=30, hour=1, day_of_month=1),
     }
 
-# ============================================================================ Start-up refusal
+# ============================================================================ Start-up problems
+# Not raised here: wardgate.apps.WardgateConfig.ready() lists these with every app's problems.
 STARTUP_PROBLEMS[:0] = env.problems
-if STARTUP_PROBLEMS:
-    raise UnsafeSettings(
-        f"Refusing to start{' in production mode' if PRODUCTION else ''}:\n- "
-        + "\n- ".join(STARTUP_PROBLEMS)
-    )

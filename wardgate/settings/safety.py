@@ -2,18 +2,15 @@
 
 The demo runs with defaults that are fine on a laptop (DEBUG, a well-known secret key, SQLite,
 an in-process task queue). Production must never inherit them silently, so start-up fails
-with every problem listed at once.
+with every problem listed at once. These are the settings' own checks; each app checks its own
+values in its typed configuration (the keys it uses, for one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEMO_SECRET_KEY = "wardgate-demo-secret-key-not-for-production"
-
-
-class UnsafeSettings(Exception):
-    """Raised at start-up when production mode meets demo-only settings."""
+from wardgate.env import DEMO_SECRET_KEY
 
 
 @dataclass(frozen=True)
@@ -23,8 +20,6 @@ class SafetyInputs:
     database_url: str
     broker_url: str
     allowed_hosts: list[str]
-    field_encryption_key: str
-    token_hmac_key: str
 
 
 def production_problems(s: SafetyInputs) -> list[str]:
@@ -39,8 +34,4 @@ def production_problems(s: SafetyInputs) -> list[str]:
         problems.append("CELERY_BROKER_URL must be a Redis or AMQP broker in production")
     if not s.allowed_hosts or "*" in s.allowed_hosts:
         problems.append("WARDGATE_ALLOWED_HOSTS must list the gateway's host names (no '*')")
-    if len(s.field_encryption_key) < 32:
-        problems.append("WARDGATE_FIELD_ENCRYPTION_KEY must be set (32+ characters)")
-    if len(s.token_hmac_key) < 32:
-        problems.append("WARDGATE_TOKEN_HMAC_KEY must be set (32+ characters)")
     return problems

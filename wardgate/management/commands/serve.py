@@ -21,6 +21,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from uvicorn.supervisors import Multiprocess
 
+from wardgate.config import ServeConfig, serve_config
+
 APPLICATION = "wardgate.asgi:application"
 HTTP_PROTOCOL = "proxy.http_protocol:GuardedH11Protocol"
 
@@ -56,7 +58,7 @@ class Command(BaseCommand):
         # Workers are fresh processes (spawned) that read the environment; a single worker runs
         # here, where the settings are already read.
         os.environ["WARDGATE_SERVE_ONLY"] = only
-        settings.WARDGATE_SERVE_ONLY = only
+        serve_config.replace(ServeConfig(only=only))
         metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
         if metrics_dir:
             # Figures of workers from an earlier run would be added to this run's (the
