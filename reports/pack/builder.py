@@ -89,7 +89,7 @@ class PackBuilder:
         self.controls = controls
         self.out_dir = out_dir
         self.requester = requester
-        self.identity = identity or SystemIdentity.from_settings()
+        self.identity = identity or SystemIdentity.configured()
         self.records_done = 0
         self._progress = progress or (lambda percent, stage, records: None)
         self.needed = catalog.evidence_needed(controls)

@@ -19,7 +19,7 @@ class SystemIdentity:
     assessment_plan_url: str = ""  # empty: OSCAL import-ap points at a documented placeholder
 
     @classmethod
-    def from_settings(cls) -> SystemIdentity:
+    def configured(cls) -> SystemIdentity:
         from reports.config import reports_config
 
         return reports_config().identity
