@@ -42,7 +42,7 @@ DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{VAR_DIR / 'wardgate.sqlite3
 CELERY_BROKER_URL = env.text("CELERY_BROKER_URL", "filesystem://")
 REDIS_URL = env.text("REDIS_URL", "")
 
-
+# The settings' own production checks; each app checks its own values (the keys it uses).
 if PRODUCTION:
     STARTUP_PROBLEMS += production_problems(
         SafetyInputs(
