@@ -59,6 +59,8 @@ class RefusalRecordingMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         action = _RECORDED_REFUSALS.get(response.status_code)
+        if getattr(response, "refusal_recorded", False):
+            action = None  # the service recorded it, with its reason (portal.api.exceptions)
         if action is not None and not request.path_info.startswith(("/mcp/", "/static/")):
             from portal.edge import meta_from_request
             from portal.services.events import portal_event

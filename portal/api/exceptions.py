@@ -27,5 +27,9 @@ def service_error_body(exc: ServiceError) -> dict[str, Any]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         set_rollback()
-        return Response(service_error_body(exc), status=exc.status)
+        response = Response(service_error_body(exc), status=exc.status)
+        # Read by portal.middleware.RefusalRecordingMiddleware: a 403 the service has already
+        # recorded (a separation-of-duties refusal) is not recorded again.
+        response.refusal_recorded = exc.recorded
+        return response
     return drf_exception_handler(exc, context)

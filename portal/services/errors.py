@@ -17,6 +17,9 @@ class ServiceError(Exception):
 
     default_code = "invalid"
     status = 400
+    # Set once the service has put this refusal on record (events.refusals_recorded), so an edge
+    # that records refusals by status (a 403) does not record it a second time.
+    recorded = False
 
     def __init__(self, message: str, *, field_errors: dict[str, list[str]] | None = None,
                  code: str | None = None, status: int | None = None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from audit.models import AuditRecord
 from audit.services import AuditEntry
 from audit.writer import write_sync
+from portal.services.errors import ServiceError
 
 SYSTEM_ACTOR = "system"
 
@@ -65,4 +66,6 @@ def refusals_recorded(action: str, *, by: Any, meta: RequestMeta, detail: dict[s
     except errors as exc:
         portal_event(action, by=by, meta=meta, decision="deny", connection=connection,
                      reasons=[{"rule": f"portal.{action}", "message": str(exc)}], detail=detail)
+        if isinstance(exc, ServiceError):
+            exc.recorded = True
         raise

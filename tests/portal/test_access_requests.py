@@ -80,7 +80,10 @@ def test_nobody_approves_their_own_request(people, connection, analyst) -> None:
     client.post(f"/approvals/access/{req.pk}/decide/", {"decision": "approve"})
     api = client.post(f"/api/v1/access-requests/{req.pk}/decide/", {"decision": "approve"},
                       content_type="application/json")
-    assert api.status_code == 403
+    assert api.status_code == 403 and "Separation of duties" in api.json()["detail"]
+    # Each attempt is recorded once, by the service (not again as a forbidden request).
+    assert AuditRecord.objects.filter(event="portal.access_request_refused").count() == 3
+    assert not AuditRecord.objects.filter(event="portal.request_forbidden").exists()
     req.refresh_from_db()
     assert req.status == "pending" and not Grant.objects.exists()
 

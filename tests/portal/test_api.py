@@ -68,6 +68,7 @@ def test_query_approval_separation_of_duties(people, connection) -> None:
     blocked = list(AuditRecord.objects.filter(event="portal.approval_refused").order_by("pk"))
     assert [r.actor for r in blocked] == [both.username, both.username]
     assert all("Separation of duties" in r.reasons[0]["message"] for r in blocked)
+    assert not AuditRecord.objects.filter(event="portal.request_forbidden").exists()
     assert b"your own query" in page.get(f"/approvals/queries/{mine.pk}/").content
     mine.refresh_from_db()
     assert mine.status == "pending"
