@@ -61,8 +61,9 @@ def production(**values: str) -> Env:
     return Env({"WARDGATE_MODE": "production", **values})
 
 
-def test_each_app_reads_its_own_variables_and_notes_what_is_wrong() -> None:
-    env = Env({"WARDGATE_GATEWAY_MAX_BODY_BYTES": "2048", "WARDGATE_SQL_MAX_DEPTH": "deep",
+def test_each_app_reads_its_own_variables_and_notes_what_is_wrong(tmp_path: Path) -> None:
+    env = Env({"WARDGATE_VAR_DIR": str(tmp_path), "WARDGATE_GATEWAY_MAX_BODY_BYTES": "2048",
+               "WARDGATE_SQL_MAX_DEPTH": "deep",
                "WARDGATE_OIDC_ISSUER": "https://idp.example", "WARDGATE_SERVE_ONLY": "both",
                "WARDGATE_AUDIT_RETENTION_DAYS": "0", "WARDGATE_PACK_MONTHLY": "maybe",
                "WARDGATE_SSO_GROUP_MAP": "idp-eng=engineer,junk"})
