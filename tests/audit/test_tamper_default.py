@@ -226,3 +226,29 @@ def test_checkpoints_signed_with_the_old_demo_key_verify_and_later_ones_are_forg
                for p in problems), problems
     with pytest.raises(CommandError, match="forged"):
         call_command("audit_verify")
+
+
+def demo_pack_key(var_dir: Path) -> str:
+    """The evidence pack signing key of a demo installation in `var_dir`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WARDGATE_", "DATABASE_URL", "CELERY_", "DJANGO_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); "
+         "from reports.config import reports_config; print(reports_config().signing_key)"],
+        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "wardgate.settings",
+                       "WARDGATE_VAR_DIR": str(var_dir)},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_the_demo_pack_key_is_made_for_the_installation_not_taken_from_the_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Earlier demos signed evidence packs with a key derived from the built-in (public) demo
+    # secret: anyone could sign a forged pack that `verify_pack` and openssl accepted.
+    public = demo_signing_key(DEMO_SECRET_KEY, purpose="wardgate-evidence-pack-signing")
+    first = demo_pack_key(tmp_path / "a")
+    assert first != public and signing_key_problem(first) is None
+    key_file = tmp_path / "a" / "pack-signing.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert demo_pack_key(tmp_path / "a") == first  # the same installation keeps it
+    assert demo_pack_key(tmp_path / "b") != first  # another has its own
