@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from wardgate import keys as key_text
 from wardgate.keys import SigningKeyError, key_id, public_pem
 
-__all__ = ["PackKeyError", "demo_key", "key_id", "key_problem", "load_private_key",
+__all__ = ["PackKeyError", "key_id", "key_problem", "load_private_key",
            "load_public_key", "public_pem", "signature_valid"]
 
 SETTING = "WARDGATE_PACK_SIGNING_KEY"
@@ -43,8 +43,3 @@ def key_problem(text: str) -> str | None:
     """Why `text` is not a usable signing key, or None (for the settings check at start-up)."""
     return key_text.signing_key_problem(text, SETTING)
 
-
-def demo_key(secret_key: str) -> str:
-    """Demo only: a key derived from the Django secret, so the demo needs no setup. Refused in
-    production mode (the settings require WARDGATE_PACK_SIGNING_KEY there)."""
-    return key_text.demo_signing_key(secret_key, purpose="wardgate-evidence-pack-signing")

@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -147,12 +146,16 @@ def test_production_requires_a_pack_signing_key() -> None:
     assert "WARDGATE_PACK_SIGNING_KEY" not in good.stderr, good.stderr[-2000:]
 
 
-def test_demo_key_is_derived_and_stable(settings: Any) -> None:
+def test_the_demo_signs_packs_with_its_installation_key() -> None:
+    # Made once per installation (tests/audit/test_tamper_default.py checks it is kept, 0600,
+    # and differs between installations); never the key the source gives away.
     from reports.config import reports_config
-    from reports.keys import demo_key
+    from wardgate.env import DEMO_SECRET_KEY
+    from wardgate.keys import demo_signing_key, signing_key_problem
 
-    assert demo_key(settings.SECRET_KEY) == reports_config().signing_key
-    assert demo_key("a") != demo_key("b") and demo_key("a") == demo_key("a")
+    key = reports_config().signing_key
+    assert signing_key_problem(key) is None
+    assert key != demo_signing_key(DEMO_SECRET_KEY, purpose="wardgate-evidence-pack-signing")
 
 
 def test_a_pack_being_built_elsewhere_is_not_built_again(small_log, pack_dir) -> None:
