@@ -10,11 +10,13 @@ tail that was cut off together with the head, nor a tail recomputed from an edit
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Max, Min
 
 from .chain import GENESIS_HASH
@@ -30,11 +32,20 @@ from .checkpoints import (
 from .config import audit_config
 from .models import AuditChainHead, AuditRecord
 from .services import HEAD_ID, chain_key, chain_legacy_keys
-from .signing import key_id
+from .signing import SigningKeyError, key_id
+from .verified import VerifiedThrough, verified_through_load, verified_through_record
+
+log = logging.getLogger(__name__)
 
 # The event retention appends after a purge (audit/retention.py); verification reads its detail
 # to accept the purged prefix.
 PURGE_EVENT = "audit.purged"
+
+
+def default_workers() -> int:
+    """Processes a verification splits its recomputation over: the CPU count, at most 4 (the
+    database's read rate caps what more would gain)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 # Records per range worth a worker process of its own (forking and connecting cost ~50 ms).
@@ -58,22 +69,24 @@ def _placeholder(conn: Any) -> str:
 
 def _scan_one(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
               legacy_keys: tuple[bytes, ...], batch_size: int, cursor: Any,
-              vendor_conn: Any) -> RangeScan:
+              vendor_conn: Any, keyed_since: int | None = None) -> RangeScan:
     scanner = RangeScanner(first_seq, prev_hash, key, legacy_keys)
+    scanner.result.first_keyed = keyed_since  # records before the range were keyed from here
     sql = select_sql(AuditRecord._meta.db_table, _placeholder(vendor_conn),
                      at_as_text=vendor_conn.vendor == "sqlite")
     return scan_cursor(cursor, sql, scanner, last_seq, batch_size)
 
 
 def _scan_here(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
-               legacy_keys: tuple[bytes, ...], batch_size: int, conn: Any) -> RangeScan:
+               legacy_keys: tuple[bytes, ...], batch_size: int, conn: Any,
+               keyed_since: int | None = None) -> RangeScan:
     """On this process's connection, through the driver's own cursor: Django's wrapper adds
     per-query bookkeeping (and the query log under DEBUG) that a 200-query scan does not need."""
     conn.ensure_connection()
     cursor = conn.connection.cursor()
     try:
         return _scan_one(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, cursor,
-                         conn)
+                         conn, keyed_since)
     finally:
         cursor.close()
 
@@ -131,14 +144,16 @@ def _combine(scans: list[RangeScan], boundary: dict[int, str | None]) -> RangeSc
 
 def _scan_ranges(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
                  legacy_keys: tuple[bytes, ...], *, batch_size: int, workers: int,
+                 keyed_since: int | None = None, min_range: int = 0,
                  using: str) -> RangeScan:
     """Scan records first_seq..last_seq, split over `workers` processes when the range is long
     enough and the database can be opened by them; else in this process."""
     count = last_seq - first_seq + 1
-    workers = max(1, min(workers, count // MIN_RECORDS_PER_WORKER))
+    workers = max(1, min(workers, count // max(1, min_range or MIN_RECORDS_PER_WORKER)))
     conn = connections[using]
     if workers == 1 or not _shareable(using):
-        return _scan_here(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, conn)
+        return _scan_here(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, conn,
+                          keyed_since)
     starts = [first_seq + count * i // workers for i in range(workers)]
     ends = [*(s - 1 for s in starts[1:]), last_seq]
     # Each range after the first starts from the stored hash of the record before it; the range
@@ -152,7 +167,8 @@ def _scan_ranges(first_seq: int, prev_hash: str, last_seq: int, key: bytes | Non
     context = multiprocessing.get_context("fork")
     with context.Pool(len(jobs) - 1) as pool:
         pending = pool.map_async(_scan_in_child, jobs[1:])
-        first = _scan_here(*jobs[0][1:], conn)  # this process takes the first range itself
+        # This process takes the first range itself.
+        first = _scan_here(*jobs[0][1:], conn, keyed_since)
         rest = pending.get()
     return _combine([first, *rest], boundary)
 
@@ -165,13 +181,16 @@ class VerifyResult:
     problem: str | None
     head_seq: int
     head_hash: str
+    keyed_since: int | None = None  # the first record under the chain key, if any was seen
 
 
 def verify_chain(
     *,
     batch_size: int = 5000,
     anchor: tuple[int, str] | None = None,
+    keyed_since: int | None = None,
     workers: int = 1,
+    min_range: int = MIN_RECORDS_PER_WORKER,
     using: str = DEFAULT_DB_ALIAS,
 ) -> VerifyResult:
     """Check every record's hash, every link, gapless seq and the chain head.
@@ -187,7 +206,8 @@ def verify_chain(
     key = chain_key()
     legacy_keys = chain_legacy_keys() if key else ()
     scan = _scan_ranges(expected_seq, prev_hash, head_seq, key, legacy_keys, batch_size=batch_size,
-                        workers=workers, using=using)
+                        workers=workers, keyed_since=keyed_since, min_range=min_range,
+                        using=using)
     checked = scan.checked
     keyed_since = scan.first_keyed
 
@@ -224,7 +244,7 @@ def verify_chain(
     if current_head is None or max_seq > current_head.seq:
         beyond = (current_head.seq if current_head else head_seq) + 1
         return broken(beyond, f"record {beyond} lies beyond the chain head (inserted around it)")
-    return VerifyResult(True, checked, None, None, head_seq, head_hash)
+    return VerifyResult(True, checked, None, None, head_seq, head_hash, keyed_since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +258,12 @@ class LogVerifyResult:
     latest_checkpoint: CheckpointData | None = None
     anchor: tuple[int, str] | None = None
     purge_record_seq: int | None = None
+    # "full": every kept record was recomputed; "incremental": only those after
+    # `verified_through`, the records up to it having been recomputed by an earlier verification.
+    mode: str = "full"
+    mode_reason: str = ""
+    verified_through: VerifiedThrough | None = None
+    marker_written: VerifiedThrough | None = None
 
     @property
     def ok(self) -> bool:
@@ -371,11 +397,35 @@ def _retired_keys_after_successor(valid: dict[int, CheckpointData]) -> list[str]
     return problems
 
 
+def _marker_unusable(marker: VerifiedThrough, valid: dict[int, CheckpointData],
+                     exported: dict[int, CheckpointData] | None,
+                     anchor: tuple[int, str] | None, using: str) -> str | None:
+    """Why records up to the marker may not be skipped (None: they may)."""
+    checkpoint = valid.get(marker.seq)
+    if checkpoint is None or checkpoint.hash != marker.hash:
+        return f"no validly signed checkpoint #{marker.seq} matches the verified-through marker"
+    if exported is None:
+        return "no write-once checkpoint export is configured to confirm the checkpoint"
+    copy = exported.get(marker.seq)
+    if copy is None or copy.signed_fields() != checkpoint.signed_fields():
+        return f"checkpoint #{marker.seq} does not match a copy in the write-once export"
+    if anchor is not None and marker.seq < anchor[0]:
+        return f"the marker (record {marker.seq}) predates the purge up to record {anchor[0]}"
+    if _record_hashes([marker.seq], using).get(marker.seq) != marker.hash:
+        return (f"record {marker.seq} no longer has the hash checkpoint #{marker.seq} signed "
+                f"(verified in full to name the first changed record)")
+    return None
+
+
 def verify_log(
     *,
     batch_size: int = 5000,
     checkpoints_from: str | None = None,
     store: CheckpointStore | None = None,
+    incremental: bool = False,
+    workers: int = 1,
+    min_range: int = MIN_RECORDS_PER_WORKER,
+    record_marker: bool = True,
     using: str = DEFAULT_DB_ALIAS,
 ) -> LogVerifyResult:
     """Verify the chain and every checkpoint (NIST AU-9, AU-10).
@@ -387,6 +437,12 @@ def verify_log(
     its seq (a truncation, even with the chain head rewound); and, after a retention purge, that
     the chain starts right after a signed checkpoint named by the newest purge record, which
     becomes the anchor for `verify_chain`.
+
+    `incremental`: start the chain recomputation after the verified-through marker when it can
+    be trusted (audit/verified.py lists the conditions), else verify in full; every checkpoint
+    check above still covers the whole log. A successful verification then signs a marker at
+    the newest exported checkpoint it confirmed (`record_marker`). `workers`: processes the
+    recomputation is split over (see `verify_chain`).
     """
     external = bool(checkpoints_from or store)
     source = (store.location if store else checkpoints_from) or "database"
@@ -395,11 +451,15 @@ def verify_log(
     except CheckpointError as exc:
         checkpoints, read_problems = [], [str(exc)]
     problems = list(read_problems)
+    exported_by_seq: dict[int, CheckpointData] | None = (
+        {c.seq: c for c in checkpoints} if external else None)
     if not external:
         # By default the database's checkpoints and the configured write-once export's are both
         # checked: a checkpoint deleted or rewritten in the database is caught by its copy.
         exported, export_source, export_problems = _configured_export(using)
         problems.extend(export_problems)
+        if export_source or exported:
+            exported_by_seq = {c.seq: c for c in exported}
         if exported:
             problems.extend(_compare_with_database(exported, using))
             checkpoints = sorted([*exported, *checkpoints], key=lambda c: c.seq)
@@ -440,7 +500,29 @@ def verify_log(
             if problem:
                 problems.append(problem)
 
-    chain = verify_chain(batch_size=batch_size, anchor=anchor, using=using)
+    mode, mode_reason, marker = "full", "full verification requested", None
+    if incremental:
+        marker, marker_problem = verified_through_load(keys, using=using)
+        if marker_problem:
+            problems.append(marker_problem)
+            mode_reason = marker_problem
+        elif marker is None:
+            mode_reason = "no verified-through marker yet"
+        else:
+            unusable = _marker_unusable(marker, valid, exported_by_seq, anchor, using)
+            if unusable:
+                mode_reason, marker = unusable, None
+            else:
+                mode, mode_reason = "incremental", (
+                    f"records 1..{marker.seq} were recomputed at {marker.verified_at} up to "
+                    f"signed, exported checkpoint #{marker.seq}, whose record still has its hash")
+    if marker is not None:
+        chain = verify_chain(batch_size=batch_size, anchor=(marker.seq, marker.hash),
+                             keyed_since=marker.keyed_since, workers=workers,
+                             min_range=min_range, using=using)
+    else:
+        chain = verify_chain(batch_size=batch_size, anchor=anchor, workers=workers,
+                             min_range=min_range, using=using)
     problems.extend(_unexplained_windows(first_seq, using))
 
     # Every valid checkpoint at or after the first kept record must still match the log.
@@ -468,6 +550,18 @@ def verify_log(
             f"{newest.source}) covers records up to {latest_valid} but the chain ends at record "
             f"{reachable} (head seq {chain.head_seq})"
         )
+    written = None
+    if record_marker and chain.ok and not problems and exported_by_seq:
+        confirmed = [seq for seq in to_check if stored.get(seq) == valid[seq].hash
+                     and seq in exported_by_seq
+                     and exported_by_seq[seq].signed_fields() == valid[seq].signed_fields()]
+        newest = max(confirmed, default=0)
+        if newest > (marker.seq if marker else 0):
+            keyed = chain.keyed_since if chain.keyed_since and chain.keyed_since <= newest else None
+            try:
+                written = verified_through_record(newest, valid[newest].hash, keyed, using=using)
+            except (DatabaseError, SigningKeyError) as exc:  # only an optimisation is lost
+                log.warning("could not record the verified-through marker: %s", exc)
     return LogVerifyResult(
         chain=chain,
         problems=tuple(problems),
@@ -476,4 +570,8 @@ def verify_log(
         latest_checkpoint=valid[latest_valid] if valid else None,
         anchor=anchor,
         purge_record_seq=purge_seq,
+        mode=mode,
+        mode_reason=mode_reason,
+        verified_through=marker,
+        marker_written=written,
     )
