@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +55,15 @@ MIN_RECORDS_PER_WORKER = 50_000
 
 
 def _shareable(using: str) -> bool:
-    """Whether another process sees what this connection sees: not an in-memory SQLite database,
-    not inside a transaction (its uncommitted rows would be invisible)."""
+    """Whether range workers may be forked here and see what this connection sees: not an
+    in-memory SQLite database, not inside a transaction (its uncommitted rows would be
+    invisible)."""
     conn = connections[using]
     if conn.in_atomic_block:
+        return False
+    # Forking is only safe from a single-threaded, non-daemonic process (a Celery prefork child
+    # may not have children; a threaded server's locks would be copied held).
+    if multiprocessing.current_process().daemon or threading.active_count() > 1:
         return False
     name = str(conn.settings_dict.get("NAME") or "")
     return not (conn.vendor == "sqlite" and (not name or name == ":memory:"
@@ -145,15 +152,16 @@ def _combine(scans: list[RangeScan], boundary: dict[int, str | None]) -> RangeSc
 def _scan_ranges(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
                  legacy_keys: tuple[bytes, ...], *, batch_size: int, workers: int,
                  keyed_since: int | None = None, min_range: int = 0,
-                 using: str) -> RangeScan:
+                 using: str) -> tuple[RangeScan, int]:
     """Scan records first_seq..last_seq, split over `workers` processes when the range is long
-    enough and the database can be opened by them; else in this process."""
+    enough and the database can be opened by them; else in this process. Returns the combined
+    scan and the number of processes used."""
     count = last_seq - first_seq + 1
     workers = max(1, min(workers, count // max(1, min_range or MIN_RECORDS_PER_WORKER)))
     conn = connections[using]
     if workers == 1 or not _shareable(using):
         return _scan_here(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, conn,
-                          keyed_since)
+                          keyed_since), 1
     starts = [first_seq + count * i // workers for i in range(workers)]
     ends = [*(s - 1 for s in starts[1:]), last_seq]
     # Each range after the first starts from the stored hash of the record before it; the range
@@ -164,13 +172,15 @@ def _scan_ranges(first_seq: int, prev_hash: str, last_seq: int, key: bytes | Non
         boundary[start] = found.get(start - 1)
     jobs = [(using, start, boundary[start] or "(missing)", end, key, legacy_keys, batch_size)
             for start, end in zip(starts, ends, strict=True)]
-    context = multiprocessing.get_context("fork")
-    with context.Pool(len(jobs) - 1) as pool:
-        pending = pool.map_async(_scan_in_child, jobs[1:])
+    # A worker that dies raises BrokenProcessPool here (multiprocessing.Pool would wait forever):
+    # the verification fails rather than passing without its range.
+    with ProcessPoolExecutor(max_workers=len(jobs) - 1,
+                             mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = [pool.submit(_scan_in_child, job) for job in jobs[1:]]
         # This process takes the first range itself.
         first = _scan_here(*jobs[0][1:], conn, keyed_since)
-        rest = pending.get()
-    return _combine([first, *rest], boundary)
+        rest = [future.result() for future in pending]
+    return _combine([first, *rest], boundary), len(jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +192,7 @@ class VerifyResult:
     head_seq: int
     head_hash: str
     keyed_since: int | None = None  # the first record under the chain key, if any was seen
+    processes: int = 1  # the recomputation was split over this many processes
 
 
 def verify_chain(
@@ -205,14 +216,15 @@ def verify_chain(
     expected_seq, prev_hash = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS_HASH)
     key = chain_key()
     legacy_keys = chain_legacy_keys() if key else ()
-    scan = _scan_ranges(expected_seq, prev_hash, head_seq, key, legacy_keys, batch_size=batch_size,
+    scan, processes = _scan_ranges(expected_seq, prev_hash, head_seq, key, legacy_keys, batch_size=batch_size,
                         workers=workers, keyed_since=keyed_since, min_range=min_range,
                         using=using)
     checked = scan.checked
     keyed_since = scan.first_keyed
 
     def broken(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(False, checked, seq, problem, head_seq, head_hash)
+        return VerifyResult(False, checked, seq, problem, head_seq, head_hash, keyed_since,
+                            processes)
 
     if scan.broken_seq is not None:
         return broken(scan.broken_seq, scan.problem or "")
@@ -244,7 +256,7 @@ def verify_chain(
     if current_head is None or max_seq > current_head.seq:
         beyond = (current_head.seq if current_head else head_seq) + 1
         return broken(beyond, f"record {beyond} lies beyond the chain head (inserted around it)")
-    return VerifyResult(True, checked, None, None, head_seq, head_hash, keyed_since)
+    return VerifyResult(True, checked, None, None, head_seq, head_hash, keyed_since, processes)
 
 
 @dataclass(frozen=True, slots=True)

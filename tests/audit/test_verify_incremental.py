@@ -5,6 +5,7 @@ verified in separate processes judge the chain as one pass does."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -200,42 +201,41 @@ def test_truncation_after_the_marker_is_still_caught() -> None:
 # -- ranges in several processes ----------------------------------------------------------------
 
 
-class InlinePool:
-    """multiprocessing's Pool, run here: the in-memory test database is this connection's."""
+class InlineExecutor:
+    """The process pool, run here: the in-memory test database is this connection's."""
 
-    def __init__(self, n: int) -> None:
-        pass
+    def __init__(self, max_workers: int, mp_context: Any) -> None:
+        self.jobs: list[Any] = []
 
-    def __enter__(self) -> InlinePool:
+    def __enter__(self) -> InlineExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def map_async(self, fn: Any, jobs: list[Any]) -> Any:
-        results = [verify_module._scan_here(*job[1:], connection) for job in jobs]
+    def submit(self, fn: Any, job: Any) -> Any:
+        result = verify_module._scan_here(*job[1:], connection)
 
         class Done:
-            def get(self) -> list[Any]:
-                return results
+            def result(self) -> Any:
+                return result
 
         return Done()
 
 
 @pytest.fixture
 def inline_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Context:
-        Pool = InlinePool
-
     monkeypatch.setattr(verify_module, "_shareable", lambda using: True)
-    monkeypatch.setattr(verify_module.multiprocessing, "get_context", lambda kind: Context)
+    monkeypatch.setattr(verify_module, "ProcessPoolExecutor", InlineExecutor)
 
 
 def test_ranges_combine_like_one_pass(inline_ranges: None) -> None:
     chain(30)
     whole = verify_chain(workers=1)
     split = verify_chain(workers=3, min_range=5)
-    assert split == whole and split.ok and split.records_checked == 30
+    assert split.processes == 3 and whole.processes == 1
+    assert split == dataclasses.replace(whole, processes=3)
+    assert split.ok and split.records_checked == 30
 
 
 def test_an_edit_in_a_later_range_is_named(inline_ranges: None) -> None:
@@ -243,7 +243,7 @@ def test_an_edit_in_a_later_range_is_named(inline_ranges: None) -> None:
     with triggers_dropped("audit_record_no_update"):
         sql("UPDATE audit_record SET actor = 'mallory' WHERE seq = 25")
     split = verify_chain(workers=3, min_range=5)
-    assert split == verify_chain(workers=1)
+    assert split == dataclasses.replace(verify_chain(workers=1), processes=3)
     assert split.first_broken_seq == 25 and split.records_checked == 24
 
 
@@ -255,7 +255,7 @@ def test_a_legacy_record_in_a_later_range_after_keyed_ones_is_a_rewrite(
     split = verify_chain(workers=3, min_range=5)
     assert not split.ok and split.first_broken_seq == 22
     assert "not keyed with the chain key" in split.problem
-    assert split == verify_chain(workers=1)
+    assert split == dataclasses.replace(verify_chain(workers=1), processes=3)
 
 
 def test_a_boundary_record_changed_between_reads_is_caught(
@@ -281,6 +281,7 @@ def test_audit_verify_splits_ranges_over_processes(external_db: ExternalDatabase
     done = external_db.run(*args)
     assert done.returncode == 0, done.stderr
     assert "audit chain OK: 240 records verified" in done.stdout
+    assert "recomputed by 3 processes" in done.stdout
     with update_trigger_dropped(external_db.execute, external_db.vendor):
         external_db.execute("UPDATE audit_record SET actor = 'mallory' WHERE seq = 170")
     done = external_db.run(*args)

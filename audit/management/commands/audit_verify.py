@@ -69,7 +69,8 @@ class Command(BaseCommand):
             f"audit chain OK: {chain.records_checked} records verified, "
             f"head seq {chain.head_seq} hash {chain.head_hash}"
         )
-        self.stdout.write(f"mode: {result.mode} ({result.mode_reason})")
+        self.stdout.write(f"mode: {result.mode} ({result.mode_reason}); recomputed by "
+                          f"{chain.processes} process{'es' if chain.processes > 1 else ''}")
         latest = result.latest_checkpoint
         summary = (
             f"checkpoints OK: {result.checkpoints_checked} verified from {result.checkpoint_source}"
