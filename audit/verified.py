@@ -47,25 +47,37 @@ class VerifiedThrough:
     verified_at: str
 
 
-def verified_through_load(keys: dict, *, using: str = DEFAULT_DB_ALIAS
-                          ) -> tuple[VerifiedThrough | None, str | None]:
-    """The furthest marker and, if its signature does not verify, the problem (then no marker).
-    Only the furthest is read: an attacker's older or deleted rows only make the next
-    verification start earlier."""
+def verified_through_load(*, using: str = DEFAULT_DB_ALIAS
+                          ) -> tuple[VerifiedThrough | None, str | None, str]:
+    """The furthest marker, the problem if it is forged, and otherwise why there is none.
+
+    Only the current checkpoint signing key vouches: keys kept for verifying older checkpoints
+    (WARDGATE_CHECKPOINT_VERIFY_KEYS) may be public (the demo's), so a marker under one of them
+    is not trusted (verified in full; after a rotation the next verification re-signs). Only the
+    furthest row is read: an attacker's older or deleted rows only make verification start
+    earlier."""
+    from .checkpoints import signing_key
+    from .config import audit_config
+
     row = AuditVerifiedThrough.objects.using(using).order_by("-seq", "-id").first()
     if row is None:
-        return None, None
+        return None, None, "no verified-through marker yet"
+    if not audit_config().checkpoint_signing_key:
+        return None, None, "no checkpoint signing key here to check the marker's signature"
+    current = signing_key().public_key()
+    if row.key_id != key_id(current):
+        return None, None, (f"the verified-through marker at record {row.seq} is not signed by "
+                            f"the current checkpoint signing key")
     at = canonical_datetime(row.verified_at)
-    key = keys.get(row.key_id)
     try:
         message = marker_message(row.seq, row.hash, row.keyed_since, at)
     except ValueError:
         message = b""
-    if key is None or not message or not signature_valid(key, message, row.signature):
-        return None, (f"the verified-through marker at record {row.seq} does not carry a valid "
-                      f"signature from a configured key: it was forged or altered (verified in "
-                      f"full instead)")
-    return VerifiedThrough(row.seq, row.hash, row.keyed_since, at), None
+    if not message or not signature_valid(current, message, row.signature):
+        problem = (f"the verified-through marker at record {row.seq} does not carry a valid "
+                   f"signature: it was forged or altered (verified in full instead)")
+        return None, problem, problem
+    return VerifiedThrough(row.seq, row.hash, row.keyed_since, at), None, ""
 
 
 def verified_through_record(seq: int, chain_hash: str, keyed_since: int | None, *,

@@ -514,12 +514,11 @@ def verify_log(
 
     mode, mode_reason, marker = "full", "full verification requested", None
     if incremental:
-        marker, marker_problem = verified_through_load(keys, using=using)
+        marker, marker_problem, why_not = verified_through_load(using=using)
         if marker_problem:
             problems.append(marker_problem)
-            mode_reason = marker_problem
-        elif marker is None:
-            mode_reason = "no verified-through marker yet"
+        if marker is None:
+            mode_reason = why_not
         else:
             unusable = _marker_unusable(marker, valid, exported_by_seq, anchor, using)
             if unusable:

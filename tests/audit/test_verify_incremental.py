@@ -140,7 +140,8 @@ def test_a_recomputed_edit_before_the_marker_with_the_stolen_key_is_caught_by_th
 
 
 @pytest.mark.parametrize("change", [
-    "seq = 9", "hash = 'f' || substr(hash, 2)", "keyed_since = NULL", "key_id = 'other'",
+    "seq = 9", "hash = (CASE WHEN substr(hash, 1, 1) = 'a' THEN 'b' ELSE 'a' END) || substr(hash, 2)", "keyed_since = NULL",
+    "signature = (SELECT signature FROM audit_checkpoint WHERE seq = 6)",
 ])
 def test_a_tampered_marker_fails_the_verification_and_the_chain_is_verified_in_full(
     change: str,
@@ -156,6 +157,28 @@ def test_a_tampered_marker_fails_the_verification_and_the_chain_is_verified_in_f
     assert result.chain.ok and result.chain.records_checked == 10
     with pytest.raises(CommandError, match="forged or altered"):
         call_command("audit_verify")
+
+
+def test_a_marker_under_another_key_is_not_trusted(settings: Any) -> None:
+    """Keys kept to verify old checkpoints may be public (the demo's): a marker signed with one
+    of them, as anyone could, does not let verification skip anything."""
+    from audit.signing import demo_signing_key, key_id, load_private_key, public_pem
+    from audit.verified import marker_message
+
+    checkpointed(6)
+    assert verified().ok
+    old = load_private_key(demo_signing_key("some public demo secret"))
+    settings.WARDGATE_CHECKPOINT_VERIFY_KEYS = [public_pem(old.public_key())]
+    row = AuditVerifiedThrough.objects.get()
+    from audit.signing import sign
+
+    row.key_id = key_id(old.public_key())
+    row.signature = sign(old, marker_message(row.seq, row.hash, row.keyed_since, row.verified_at))
+    row.save()
+    chain(2, start=6)
+    result = verified(record_marker=False)
+    assert result.ok and result.mode == "full" and result.chain.records_checked == 8
+    assert "not signed by the current checkpoint signing key" in result.mode_reason
 
 
 def test_a_deleted_marker_only_costs_a_full_verification() -> None:
