@@ -91,3 +91,31 @@ class LegalHold(models.Model):
     @property
     def active(self) -> bool:
         return self.released_at is None
+
+
+class AuditVerifiedThrough(models.Model):
+    """A signed statement "a verification at `verified_at` recomputed every record up to `seq`,
+    which had `hash`, the hash of the signed, exported checkpoint #seq" (one row per advance).
+
+    It lets the next verification start after `seq` instead of at record 1. Someone with write
+    access to the database can delete these rows (verification is then full again) or replay an
+    older one (it starts earlier), but not forge or move one: the signature is made with the
+    checkpoint signing key, which the database does not hold, and a marker whose signature does
+    not verify fails the verification. `keyed_since` (the first record under the chain key, if
+    any by `seq`) is signed too: the rule "no legacy record after a keyed one" spans the skip.
+    """
+
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    keyed_since = models.BigIntegerField(null=True, blank=True)
+    verified_at = models.DateTimeField()
+    signature = models.CharField(max_length=128)
+    key_id = models.CharField(max_length=32)
+
+    class Meta:
+        app_label = "audit"
+        db_table = "audit_verified_through"
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"audit verified through #{self.seq} at {self.verified_at:%Y-%m-%d %H:%M:%S}"

@@ -123,4 +123,9 @@ class AuditChainHead(models.Model):
 
 # Checkpoints, export cursors and legal holds live in their own module; importing them here
 # registers them with the app.
-from .control_models import AuditCheckpoint, ExportCursor, LegalHold  # noqa: E402, F401
+from .control_models import (  # noqa: E402, F401
+    AuditCheckpoint,
+    AuditVerifiedThrough,
+    ExportCursor,
+    LegalHold,
+)

@@ -10,12 +10,19 @@ tail that was cut off together with the head, nor a tail recomputed from an edit
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Max, Min
 
-from .chain import GENESIS_HASH, HASHED_FIELDS, hash_format
+from .chain import GENESIS_HASH
+from .chain_scan import RangeScan, RangeScanner, legacy_after_keyed, scan_cursor, select_sql
 from .checkpoints import (
     CheckpointData,
     CheckpointError,
@@ -27,11 +34,153 @@ from .checkpoints import (
 from .config import audit_config
 from .models import AuditChainHead, AuditRecord
 from .services import HEAD_ID, chain_key, chain_legacy_keys
-from .signing import key_id
+from .signing import SigningKeyError, key_id
+from .verified import VerifiedThrough, verified_through_load, verified_through_record
+
+log = logging.getLogger(__name__)
 
 # The event retention appends after a purge (audit/retention.py); verification reads its detail
 # to accept the purged prefix.
 PURGE_EVENT = "audit.purged"
+
+
+def default_workers() -> int:
+    """Processes a verification splits its recomputation over: the CPU count, at most 4 (the
+    database's read rate caps what more would gain)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+# Records per range worth a worker process of its own (forking and connecting cost ~50 ms).
+MIN_RECORDS_PER_WORKER = 50_000
+
+
+def _shareable(using: str) -> bool:
+    """Whether range workers may be forked here and see what this connection sees: not an
+    in-memory SQLite database, not inside a transaction (its uncommitted rows would be
+    invisible)."""
+    conn = connections[using]
+    if conn.in_atomic_block:
+        return False
+    # Forking is only safe from a single-threaded, non-daemonic process (a Celery prefork child
+    # may not have children; a threaded server's locks would be copied held).
+    if multiprocessing.current_process().daemon or threading.active_count() > 1:
+        return False
+    name = str(conn.settings_dict.get("NAME") or "")
+    return not (conn.vendor == "sqlite" and (not name or name == ":memory:"
+                                              or "mode=memory" in name))
+
+
+def _placeholder(conn: Any) -> str:
+    return "?" if conn.vendor == "sqlite" else "%s"
+
+
+def _scan_one(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
+              legacy_keys: tuple[bytes, ...], batch_size: int, cursor: Any,
+              vendor_conn: Any, keyed_since: int | None = None) -> RangeScan:
+    scanner = RangeScanner(first_seq, prev_hash, key, legacy_keys)
+    scanner.result.first_keyed = keyed_since  # records before the range were keyed from here
+    sql = select_sql(AuditRecord._meta.db_table, _placeholder(vendor_conn),
+                     at_as_text=vendor_conn.vendor == "sqlite")
+    return scan_cursor(cursor, sql, scanner, last_seq, batch_size)
+
+
+def _scan_here(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
+               legacy_keys: tuple[bytes, ...], batch_size: int, conn: Any,
+               keyed_since: int | None = None) -> RangeScan:
+    """On this process's connection, through the driver's own cursor: Django's wrapper adds
+    per-query bookkeeping (and the query log under DEBUG) that a 200-query scan does not need."""
+    conn.ensure_connection()
+    cursor = conn.connection.cursor()
+    try:
+        return _scan_one(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, cursor,
+                         conn, keyed_since)
+    finally:
+        cursor.close()
+
+
+def _scan_in_child(job: tuple[Any, ...]) -> RangeScan:
+    """A forked worker: a connection of its own (never the parent's, whose socket it shares),
+    left by os._exit without closing anything of the parent's."""
+    using, first_seq, prev_hash, last_seq, key, legacy_keys, batch_size = job
+    wrapper = connections[using]
+    raw = wrapper.get_new_connection(wrapper.get_connection_params())
+    try:
+        cursor = raw.cursor()
+        return _scan_one(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, cursor,
+                         wrapper)
+    finally:
+        raw.close()
+
+
+def _combine(scans: list[RangeScan], boundary: dict[int, str | None]) -> RangeScan:
+    """One pass's verdict from consecutive ranges: the earliest problem wins, a legacy record in
+    a later range after a keyed one in an earlier range is the same rewrite one pass reports,
+    and each range must start from the hash its predecessor ended on (re-checked: the boundary
+    hash read up front must be the one the previous range read as it scanned)."""
+    total = RangeScan(first_seq=scans[0].first_seq, next_seq=scans[0].first_seq,
+                      last_hash=scans[0].last_hash)
+    keyed_since: int | None = None
+    for index, scan in enumerate(scans):
+        if index:
+            previous = scans[index - 1]
+            if boundary.get(scan.first_seq) != previous.last_hash:
+                seq = scan.first_seq - 1
+                total.broken_seq, total.problem = seq, (
+                    f"record {seq} changed while it was being verified (its hash differs "
+                    f"between two reads): it was rewritten during verification")
+                total.checked = seq - total.first_seq
+                return total
+        problems: list[tuple[int, str]] = []
+        if scan.broken_seq is not None:
+            problems.append((scan.broken_seq, scan.problem or ""))
+        if keyed_since is not None and scan.first_legacy is not None:
+            problems.append((scan.first_legacy,
+                             legacy_after_keyed(scan.first_legacy, keyed_since)))
+        if problems:
+            total.broken_seq, total.problem = min(problems)
+            total.checked = total.broken_seq - total.first_seq
+            return total
+        if keyed_since is None:
+            keyed_since = scan.first_keyed
+        total.first_keyed = keyed_since
+        total.first_legacy = total.first_legacy or scan.first_legacy
+        total.checked += scan.checked
+        total.next_seq, total.last_hash = scan.next_seq, scan.last_hash
+    return total
+
+
+def _scan_ranges(first_seq: int, prev_hash: str, last_seq: int, key: bytes | None,
+                 legacy_keys: tuple[bytes, ...], *, batch_size: int, workers: int,
+                 keyed_since: int | None = None, min_range: int = 0,
+                 using: str) -> tuple[RangeScan, int]:
+    """Scan records first_seq..last_seq, split over `workers` processes when the range is long
+    enough and the database can be opened by them; else in this process. Returns the combined
+    scan and the number of processes used."""
+    count = last_seq - first_seq + 1
+    workers = max(1, min(workers, count // max(1, min_range or MIN_RECORDS_PER_WORKER)))
+    conn = connections[using]
+    if workers == 1 or not _shareable(using):
+        return _scan_here(first_seq, prev_hash, last_seq, key, legacy_keys, batch_size, conn,
+                          keyed_since), 1
+    starts = [first_seq + count * i // workers for i in range(workers)]
+    ends = [*(s - 1 for s in starts[1:]), last_seq]
+    # Each range after the first starts from the stored hash of the record before it; the range
+    # before re-reads that record as it scans, and `_combine` checks both reads agree.
+    boundary: dict[int, str | None] = {first_seq: prev_hash}
+    found = _record_hashes([s - 1 for s in starts[1:]], using)
+    for start in starts[1:]:
+        boundary[start] = found.get(start - 1)
+    jobs = [(using, start, boundary[start] or "(missing)", end, key, legacy_keys, batch_size)
+            for start, end in zip(starts, ends, strict=True)]
+    # A worker that dies raises BrokenProcessPool here (multiprocessing.Pool would wait forever):
+    # the verification fails rather than passing without its range.
+    with ProcessPoolExecutor(max_workers=len(jobs) - 1,
+                             mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = [pool.submit(_scan_in_child, job) for job in jobs[1:]]
+        # This process takes the first range itself.
+        first = _scan_here(*jobs[0][1:], conn, keyed_since)
+        rest = [future.result() for future in pending]
+    return _combine([first, *rest], boundary), len(jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +191,17 @@ class VerifyResult:
     problem: str | None
     head_seq: int
     head_hash: str
+    keyed_since: int | None = None  # the first record under the chain key, if any was seen
+    processes: int = 1  # the recomputation was split over this many processes
 
 
 def verify_chain(
     *,
     batch_size: int = 5000,
     anchor: tuple[int, str] | None = None,
+    keyed_since: int | None = None,
+    workers: int = 1,
+    min_range: int = MIN_RECORDS_PER_WORKER,
     using: str = DEFAULT_DB_ALIAS,
 ) -> VerifyResult:
     """Check every record's hash, every link, gapless seq and the chain head.
@@ -60,51 +214,21 @@ def verify_chain(
     head = AuditChainHead.objects.using(using).filter(pk=HEAD_ID).first()
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
     expected_seq, prev_hash = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS_HASH)
-    checked = 0
     key = chain_key()
     legacy_keys = chain_legacy_keys() if key else ()
-    keyed_since: int | None = None  # the first keyed (v2) record: no legacy one may follow
+    scan, processes = _scan_ranges(expected_seq, prev_hash, head_seq, key, legacy_keys, batch_size=batch_size,
+                        workers=workers, keyed_since=keyed_since, min_range=min_range,
+                        using=using)
+    checked = scan.checked
+    keyed_since = scan.first_keyed
 
     def broken(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(False, checked, seq, problem, head_seq, head_hash)
+        return VerifyResult(False, checked, seq, problem, head_seq, head_hash, keyed_since,
+                            processes)
 
-    rows = AuditRecord.objects.using(using).order_by("seq").values(*HASHED_FIELDS, "hash")
-    last_seq = expected_seq - 1
-    while True:
-        batch = list(rows.filter(seq__gt=last_seq, seq__lte=head_seq)[:batch_size])
-        for row in batch:
-            seq = row["seq"]
-            if seq != expected_seq:
-                return broken(
-                    expected_seq,
-                    f"record {expected_seq} is missing (the next record is {seq})"
-                    if seq > expected_seq
-                    else f"record {seq} is out of order (expected {expected_seq})",
-                )
-            if row["prev_hash"] != prev_hash:
-                return broken(
-                    seq,
-                    f"record {seq} does not link to record {seq - 1}: its prev_hash is not "
-                    f"that record's hash (one of the two was rewritten)",
-                )
-            form = hash_format(prev_hash, row, row["hash"], key, legacy_keys)
-            if form is None:
-                return broken(seq, f"record {seq} was altered: its content does not match its "
-                                   f"hash" + (" under the chain key" if key else ""))
-            if form == 2 and keyed_since is None:
-                keyed_since = seq
-            elif form == 1 and keyed_since is not None:
-                return broken(
-                    seq,
-                    f"record {seq} was altered: its hash is not keyed with the chain key although the "
-                    f"chain is keyed since record {keyed_since} (it and the records after it "
-                    f"were recomputed without the chain key)")
-            prev_hash = row["hash"]
-            expected_seq += 1
-            checked += 1
-        if len(batch) < batch_size:
-            break
-        last_seq = batch[-1]["seq"]
+    if scan.broken_seq is not None:
+        return broken(scan.broken_seq, scan.problem or "")
+    expected_seq, prev_hash = scan.next_seq, scan.last_hash
 
     if head is None and checked == 0:
         if AuditRecord.objects.using(using).exists():
@@ -132,7 +256,7 @@ def verify_chain(
     if current_head is None or max_seq > current_head.seq:
         beyond = (current_head.seq if current_head else head_seq) + 1
         return broken(beyond, f"record {beyond} lies beyond the chain head (inserted around it)")
-    return VerifyResult(True, checked, None, None, head_seq, head_hash)
+    return VerifyResult(True, checked, None, None, head_seq, head_hash, keyed_since, processes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +270,12 @@ class LogVerifyResult:
     latest_checkpoint: CheckpointData | None = None
     anchor: tuple[int, str] | None = None
     purge_record_seq: int | None = None
+    # "full": every kept record was recomputed; "incremental": only those after
+    # `verified_through`, the records up to it having been recomputed by an earlier verification.
+    mode: str = "full"
+    mode_reason: str = ""
+    verified_through: VerifiedThrough | None = None
+    marker_written: VerifiedThrough | None = None
 
     @property
     def ok(self) -> bool:
@@ -279,11 +409,35 @@ def _retired_keys_after_successor(valid: dict[int, CheckpointData]) -> list[str]
     return problems
 
 
+def _marker_unusable(marker: VerifiedThrough, valid: dict[int, CheckpointData],
+                     exported: dict[int, CheckpointData] | None,
+                     anchor: tuple[int, str] | None, using: str) -> str | None:
+    """Why records up to the marker may not be skipped (None: they may)."""
+    checkpoint = valid.get(marker.seq)
+    if checkpoint is None or checkpoint.hash != marker.hash:
+        return f"no validly signed checkpoint #{marker.seq} matches the verified-through marker"
+    if exported is None:
+        return "no write-once checkpoint export is configured to confirm the checkpoint"
+    copy = exported.get(marker.seq)
+    if copy is None or copy.signed_fields() != checkpoint.signed_fields():
+        return f"checkpoint #{marker.seq} does not match a copy in the write-once export"
+    if anchor is not None and marker.seq < anchor[0]:
+        return f"the marker (record {marker.seq}) predates the purge up to record {anchor[0]}"
+    if _record_hashes([marker.seq], using).get(marker.seq) != marker.hash:
+        return (f"record {marker.seq} no longer has the hash checkpoint #{marker.seq} signed "
+                f"(verified in full to name the first changed record)")
+    return None
+
+
 def verify_log(
     *,
     batch_size: int = 5000,
     checkpoints_from: str | None = None,
     store: CheckpointStore | None = None,
+    incremental: bool = False,
+    workers: int = 1,
+    min_range: int = MIN_RECORDS_PER_WORKER,
+    record_marker: bool = True,
     using: str = DEFAULT_DB_ALIAS,
 ) -> LogVerifyResult:
     """Verify the chain and every checkpoint (NIST AU-9, AU-10).
@@ -295,6 +449,12 @@ def verify_log(
     its seq (a truncation, even with the chain head rewound); and, after a retention purge, that
     the chain starts right after a signed checkpoint named by the newest purge record, which
     becomes the anchor for `verify_chain`.
+
+    `incremental`: start the chain recomputation after the verified-through marker when it can
+    be trusted (audit/verified.py lists the conditions), else verify in full; every checkpoint
+    check above still covers the whole log. A successful verification then signs a marker at
+    the newest exported checkpoint it confirmed (`record_marker`). `workers`: processes the
+    recomputation is split over (see `verify_chain`).
     """
     external = bool(checkpoints_from or store)
     source = (store.location if store else checkpoints_from) or "database"
@@ -303,11 +463,15 @@ def verify_log(
     except CheckpointError as exc:
         checkpoints, read_problems = [], [str(exc)]
     problems = list(read_problems)
+    exported_by_seq: dict[int, CheckpointData] | None = (
+        {c.seq: c for c in checkpoints} if external else None)
     if not external:
         # By default the database's checkpoints and the configured write-once export's are both
         # checked: a checkpoint deleted or rewritten in the database is caught by its copy.
         exported, export_source, export_problems = _configured_export(using)
         problems.extend(export_problems)
+        if export_source or exported:
+            exported_by_seq = {c.seq: c for c in exported}
         if exported:
             problems.extend(_compare_with_database(exported, using))
             checkpoints = sorted([*exported, *checkpoints], key=lambda c: c.seq)
@@ -348,7 +512,28 @@ def verify_log(
             if problem:
                 problems.append(problem)
 
-    chain = verify_chain(batch_size=batch_size, anchor=anchor, using=using)
+    mode, mode_reason, marker = "full", "full verification requested", None
+    if incremental:
+        marker, marker_problem, why_not = verified_through_load(using=using)
+        if marker_problem:
+            problems.append(marker_problem)
+        if marker is None:
+            mode_reason = why_not
+        else:
+            unusable = _marker_unusable(marker, valid, exported_by_seq, anchor, using)
+            if unusable:
+                mode_reason, marker = unusable, None
+            else:
+                mode, mode_reason = "incremental", (
+                    f"records 1..{marker.seq} were recomputed at {marker.verified_at} up to "
+                    f"signed, exported checkpoint #{marker.seq}, whose record still has its hash")
+    if marker is not None:
+        chain = verify_chain(batch_size=batch_size, anchor=(marker.seq, marker.hash),
+                             keyed_since=marker.keyed_since, workers=workers,
+                             min_range=min_range, using=using)
+    else:
+        chain = verify_chain(batch_size=batch_size, anchor=anchor, workers=workers,
+                             min_range=min_range, using=using)
     problems.extend(_unexplained_windows(first_seq, using))
 
     # Every valid checkpoint at or after the first kept record must still match the log.
@@ -376,6 +561,18 @@ def verify_log(
             f"{newest.source}) covers records up to {latest_valid} but the chain ends at record "
             f"{reachable} (head seq {chain.head_seq})"
         )
+    written = None
+    if record_marker and chain.ok and not problems and exported_by_seq:
+        confirmed = [seq for seq in to_check if stored.get(seq) == valid[seq].hash
+                     and seq in exported_by_seq
+                     and exported_by_seq[seq].signed_fields() == valid[seq].signed_fields()]
+        newest = max(confirmed, default=0)
+        if newest > (marker.seq if marker else 0):
+            keyed = chain.keyed_since if chain.keyed_since and chain.keyed_since <= newest else None
+            try:
+                written = verified_through_record(newest, valid[newest].hash, keyed, using=using)
+            except (DatabaseError, SigningKeyError) as exc:  # only an optimisation is lost
+                log.warning("could not record the verified-through marker: %s", exc)
     return LogVerifyResult(
         chain=chain,
         problems=tuple(problems),
@@ -384,4 +581,8 @@ def verify_log(
         latest_checkpoint=valid[latest_valid] if valid else None,
         anchor=anchor,
         purge_record_seq=purge_seq,
+        mode=mode,
+        mode_reason=mode_reason,
+        verified_through=marker,
+        marker_written=written,
     )

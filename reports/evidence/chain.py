@@ -47,11 +47,20 @@ def chain_verify() -> dict[str, Any]:
         return {"ok": chain.ok, "verifier": "audit.verify.verify_chain", "chain": _plain(chain),
                 "problems": [], "checkpoints_checked": 0, "checkpoint_source": "none",
                 "latest_checkpoint": None}
-    result = verify_log()
+    from audit.verify import default_workers
+
+    # Incremental: records up to the verified-through marker were recomputed by an earlier
+    # verification (the pack says so, and when); `audit_verify --full` recomputes them all.
+    result = verify_log(incremental=True, workers=default_workers())
     latest = result.latest_checkpoint
+    through = result.verified_through
     return {
         "ok": result.ok,
         "verifier": "audit.verify.verify_log",
+        "mode": result.mode,
+        "mode_reason": result.mode_reason,
+        "verified_through": None if through is None else {
+            "seq": through.seq, "hash": through.hash, "verified_at": through.verified_at},
         "chain": _plain(result.chain),
         "problems": list(result.problems),
         "checkpoints_checked": result.checkpoints_checked,
@@ -156,7 +165,10 @@ def write_chain(scope: PackScope, archive: PackArchive, verification: dict[str, 
         "max_seq_now": max_seq,
         "method": "Each record's SHA-256 over its canonical JSON and the previous record's hash "
                   "is recomputed, links and gapless seq checked up to the chain head, and every "
-                  "Ed25519-signed checkpoint is checked against the record it names.",
+                  "Ed25519-signed checkpoint is checked against the record it names. In "
+                  "'incremental' mode the recomputation starts after 'verified_through', a signed "
+                  "marker left by an earlier verification at a signed, exported checkpoint whose "
+                  "record still has the signed hash; 'full' recomputes every record.",
     }
     data = (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
     entry = archive.write_bytes("chain/verification.json", data, "application/json")
@@ -165,7 +177,8 @@ def write_chain(scope: PackScope, archive: PackArchive, verification: dict[str, 
         name="chain-verification", path=entry.path, title="Audit chain verification",
         description="The hash chain and its signed checkpoints verified when the pack was built, "
                     "and the hashes at the period's boundaries.",
-        selection=f"{verification.get('verifier')}() over the whole log",
+        selection=f"{verification.get('verifier')}() over the whole log, "
+                  f"{verification.get('mode', 'full')} recomputation",
         controls=("AU-9", "AU-9(3)", "AU-10"), rows=1, expected_rows=None, sha256=entry.sha256,
         bytes=entry.bytes,
         stats={"ok": bool(verification.get("ok")),
@@ -174,5 +187,7 @@ def write_chain(scope: PackScope, archive: PackArchive, verification: dict[str, 
                "head_seq": chain.get("head_seq"), "head_hash": chain.get("head_hash"),
                "checkpoints_checked": verification.get("checkpoints_checked", 0),
                "latest_checkpoint": verification.get("latest_checkpoint"),
-               "signed_by_checkpoint": covered},
+               "signed_by_checkpoint": covered, "mode": verification.get("mode", "full"),
+               "mode_reason": verification.get("mode_reason", ""),
+               "verified_through": verification.get("verified_through")},
     )

@@ -285,3 +285,30 @@ def test_pack_files_are_whole_or_absent(db, pack_dir, monkeypatch) -> None:
     pack = EvidencePack.objects.get()
     assert pack.status == "failed" and "disk full" in pack.error
     assert not any(Path(pack_dir).rglob("*.zip")) and not any(Path(pack_dir).iterdir())
+
+
+def test_pack_states_which_chain_verification_it_used(small_log, pack_dir, open_pack) -> None:
+    from audit.checkpoints import checkpoint_create, checkpoint_export
+    from audit.control_models import AuditVerifiedThrough
+
+    # No signed, exported checkpoint yet: every record is recomputed.
+    first = json.loads(open_pack(build_pack()).read("chain/verification.json"))
+    assert first["ok"] and first["mode"] == "full"
+    assert first["chain"]["records_checked"] >= 3000 and first["verified_through"] is None
+
+    checkpoint_create()
+    checkpoint_export()
+    second = json.loads(open_pack(build_pack()).read("chain/verification.json"))
+    assert second["ok"] and second["mode"] == "full"  # it leaves the signed marker
+    marker = AuditVerifiedThrough.objects.get()
+
+    # The next pack recomputes only the records after the marker, and says since when.
+    third_pack = build_pack()
+    third = json.loads(open_pack(third_pack).read("chain/verification.json"))
+    assert third["ok"] and third["mode"] == "incremental"
+    assert third["verified_through"]["seq"] == marker.seq
+    assert third["chain"]["records_checked"] == third["chain"]["head_seq"] - marker.seq
+    assert f"records 1..{marker.seq} were recomputed" in third["mode_reason"]
+    stats = next(e for e in open_pack(third_pack).manifest["files"]
+                 if e["path"] == "chain/verification.json")
+    assert "incremental recomputation" in stats["query"]

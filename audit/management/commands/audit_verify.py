@@ -1,5 +1,9 @@
-"""`manage.py audit_verify`: recompute the audit hash chain and check it against the signed
-checkpoints; exit 1 naming the first bad record and every checkpoint problem."""
+"""`manage.py audit_verify [--full] [--workers N]`: recompute the audit hash chain and check it
+against the signed checkpoints; exit 1 naming the first bad record and every checkpoint problem.
+
+By default the recomputation starts after the verified-through marker when it can be trusted
+(audit/verified.py); `--full` recomputes every record, which also finds an edit before the
+marker that left every stored hash in place."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.verify import verify_log
+from audit.verify import MIN_RECORDS_PER_WORKER, default_workers, verify_log
 
 
 class Command(BaseCommand):
@@ -21,6 +25,15 @@ class Command(BaseCommand):
             "--batch-size", type=int, default=5000, help="records read per query (default 5000)"
         )
         parser.add_argument(
+            "--full", action="store_true",
+            help="recompute every record instead of starting at the verified-through marker")
+        parser.add_argument(
+            "--workers", type=int, default=default_workers(),
+            help="processes to split the recomputation over (default: the CPU count, max 4)")
+        parser.add_argument(
+            "--min-range", type=int, default=MIN_RECORDS_PER_WORKER,
+            help="fewest records worth a worker process (default %(default)s)")
+        parser.add_argument(
             "--checkpoints-from",
             metavar="DIR_OR_GS_URI",
             default=None,
@@ -29,11 +42,13 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, batch_size: int, checkpoints_from: str | None, **options: Any
+        self, *args: Any, batch_size: int, checkpoints_from: str | None, full: bool,
+        workers: int, min_range: int, **options: Any
     ) -> None:
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1")
-        result = verify_log(batch_size=batch_size, checkpoints_from=checkpoints_from)
+        if batch_size < 1 or workers < 1:
+            raise CommandError("--batch-size and --workers must be at least 1")
+        result = verify_log(batch_size=batch_size, checkpoints_from=checkpoints_from,
+                            incremental=not full, workers=workers, min_range=min_range)
         chain = result.chain
         if not result.ok:
             lines: list[str] = []
@@ -54,6 +69,8 @@ class Command(BaseCommand):
             f"audit chain OK: {chain.records_checked} records verified, "
             f"head seq {chain.head_seq} hash {chain.head_hash}"
         )
+        self.stdout.write(f"mode: {result.mode} ({result.mode_reason}); recomputed by "
+                          f"{chain.processes} process{'es' if chain.processes > 1 else ''}")
         latest = result.latest_checkpoint
         summary = (
             f"checkpoints OK: {result.checkpoints_checked} verified from {result.checkpoint_source}"
