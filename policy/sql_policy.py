@@ -180,6 +180,21 @@ class SqlRules:
                 return True
         return False
 
+    def dataset_visible(self, dataset: str, home_project: str | None = None) -> bool:
+        """Whether some table of one fq dataset (``project.dataset``) is allowed, i.e. whether
+        the role may know the dataset exists and read its metadata. Foreign projects as in
+        :meth:`table_allowed` (only a pattern naming that project literally)."""
+        dataset = dataset.lower()
+        project = dataset.split(".", 1)[0]
+        foreign = home_project is not None and project != home_project.lower()
+        for pattern in self._table_patterns:
+            if foreign and (pattern.text.count(".") < 2
+                            or pattern.text.split(".", 1)[0] != project):
+                continue
+            if _glob_matches_some_table(pattern.text.lower(), dataset + "."):
+                return True
+        return False
+
     def column_denied(self, ref: ColumnRef) -> bool:
         """Whether a base column matches a denied pattern (wildcard tables: any shard)."""
         return self.denied_column_pattern(ref) is not None
@@ -258,6 +273,39 @@ def _glob_matches_some_shard(pattern: str, prefix: str, column: str) -> bool:
         if not states:
             return False
     return size in states
+
+
+def _glob_matches_some_table(pattern: str, prefix: str) -> bool:
+    """Whether ``pattern`` matches ``prefix + T`` for some non-empty dot-free table name T
+    (the NFA of :func:`_glob_matches_some_shard`: consume ``prefix``, then the pattern's end
+    must be reachable without a literal dot)."""
+    size = len(pattern)
+
+    def closure(states: Iterable[int]) -> set[int]:
+        out: set[int] = set()
+        stack = list(states)
+        while stack:
+            i = stack.pop()
+            if i in out:
+                continue
+            out.add(i)
+            if i < size and pattern[i] == "*":
+                stack.append(i + 1)
+        return out
+
+    states = closure({0})
+    for ch in prefix:
+        nxt = {i + 1 if pattern[i] != "*" else i for i in states
+               if i < size and pattern[i] in ("*", "?", ch)}
+        states = closure(nxt)
+        if not states:
+            return False
+    # At least one character of T, then the end, never crossing a literal dot.
+    for start in states:
+        rest = pattern[start:]
+        if "." not in rest and (rest.strip("*") or "*" in rest):
+            return True
+    return False
 
 
 def _string_list(key: str, value: object) -> list[str]:

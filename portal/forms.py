@@ -122,9 +122,11 @@ class ConnectionForm(forms.ModelForm):
     upstream_command = JsonField(expect=list,
                                  help_text='argv for stdio, e.g. ["python", "-m", "srv"]')
     sql_tools = JsonField(help_text='Tools that carry SQL: {"execute_sql": "sql"}')
-    metadata_tools = JsonField(help_text='Tools that answer about tables: '
+    metadata_tools = JsonField(help_text='Tools that answer about tables and datasets: '
                                '{"get_table_schema": {"table": "table"}, '
-                               '"list_tables": {"dataset": "dataset", "lists": "tables"}}')
+                               '"list_tables": {"dataset": "dataset", "lists": "tables"}, '
+                               '"get_dataset_info": {"dataset": "datasetId"}, '
+                               '"list_datasets": {"lists_datasets": "datasets"}}')
     job_tools = JsonField(help_text='Tools that reach a query job by id: '
                           '{"get_query_results": {"job": "jobId", "kind": "results"}}')
     column_classes = JsonField(help_text='PII classes: {"*.shop.customers.email": "email"}')

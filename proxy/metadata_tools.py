@@ -1,11 +1,15 @@
-"""Metadata tools (schemas, table listings) answer only about tables the caller's role may query.
+"""Metadata tools (schemas, table and dataset listings, dataset information) answer only about
+tables the caller's role may query, and datasets holding one.
 
 A connection names them in ``Connection.metadata_tools``: ``{"table": ARG}`` for a tool that
 names one table (e.g. ``get_table_schema``; with ``"dataset": ARG`` too when the table's dataset
 travels in its own argument, as in Google's ``get_table_info``), ``{"dataset": ARG, "lists":
-KEY}`` for a tool that
-lists a dataset's tables under ``KEY`` of its result (e.g. ``list_tables``). A table the role
-cannot query is refused by name; a listing is filtered before it leaves.
+KEY}`` for a tool that lists a dataset's tables under ``KEY`` of its result (e.g.
+``list_tables``), ``{"dataset": ARG}`` alone for a tool that describes a dataset (Google's
+``get_dataset_info``: labels, description, access entries), and ``{"lists_datasets": KEY}`` for
+a tool that lists the project's datasets under ``KEY`` (``list_dataset_ids``). A table the role
+cannot query, or a dataset with no such table, is refused by name; a listing is filtered before
+it leaves.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from policy.roles import RolePolicy
 from policy.sql_policy import Reason
 
-__all__ = ["MetadataTool", "filter_table_listing", "metadata_role"]
+__all__ = ["MetadataTool", "filter_dataset_listing", "filter_table_listing", "metadata_role"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +32,17 @@ class MetadataTool:
     lists: str | None
     project: str
     dataset: str | None
+    lists_datasets: str | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, str], project: str, dataset: str | None) -> MetadataTool:
         return cls(spec.get("table"), spec.get("dataset"), spec.get("lists"),
-                   project.lower(), (dataset or "").lower() or None)
+                   project.lower(), (dataset or "").lower() or None, spec.get("lists_datasets"))
+
+    @property
+    def describes_dataset(self) -> bool:
+        """A tool about one dataset itself (not a table of it, not its table listing)."""
+        return bool(self.dataset_argument) and not self.table_argument and not self.lists
 
 
 def _parts(name: Any) -> list[str] | None:
@@ -79,11 +89,38 @@ def metadata_role(roles: tuple[RolePolicy, ...], tool: MetadataTool,
                 return role, None
         return None, Reason("metadata.table_not_allowed",
                             f"table {table} is not one your role may query", table=table)
-    if tool.dataset_argument and _dataset_name(
-            tool, arguments.get(tool.dataset_argument)) is None:
+    dataset = _dataset_name(tool, arguments.get(tool.dataset_argument)) \
+        if tool.dataset_argument else None
+    if tool.dataset_argument and dataset is None:
         return None, Reason("metadata.bad_dataset",
                             f"The {tool.dataset_argument!r} argument must name a dataset")
+    if tool.describes_dataset:
+        assert dataset is not None
+        for role in roles:
+            if role.sql.dataset_visible(dataset, tool.project):
+                return role, None
+        return None, Reason("metadata.dataset_not_allowed",
+                            f"dataset {dataset} holds no table your role may query")
     return roles[0], None
+
+
+def filter_dataset_listing(result: dict[str, Any], tool: MetadataTool,
+                           role: RolePolicy) -> dict[str, Any]:
+    """``result`` with its dataset listing cut to datasets holding a table ``role`` may query; the text block is rebuilt from the filtered listing so both say the same."""
+    structured = result.get("structuredContent")
+    if result.get("isError") is True:
+        return result
+    if not tool.lists_datasets or not isinstance(structured, dict) \
+            or not isinstance(structured.get(tool.lists_datasets), list):
+        # A listing we cannot read is not passed on unfiltered.
+        return {"content": [{"type": "text", "text": "Wardgate withheld a dataset listing it "
+                             "could not filter"}], "isError": True}
+    kept = [d for d in structured[tool.lists_datasets]
+            if isinstance(d, str) and (name := _dataset_name(tool, d)) is not None
+            and role.sql.dataset_visible(name, tool.project)]
+    filtered = {**structured, tool.lists_datasets: kept}
+    return {**result, "structuredContent": filtered,
+            "content": [{"type": "text", "text": json.dumps(filtered)}]}
 
 
 def filter_table_listing(result: dict[str, Any], tool: MetadataTool, role: RolePolicy,

@@ -45,6 +45,8 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "metadata_tools": {
             "get_table_info": {"table": "tableId", "dataset": "datasetId"},
             "list_table_ids": {"dataset": "datasetId", "lists": "tableIds"},
+            "get_dataset_info": {"dataset": "datasetId"},
+            "list_dataset_ids": {"lists_datasets": "datasetIds"},
         },
         "job_tools": {
             "get_query_results": {"job": "jobId", "kind": "results"},
@@ -59,6 +61,7 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "metadata_tools": {
             "get_table_info": {"table": "table", "dataset": "dataset"},
             "list_table_ids": {"dataset": "dataset", "lists": "tables"},
+            "get_dataset_info": {"dataset": "dataset"},
         },
         "job_tools": {},
         "project_argument": "project",
@@ -69,6 +72,7 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "metadata_tools": {
             "get_table_schema": {"table": "table"},
             "list_tables": {"dataset": "dataset", "lists": "tables"},
+            "list_datasets": {"lists_datasets": "datasets"},
         },
         "job_tools": {},
         "project_argument": "",

@@ -7,7 +7,7 @@ from django.db import models
 
 from portal.credentials import open_credentials, seal_credentials
 
-METADATA_TOOL_KEYS = frozenset({"table", "dataset", "lists"})
+METADATA_TOOL_KEYS = frozenset({"table", "dataset", "lists", "lists_datasets"})
 JOB_TOOL_KINDS = frozenset({"results", "info", "cancel"})
 
 
@@ -87,8 +87,10 @@ class Connection(models.Model):
             for k, v in self.metadata_tools.items()
         ):
             raise ValidationError({"metadata_tools": (
-                'Map tool names to {"table": ARG} (a tool that names a table) or '
-                '{"dataset": ARG, "lists": RESULT_KEY} (a tool that lists tables).')})
+                'Map tool names to {"table": ARG} (a tool that names a table), '
+                '{"dataset": ARG, "lists": RESULT_KEY} (a tool that lists tables), '
+                '{"dataset": ARG} (a tool that describes a dataset) or '
+                '{"lists_datasets": RESULT_KEY} (a tool that lists datasets).')})
 
     def sql_tool(self, tool: str) -> tuple[str, frozenset[str] | None] | None:
         """(argument holding SQL, statement classes the tool may run or None) for a SQL tool."""

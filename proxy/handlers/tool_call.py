@@ -18,7 +18,7 @@ from proxy.handlers.respond import answer, decision_data, denial_text, refuse, t
 from proxy.hold import binding_for, use_existing_approval
 from proxy.jobs import STATEMENT_ARGUMENT, job_id_of, job_info_public, job_lookup, job_remember
 from proxy.mask import mask_call_result
-from proxy.metadata_tools import MetadataTool, filter_table_listing
+from proxy.metadata_tools import MetadataTool, filter_dataset_listing, filter_table_listing
 from proxy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ async def handle_tool_call(gw: Pipeline, call: Call) -> None:
             result = _error_result_text(result, ctx.error_texts)
         elif job_tool is not None and job_tool["kind"] == "info":
             result = job_info_public(result, ctx.error_texts)
+        elif metadata is not None and metadata.lists_datasets and decision.role is not None:
+            result = filter_dataset_listing(result, metadata, decision.role)
         elif metadata is not None and metadata.lists and decision.role is not None:
             result = filter_table_listing(result, metadata, decision.role,
                                           ctx.arguments if isinstance(ctx.arguments, dict)

@@ -383,6 +383,8 @@ async def test_metadata_tools_answer_only_for_queryable_tables(
     salaries = f"{PROJECT}.{DATASET}.staff_salaries"
     bigquery_client.create_table(bigquery.Table(
         salaries, schema=[bigquery.SchemaField("salary", "NUMERIC")]), exists_ok=True)
+    private = f"{PROJECT}.payroll_private"  # a dataset holding no table the role may query
+    bigquery_client.create_dataset(private, exists_ok=True)
     try:
         async with gateway_client(gateway.url("demo-bigquery"), analyst_token) as client:
             allowed = await client.call_tool("get_table_schema",
@@ -390,8 +392,12 @@ async def test_metadata_tools_answer_only_for_queryable_tables(
             refused = await client.call_tool("get_table_schema",
                                              {"table": f"{DATASET}.staff_salaries"})
             listing = await client.call_tool("list_tables", {"dataset": DATASET})
+            datasets = await client.call_tool("list_datasets", {})
     finally:  # the emulator is shared by the whole session
         bigquery_client.delete_table(salaries, not_found_ok=True)
+        bigquery_client.delete_dataset(private, delete_contents=True, not_found_ok=True)
+    assert datasets.structured_content["datasets"] == [DATASET]
+    assert "payroll_private" not in json.dumps(datasets.model_dump(mode="json"))
     assert not allowed.is_error
     assert refused.is_error and "metadata.table_not_allowed" in refused.content[0].text
     assert "salary" not in json.dumps(refused.model_dump(mode="json"))

@@ -563,3 +563,24 @@ def test_a_callers_value_under_a_repeated_name_is_redacted_never_tokenized() -> 
     assert row["e"].startswith("tok_") and row["e_1"] == "[REDACTED:name]"
     cells = mask_call_result(repeated, plan, policy)[0]["structuredContent"]["rows"][0]["f"]
     assert [c["v"] for c in cells] == ["[REDACTED:name]", "[REDACTED:name]"]
+
+
+@pytest.mark.parametrize(("dataset", "visible"), [
+    ("p.shop", True),          # *.shop.customers, in the connection's project
+    ("other.shop", False),     # the same name in a project the caller may control
+    ("p.hr", False),           # no pattern reaches a table of it
+    ("p.sales_eu", True),      # p.sales_*.orders
+    ("p.x", True),             # p.x.*
+    ("p.xy", False),
+    ("P.SHOP", True),          # names are case-insensitive
+])
+def test_a_dataset_is_visible_only_if_some_table_of_it_is_allowed(dataset: str,
+                                                                  visible: bool) -> None:
+    rules = SqlRules.from_config({"allowed_tables": ["*.shop.customers", "p.sales_*.orders",
+                                                     "p.x.*"]})
+    assert rules.dataset_visible(dataset, "p") is visible
+
+
+def test_no_allowed_table_means_no_dataset() -> None:
+    assert not SqlRules.from_config({"allowed_tables": []}).dataset_visible("p.shop", "p")
+    assert SqlRules.from_config({"allowed_tables": ["*"]}).dataset_visible("p.shop", "p")
