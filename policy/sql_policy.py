@@ -221,6 +221,21 @@ def _covers_wildcard(regex: re.Pattern[str], prefix: str) -> bool:
     )
 
 
+def _glob_closure(pattern: str, states: Iterable[int]) -> set[int]:
+    """The NFA states reachable from ``states`` without consuming a character (a ``*`` may
+    match nothing)."""
+    out: set[int] = set()
+    stack = list(states)
+    while stack:
+        i = stack.pop()
+        if i in out:
+            continue
+        out.add(i)
+        if i < len(pattern) and pattern[i] == "*":
+            stack.append(i + 1)
+    return out
+
+
 def _glob_matches_some_shard(pattern: str, prefix: str, column: str) -> bool:
     """Whether ``pattern`` matches ``prefix + S + '.' + column`` for some string S.
 
@@ -231,16 +246,7 @@ def _glob_matches_some_shard(pattern: str, prefix: str, column: str) -> bool:
     size = len(pattern)
 
     def closure(states: Iterable[int]) -> set[int]:
-        out: set[int] = set()
-        stack = list(states)
-        while stack:
-            i = stack.pop()
-            if i in out:
-                continue
-            out.add(i)
-            if i < size and pattern[i] == "*":
-                stack.append(i + 1)
-        return out
+        return _glob_closure(pattern, states)
 
     def step(states: set[int], ch: str) -> set[int]:
         nxt: set[int] = set()
@@ -282,16 +288,7 @@ def _glob_matches_some_table(pattern: str, prefix: str) -> bool:
     size = len(pattern)
 
     def closure(states: Iterable[int]) -> set[int]:
-        out: set[int] = set()
-        stack = list(states)
-        while stack:
-            i = stack.pop()
-            if i in out:
-                continue
-            out.add(i)
-            if i < size and pattern[i] == "*":
-                stack.append(i + 1)
-        return out
+        return _glob_closure(pattern, states)
 
     states = closure({0})
     for ch in prefix:
