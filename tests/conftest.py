@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
@@ -24,8 +26,45 @@ DATASET = "shop"
 TEST_CUSTOMERS = 300
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--served-gateway", action="store_true",
+        help="run the end-to-end tests (those using the `gateway` or `gateway_process` "
+             "fixture) against `manage.py serve --workers 2` on the test database instead of "
+             "the gateway in a thread of this process or one uvicorn process; the other tests "
+             "are deselected")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "embedded_only: run only against the embedded SQLite default")
+    config.addinivalue_line(
+        "markers", "in_process_gateway(reason): reaches into the gateway's memory, so it cannot "
+                   "run against a served gateway (--served-gateway)")
+
+
+# Fixtures that change this process's configuration, logging or code: what a test does with them
+# does not reach a gateway in other processes. (Asked for by the test itself: plugins' fixtures
+# use monkeypatch for their own ends.)
+IN_PROCESS_ONLY_FIXTURES = ("configure", "monkeypatch", "caplog")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--served-gateway"):
+        return
+    selected, deselected = [], []
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        end_to_end = "gateway" in names or "gateway_process" in names
+        (selected if end_to_end else deselected).append(item)
+        marker = item.get_closest_marker("in_process_gateway")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"in-process gateway only: {marker.args[0]}"))
+        elif used := [name for name in IN_PROCESS_ONLY_FIXTURES
+                      if name in inspect.signature(item.function).parameters]:
+            item.add_marker(pytest.mark.skip(
+                reason=f"in-process gateway only: uses {', '.join(used)}"))
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = selected
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +157,23 @@ class RunningGateway:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
+    async def refresh(self) -> None:
+        """Until the gateway has seen the latest security revision."""
+        await self.gateway.pipeline.watcher.check_now()  # type: ignore[attr-defined]
+
+    async def forget_caches(self) -> None:
+        """After a change made straight in the database (no service bumped the revision)."""
+        await forget_caches(self)
+
+
+async def forget_caches(gateway: RunningGateway | GatewayProcess) -> None:
+    from asgiref.sync import sync_to_async
+
+    from portal.services.security import security_revision_bump
+
+    await sync_to_async(security_revision_bump, thread_sensitive=False)()
+    await gateway.refresh()
+
 
 def database_url_for_children() -> str:
     """The test database as a DATABASE_URL other processes can open (SQLite: the file)."""
@@ -130,12 +186,18 @@ def database_url_for_children() -> str:
 
 
 class GatewayProcess:
-    """A real gateway + portal process (uvicorn) on the test database."""
+    """A real gateway + portal process on the test database: uvicorn, or with `served`
+    `manage.py serve --workers 2` (two uvicorn workers under its supervisor)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    # Each worker polls the security revision every 0.2 s (proxy/config.py):
+    # a few intervals, for a loaded machine.
+    PROPAGATION_SECONDS = 1.0
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, served: bool = False) -> None:
         self.port = free_port()
         self.env = env
         self.log_path = log_path
+        self.served = served
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -146,35 +208,57 @@ class GatewayProcess:
         return f"{self.base_url}/mcp/{slug}"
 
     def start(self) -> GatewayProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
-             str(self.port), "--log-level", "warning",
-             "--http", "proxy.http_protocol:GuardedH11Protocol"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_http(f"{self.base_url}/healthz", self.proc, timeout=120)  # a loaded machine
+        command = (["manage.py", "serve", "--workers", "2"] if self.served else
+                   ["-m", "uvicorn", "wardgate.asgi:application",
+                    "--http", "proxy.http_protocol:GuardedH11Protocol"])
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *command, "--port", str(self.port), "--log-level", "warning"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"{self.base_url}/healthz", self.proc, timeout=120)  # a loaded machine
+        except Exception as exc:
+            self.stop()
+            output = self.log_path.read_text(errors="replace")[:3000]
+            raise RuntimeError(f"{' '.join(command)} did not start:\n{output}") from exc
         return self
+
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests: this one, or serve's workers (the children of
+        its supervisor) — not the SQL analysis workers they start."""
+        assert self.proc is not None
+        if not self.served:
+            return [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
 
+    async def refresh(self) -> None:
+        await asyncio.sleep(self.PROPAGATION_SECONDS)
+
+    async def forget_caches(self) -> None:
+        await forget_caches(self)
+
 
 @pytest.fixture
-def gateway_process(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
-    """Start real gateway processes on the test database: `gateway_process(VAR=value, ...)`."""
+def gateway_process(request, transactional_db, tmp_path):  # type: ignore[no-untyped-def]
+    """Start real gateway processes on the test database: `gateway_process(VAR=value, ...)`
+    (under `pytest --served-gateway`, each one `manage.py serve --workers 2`)."""
     started: list[GatewayProcess] = []
 
     def start(**env: str) -> GatewayProcess:
         full = {**os.environ, "DATABASE_URL": database_url_for_children(),
                 "WARDGATE_VAR_DIR": str(tmp_path), **env}
-        running = GatewayProcess(full, tmp_path / f"gateway-{len(started)}.log")
+        running = GatewayProcess(full, tmp_path / f"gateway-{len(started)}.log",
+                                 served=request.config.getoption("--served-gateway"))
         started.append(running)
         return running.start()
 
@@ -193,16 +277,30 @@ def oidc_issuer() -> Iterator:  # type: ignore[type-arg]
 
 
 @pytest.fixture
-def gateway(transactional_db, oidc_issuer) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
+def gateway(request, transactional_db, oidc_issuer, tmp_path):  # type: ignore[no-untyped-def]
     """A fresh gateway + portal (the real ASGI application) on uvicorn in a thread of this
-    process, so it shares the test database. OIDC tokens from `oidc_issuer` are accepted."""
+    process, so it shares the test database. OIDC tokens from `oidc_issuer` are accepted.
+    Under `pytest --served-gateway`: `manage.py serve --workers 2` instead."""
     from dataclasses import replace
+
+    from tests.oidc_issuer import AUDIENCE
+
+    if request.config.getoption("--served-gateway"):
+        served = GatewayProcess({
+            **os.environ, "DATABASE_URL": database_url_for_children(),
+            "WARDGATE_VAR_DIR": str(tmp_path), "WARDGATE_OIDC_ISSUER": oidc_issuer.issuer,
+            "WARDGATE_OIDC_JWKS_URL": oidc_issuer.jwks_url, "WARDGATE_OIDC_AUDIENCE": AUDIENCE,
+        }, tmp_path / "served-gateway.log", served=True)
+        try:
+            yield served.start()
+        finally:
+            served.stop()
+        return
 
     from portal.gateway_store import PortalGatewayStore
     from proxy.app import GatewayApp
     from proxy.config import gateway_config
     from proxy.oidc import OidcConfig
-    from tests.oidc_issuer import AUDIENCE
     from wardgate.asgi import build_application
 
     config = replace(gateway_config(), oidc=OidcConfig(

@@ -143,13 +143,11 @@ async def test_approval_is_void_under_a_new_policy_version(gateway, engineer_tok
     approval_id = pending_id(await call(gateway, engineer_token))
     await run_db(approve, approval_id, approver)
     await run_db(lambda: policy_version_create(by=None, reason="tightened masking"))
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     assert pending_id(await call(gateway, engineer_token)) != approval_id
 
 
 async def test_open_call_is_held_with_progress_until_approved(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
-
-    gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=30, poll_seconds=0.2)
     progress: list[str] = []
 
     async def on_progress(done, total, message) -> None:  # type: ignore[no-untyped-def]
@@ -161,6 +159,7 @@ async def test_open_call_is_held_with_progress_until_approved(gateway, engineer_
     assert progress and "Waiting for approval" in progress[0]
 
 
+@pytest.mark.in_process_gateway("shortens this gateway's hold timeout")
 async def test_a_hold_that_times_out_says_the_approval_is_still_pending(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
     gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=0.8, poll_seconds=0.2)
 
@@ -185,9 +184,6 @@ async def test_a_hold_that_times_out_says_the_approval_is_still_pending(gateway,
 
 
 async def test_a_denied_held_call_carries_the_approvers_reason(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
-
-    gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=30, poll_seconds=0.2)
-
     async def on_progress(done, total, message) -> None:  # type: ignore[no-untyped-def]
         pass
 
@@ -208,7 +204,7 @@ async def test_n_of_m_approvals(gateway, engineer_token, demo_policy, approver) 
         security_revision_bump()
 
     await run_db(two_needed)
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     approval_id = pending_id(await call(gateway, engineer_token))
     await run_db(approve, approval_id, approver)
     assert pending_id(await call(gateway, engineer_token)) == approval_id  # one of two

@@ -27,7 +27,7 @@ async def test_refusals_of_known_credentials_name_their_owner(gateway, engineer,
     assert (await post(gateway, engineer_token)).status_code == 200
     await run_db(lambda: account_disable(account=engineer, by=None, reason="left the company",
                                          meta=SYSTEM))
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     await assert_refused(await post(gateway, engineer_token), 401, "auth.revoked_token")
     record = await run_db(last_rejection)
     assert record.actor == "engineer" and record.detail["token_id"]
@@ -39,7 +39,7 @@ async def test_a_disabled_oidc_account_is_refused_by_name(gateway, oidc_issuer, 
     token = oidc_issuer.token("olga", [])
     await post(gateway, token)  # provisions olga
     await run_db(lambda: get_user_model().objects.filter(username="olga").update(is_active=False))
-    gateway.gateway.pipeline.invalidate_caches()
+    await gateway.forget_caches()
     await assert_refused(await post(gateway, token), 401, "auth.account_disabled")
     assert (await run_db(last_rejection)).actor == "olga"
 

@@ -85,7 +85,7 @@ async def test_expired_and_revoked_personal_tokens_are_refused(gateway, engineer
     assert (await run_db(last_rejection)).actor == "engineer"
     assert (await post(gateway, live_plain)).status_code == 200
     await run_db(lambda: token_revoke(token=live, by=None, meta=SYSTEM))
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     await assert_refused(await post(gateway, live_plain), 401, "auth.revoked_token")
     assert (await run_db(last_rejection)).actor == "engineer"
 
@@ -101,7 +101,7 @@ async def test_disabled_or_quarantined_identity_is_refused_with_a_valid_token(ga
         security_revision_bump()
 
     await run_db(quarantine)
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     await assert_refused(await post(gateway, engineer_token), 401, "auth.quarantined")
 
     def disable() -> None:
@@ -111,7 +111,7 @@ async def test_disabled_or_quarantined_identity_is_refused_with_a_valid_token(ga
         security_revision_bump()
 
     await run_db(disable)
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     await assert_refused(await post(gateway, engineer_token), 401, "auth.account_disabled")
 
 

@@ -41,16 +41,20 @@ class CountingUpstream:
 
 
 @pytest.fixture
-def counted(gateway, engineer_token, demo_policy, demo_connection):  # type: ignore[no-untyped-def]
+async def counted(gateway, engineer_token, demo_policy, demo_connection):  # type: ignore[no-untyped-def]
     """A connection whose upstream counts what reaches it; engineers hold the analyst role."""
     from portal.models import Grant
 
     upstream = CountingUpstream()
     server = RunningGateway(upstream, free_port()).start()
-    demo_connection.upstream_url = f"{server.base_url}/mcp"
-    demo_connection.save()
-    gateway.gateway.pipeline.invalidate_caches()
-    assert Grant.objects.filter(connection=demo_connection).exists()
+
+    def point_at_counter() -> None:
+        demo_connection.upstream_url = f"{server.base_url}/mcp"
+        demo_connection.save()
+        assert Grant.objects.filter(connection=demo_connection).exists()
+
+    await run_db(point_at_counter)
+    await gateway.forget_caches()
     yield upstream
     server.stop()
 
@@ -106,7 +110,9 @@ async def test_malformed_messages_are_refused_recorded_and_not_forwarded(  # typ
 
 
 async def test_oversized_body_is_refused(gateway, engineer_token, counted) -> None:  # type: ignore[no-untyped-def]
-    limit = gateway.gateway.config.max_body_bytes
+    from proxy.config import gateway_config
+
+    limit = gateway_config().max_body_bytes  # the served gateway reads the same environment
     sql = "SELECT '" + "x" * (limit + 10) + "'"
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                        "params": {"name": "execute_sql", "arguments": {"sql": sql}}}).encode()

@@ -52,7 +52,7 @@ async def test_tools_list_shows_only_granted_and_accepted_tools(
         security_revision_bump()
 
     await run_db(narrow)
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     async with gateway_client(gateway.url("demo-bigquery"), engineer_token) as client:
         names = sorted(t.name for t in (await client.list_tools()).tools)
         refused = await client.call_tool("list_datasets", {})
@@ -181,7 +181,7 @@ async def test_query_over_the_bytes_cap_is_denied_by_dry_run(  # type: ignore[no
             demo_policy.save()
 
         await run_db(point_at_recorder)
-        gateway.gateway.pipeline.invalidate_caches()
+        await gateway.forget_caches()
         result = await call(gateway, engineer_token, "SELECT * FROM shop.orders")
     assert result.is_error and "sql.bytes_cap" in result.content[0].text
     assert recorded.dry_runs == 1
@@ -232,7 +232,7 @@ async def test_a_column_classified_later_is_masked_on_the_next_call_of_a_seen_st
         connection_save(connection=demo_connection, by=None, reason="country is an address part")
 
     await run_db(classify_country)
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     after = await call(gateway, engineer_token, sql)
     assert not after.is_error
     assert [r["country"] for r in after.structured_content["rows"]] == ["[REDACTED:address]"] * 3

@@ -76,7 +76,7 @@ async def test_changed_and_new_tools_are_hidden_until_an_admin_accepts(  # type:
         conn.save()
 
     await run_db(upgrade_upstream)
-    gateway.gateway.pipeline.invalidate_caches()
+    await gateway.forget_caches()
     async with gateway_client(url, token) as client:
         listed = [t.name for t in (await client.list_tools()).tools]
         refused = await client.call_tool("lookup", {"key": "a"})
@@ -94,7 +94,7 @@ async def test_changed_and_new_tools_are_hidden_until_an_admin_accepts(  # type:
         connection=conn, status="pending").values_list("name", flat=True)))
     assert pending == ["exfiltrate", "lookup"]
     await run_db(lambda: tool_catalog_accept(connection=conn, by=None, meta=SYSTEM, names=["lookup"]))
-    await gateway.gateway.pipeline.watcher.check_now()
+    await gateway.refresh()
     async with gateway_client(url, token) as client:
         assert [t.name for t in (await client.list_tools()).tools] == ["lookup"]
         assert not (await client.call_tool("lookup", {"key": "b"})).is_error
