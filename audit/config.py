@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wardgate.env import Env, deployment
-from wardgate.installation_secret import installation_secret
+from wardgate.installation_secret import demo_installation_key
 from wardgate.keys import demo_public_key, demo_signing_key, signing_key_problem
 from wardgate.typed_config import EnvBacked
 
@@ -43,22 +43,10 @@ class AuditConfig:
         # without it, a database-level attacker cannot recompute the chain after an edit. The
         # demo's is random, made for the installation in VAR_DIR/audit-chain.key (0600): one
         # derived from the demo's built-in secret would be public (it is in the source), so it
-        # would protect nothing.
-        chain_key = env.optional_text("WARDGATE_AUDIT_CHAIN_KEY")
-        if chain_key is None:
-            chain_key = ""
-            if not prod:
-                key_file = deploy.var_dir / "audit-chain.key"
-                try:
-                    chain_key = installation_secret(key_file)
-                except (OSError, ValueError) as exc:
-                    env.problem(f"the demo's audit chain key cannot be kept in {key_file} "
-                                f"({exc}); set WARDGATE_AUDIT_CHAIN_KEY")
-                else:
-                    # Processes started from this one (the demo's web server and worker, test
-                    # gateways with a VAR_DIR of their own) append to the same chain, so they
-                    # use the same key.
-                    env.export("WARDGATE_AUDIT_CHAIN_KEY", chain_key)
+        # would protect nothing. Processes started from this one append to the same chain, so
+        # they use the same key.
+        chain_key, _ = demo_installation_key(env, "WARDGATE_AUDIT_CHAIN_KEY", "audit-chain.key",
+                                             what="audit chain key")
         # Keys the chain was written under before the current one: accepted only for the records
         # before the first record under the current key, like the unkeyed v1 format (an old
         # record rewritten after that is still caught). The demo's: the public key earlier
@@ -72,23 +60,14 @@ class AuditConfig:
         # built-in demo secret is public, so anyone could forge checkpoints with it.
         # Checkpoints earlier versions signed with that public key still verify (it is added to
         # the verify keys), as before.
-        signing_key = env.optional_text("WARDGATE_CHECKPOINT_SIGNING_KEY")
+        signing_key, demo_signing = demo_installation_key(
+            env, "WARDGATE_CHECKPOINT_SIGNING_KEY", "checkpoint-signing.key",
+            what="checkpoint signing key", derive=demo_signing_key)
         verify_keys = env.items("WARDGATE_CHECKPOINT_VERIFY_KEYS", [])
-        if signing_key is None:
-            signing_key = ""
-            if not prod:
-                key_file = deploy.var_dir / "checkpoint-signing.key"
-                try:
-                    signing_key = demo_signing_key(installation_secret(key_file))
-                except (OSError, ValueError) as exc:
-                    env.problem(f"the demo's checkpoint signing key cannot be kept in {key_file} "
-                                f"({exc}); set WARDGATE_CHECKPOINT_SIGNING_KEY")
-                else:
-                    verify_keys = [*verify_keys, demo_public_key(deploy.secret_key)]
-                    # Processes started from this one sign and verify the same installation's
-                    # chain.
-                    env.export("WARDGATE_CHECKPOINT_SIGNING_KEY", signing_key)
-                    env.export("WARDGATE_CHECKPOINT_VERIFY_KEYS", ",".join(verify_keys))
+        if demo_signing:
+            verify_keys = [*verify_keys, demo_public_key(deploy.secret_key)]
+            # Processes started from this one verify the same installation's chain.
+            env.export("WARDGATE_CHECKPOINT_VERIFY_KEYS", ",".join(verify_keys))
         # Write-once location for checkpoint copies, outside the database: a directory (in the
         # demo var/checkpoints), or gs://bucket/prefix. Required in production.
         export = env.text("WARDGATE_CHECKPOINT_EXPORT",

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import sqlglot
 from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 from sqlglot import exp
@@ -84,24 +85,44 @@ class BigQueryFacts:
     dry_run_ttl_seconds: float = 300.0
     # Every call to BigQuery (schema lookups, dry runs) ends within this, retries included.
     timeout_seconds: float = 15.0
-    _client: bigquery.Client | None = field(default=None, init=False, repr=False)
+    # The client and the credentials object it was built from: a rotated key
+    # (`use_credentials`) gets a new client on the next call.
+    _client: tuple[dict[str, Any] | None, bigquery.Client] | None = field(
+        default=None, init=False, repr=False)
     _datasets: dict[str, _DatasetSchema] = field(default_factory=dict, init=False)
     _dry_runs: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict, init=False)
     _merged: dict[frozenset[str], tuple[int, dict, dict]] = field(default_factory=dict, init=False)
     _plans: OrderedDict[int, tuple[Any, Any, Any]] = field(default_factory=OrderedDict, init=False)
     version: int = field(default=0, init=False)
 
-    def _bq(self) -> bigquery.Client:
-        if self._client is None:
-            info = (self.credentials or {}).get("bigquery_service_account")
-            if info:
-                from google.oauth2 import service_account
+    def use_credentials(self, credentials: dict[str, Any] | None) -> None:
+        """Ask BigQuery with these credentials from the next call on (a connection's key was
+        rotated). The cached schemas, dry-run figures and schema version are kept: a schema
+        read with the old key stays until its TTL, like any cached schema, and a new version
+        for the same schema would make every cached analysis miss."""
+        if credentials != self.credentials:
+            self.credentials = credentials
 
-                creds = service_account.Credentials.from_service_account_info(info)
-                self._client = bigquery.Client(project=self.project, credentials=creds)
-            else:
-                self._client = make_bigquery_client(self.project, self.endpoint or None)
-        return self._client
+    def _bq(self) -> bigquery.Client:
+        # Runs in worker threads while the loop may rotate the credentials: read them once, and
+        # remember which ones the client was built from.
+        credentials = self.credentials
+        built = self._client
+        if built is None or built[0] is not credentials:
+            built = (credentials, self._new_client(credentials))
+            self._client = built
+        return built[1]
+
+    def _new_client(self, credentials: dict[str, Any] | None) -> bigquery.Client:
+        info = (credentials or {}).get("bigquery_service_account")
+        if not info:
+            return make_bigquery_client(self.project, self.endpoint or None)
+        from google.oauth2 import service_account
+
+        creds = service_account.Credentials.from_service_account_info(info)
+        # The connection's endpoint, if it names one, with the key's credentials.
+        options = ClientOptions(api_endpoint=self.endpoint) if self.endpoint else None
+        return bigquery.Client(project=self.project, credentials=creds, client_options=options)
 
     def _limits(self) -> dict[str, Any]:
         """Per-request timeout and an overall retry deadline for one BigQuery API call."""

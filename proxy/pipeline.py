@@ -315,7 +315,10 @@ class Pipeline:
                                   timeout_seconds=self.config.bigquery_timeout_seconds)
             self.facts[spec.slug] = (spec, facts)
         else:
+            # The spec's comparison leaves out the credentials: a rotated key keeps the facts
+            # (and their schema version) but gets a new BigQuery client.
             facts = cached[1]
+            facts.use_credentials(spec.credentials)
         return SqlToolContext(sql_argument=argument or parsed[0], project=spec.bigquery_project,
                               dataset=spec.default_dataset or None, facts=facts,
                               classifier=spec.classifier, statement_classes=parsed[1])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from reports.pack.provenance import SystemIdentity
 from wardgate.env import Env, deployment
-from wardgate.installation_secret import installation_secret
+from wardgate.installation_secret import demo_installation_key
 from wardgate.keys import demo_signing_key, signing_key_problem
 from wardgate.typed_config import EnvBacked
 
@@ -45,21 +45,13 @@ class ReportsConfig:
         prod = deploy.production
         # The demo's is derived from a random secret made for the installation in
         # VAR_DIR/pack-signing.key (0600), like the audit keys: one derived from the built-in
-        # demo secret is public, so anyone could sign a forged pack with it.
-        signing_key = env.optional_text("WARDGATE_PACK_SIGNING_KEY")
-        if signing_key is None:
-            signing_key = ""
-            if not prod:
-                key_file = deploy.var_dir / "pack-signing.key"
-                try:
-                    signing_key = demo_signing_key(installation_secret(key_file),
-                                                   purpose="wardgate-evidence-pack-signing")
-                except (OSError, ValueError) as exc:
-                    env.problem(f"the demo's evidence pack signing key cannot be kept in "
-                                f"{key_file} ({exc}); set WARDGATE_PACK_SIGNING_KEY")
-                else:
-                    # The Celery worker the demo starts signs with the same key.
-                    env.export("WARDGATE_PACK_SIGNING_KEY", signing_key)
+        # demo secret is public, so anyone could sign a forged pack with it. The Celery worker
+        # the demo starts signs with the same key.
+        signing_key, _ = demo_installation_key(
+            env, "WARDGATE_PACK_SIGNING_KEY", "pack-signing.key",
+            what="evidence pack signing key",
+            derive=lambda secret: demo_signing_key(secret,
+                                                   purpose="wardgate-evidence-pack-signing"))
         identity = SystemIdentity(
             organisation=env.text("WARDGATE_PACK_ORGANISATION", DEMO_ORGANISATION),
             system=env.text("WARDGATE_PACK_SYSTEM_NAME", "Wardgate"),

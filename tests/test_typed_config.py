@@ -116,6 +116,24 @@ def test_demo_defaults_need_nothing_and_differ_per_secret_and_installation(
     assert keys("one", "b")[2] != one[2]
 
 
+def test_demo_keys_that_cannot_be_kept_are_problems_naming_the_file_and_the_variable(
+        tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    var_dir.write_text("a file, not a directory")
+    env = Env({"WARDGATE_VAR_DIR": str(var_dir)})
+    audit, reports = AuditConfig.from_env(env), ReportsConfig.from_env(env)
+    assert (audit.chain_key, audit.checkpoint_signing_key, audit.checkpoint_verify_keys,
+            reports.signing_key) == ("", "", (), "")
+    kept = [problem for problem in env.problems if " cannot be kept in " in problem]
+    assert [(problem.split(" cannot be kept in ")[0], problem.rpartition("; ")[2])
+            for problem in kept] == [
+        ("the demo's audit chain key", "set WARDGATE_AUDIT_CHAIN_KEY"),
+        ("the demo's checkpoint signing key", "set WARDGATE_CHECKPOINT_SIGNING_KEY"),
+        ("the demo's evidence pack signing key", "set WARDGATE_PACK_SIGNING_KEY"),
+    ]
+    assert all(f"{var_dir}/" in problem for problem in kept)
+
+
 def test_start_up_lists_the_settings_and_every_apps_problems_once(settings) -> None:
     from wardgate.apps import startup_problems
 

@@ -4,6 +4,8 @@ settings use it).
 The demo needs secrets that are neither in the database nor derivable from the source code: a
 key derived from the demo's built-in Django secret is public, so it protects nothing against
 someone who can write the database (the audit chain key is such a secret).
+`demo_installation_key` is how each app's configuration reads such a key: its variable, or in
+the demo one made for the installation.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+
+from wardgate.env import Env, deployment
 
 MIN_LENGTH = 32
 
@@ -48,3 +53,28 @@ def installation_secret(path: Path) -> str:
     finally:
         aside.unlink(missing_ok=True)
     return _read(path)
+
+
+def demo_installation_key(env: Env, variable: str, file_name: str, *, what: str,
+                          derive: Callable[[str], str] = str) -> tuple[str, bool]:
+    """The key `variable` configures, and whether the demo's was made here.
+
+    Unset, production has none (""; its configuration notes the missing key). The demo's is
+    `derive`d from the installation secret in VAR_DIR/`file_name` (0600), and exported, so the
+    processes started from this one (the demo's web server and worker, test gateways with a
+    VAR_DIR of their own) use the same key. A secret file that cannot be used is noted as a
+    problem naming `what` and the variable that replaces it."""
+    value = env.optional_text(variable)
+    if value is not None:
+        return value, False
+    deploy = deployment(env)
+    if deploy.production:
+        return "", False
+    key_file = deploy.var_dir / file_name
+    try:
+        value = derive(installation_secret(key_file))
+    except (OSError, ValueError) as exc:
+        env.problem(f"the demo's {what} cannot be kept in {key_file} ({exc}); set {variable}")
+        return "", False
+    env.export(variable, value)
+    return value, True

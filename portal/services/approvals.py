@@ -130,9 +130,23 @@ def query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser
                                       user_agent=user_agent)
 
 
-@transaction.atomic
 def _query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
                            comment: str, source_ip: str, user_agent: str) -> QueryApproval:
+    with transaction.atomic():
+        decided = _query_approval_vote(approval=approval, approver=approver, approve=approve,
+                                       comment=comment, source_ip=source_ip,
+                                       user_agent=user_agent)
+    if decided is None:
+        # Refused once the expiry is committed: raising inside the transaction rolled the
+        # expiry back (until the beat task marked it again).
+        raise ApprovalError("This approval request has expired")
+    return decided
+
+
+def _query_approval_vote(*, approval: QueryApproval, approver: AbstractBaseUser, approve: bool,
+                         comment: str, source_ip: str, user_agent: str) -> QueryApproval | None:
+    """The vote, in the caller's transaction; None when the approval had expired (it is then
+    marked expired and recorded, as `query_approvals_expire` does)."""
     approval = QueryApproval.objects.select_for_update().get(pk=approval.pk)
     if approval.requester_id == approver.pk:
         raise ApprovalError("Separation of duties: nobody approves their own request",
@@ -141,8 +155,10 @@ def _query_approval_decide(*, approval: QueryApproval, approver: AbstractBaseUse
         raise ApprovalError(f"This approval is {approval.status}, not pending")
     if approval.expires_at <= timezone.now():
         approval.status = QueryApproval.Status.EXPIRED
-        approval.save(update_fields=["status"])
-        raise ApprovalError("This approval request has expired")
+        approval.decided_at = approval.expires_at
+        approval.save(update_fields=["status", "decided_at"])
+        _approvals_expired_record([approval.pk], 1)
+        return None
     groups = set(approver.groups.values_list("name", flat=True))
     if not groups & set(approval.approver_groups):
         raise ApprovalError("You are not in an approver group for this request")
@@ -213,6 +229,12 @@ def query_approvals_expire(now: dt.datetime | None = None) -> int:
         return 0
     count = QueryApproval.objects.filter(pk__in=ids).update(
         status=QueryApproval.Status.EXPIRED, decided_at=F("expires_at"))
+    _approvals_expired_record(ids, count)
+    return count
+
+
+def _approvals_expired_record(ids: list[int], count: int) -> None:
+    """`portal.approvals_expired` for approvals just marked expired (by the beat task, or by a
+    vote that came too late)."""
     write_sync(AuditEntry(event="portal.approvals_expired", actor="system", decision="info",
                           detail={"approval_ids": ids[:1000], "count": count}))
-    return count

@@ -79,6 +79,31 @@ def test_query_approval_separation_of_duties(people, connection) -> None:
     assert done.status_code == 200 and done.json()["status"] == "approved"
 
 
+def test_a_vote_after_expiry_is_refused_and_the_expiry_stays(people, connection) -> None:
+    late = QueryApproval.objects.create(
+        requester=people["engineer"], connection=connection, tool="execute_sql",
+        arguments_sha256="b" * 64, sql_text="SELECT 1", policy_version=0, rule="r",
+        reason="big scan", approver_groups=["approver"],
+        expires_at=timezone.now() - dt.timedelta(minutes=1))  # the beat task has not run yet
+    refused = _bearer(people["approver"]).post(f"/api/v1/query-approvals/{late.pk}/decide/",
+                                               {"decision": "approve", "comment": "ok"},
+                                               content_type="application/json")
+    assert refused.status_code == 400 and "has expired" in refused.json()["detail"]
+    late.refresh_from_db()
+    assert late.status == "expired" and late.decided_at == late.expires_at
+    assert not late.votes.exists()
+    expired = AuditRecord.objects.get(event="portal.approvals_expired")
+    assert expired.detail["approval_ids"] == [late.pk]
+    blocked = AuditRecord.objects.get(event="portal.approval_refused")
+    assert blocked.actor == people["approver"].username
+    assert "has expired" in blocked.reasons[0]["message"]
+    # A second vote is told what the approval now is.
+    again = _bearer(people["approver2"]).post(f"/api/v1/query-approvals/{late.pk}/decide/",
+                                              {"decision": "deny", "comment": "too late"},
+                                              content_type="application/json")
+    assert again.status_code == 400 and "expired, not pending" in again.json()["detail"]
+
+
 def test_admin_api_accounts_grants_quarantine(people, connection, analyst) -> None:
     admin = _bearer(people["admin"])
     created = admin.post("/api/v1/accounts/", {"username": "api-made", "roles": ["engineer"],
