@@ -4,6 +4,7 @@ portal everywhere else."""
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from typing import Any
 
 import django
@@ -30,6 +31,9 @@ def build_application(gateway: GatewayApp, only: str | None = None) -> Any:
         portal = health_only()
     else:
         portal = get_asgi_application()
+        # The portal's URLconf (every view, DRF, drf-spectacular) is imported while the worker
+        # starts, not by the first request, which would otherwise wait seconds for it.
+        import_module(settings.ROOT_URLCONF)
         if settings.DEBUG:
             from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
