@@ -281,7 +281,6 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 
-
 def _monthly_at_0130_on_day_1() -> crontab:
     from celery.schedules import crontab
 
