@@ -9,6 +9,8 @@ from typing import Any
 
 from celery import shared_task
 
+import wardgate.celery  # noqa: F401  (configures the app shared_task binds to; see wardgate/__init__)
+
 log = logging.getLogger(__name__)
 
 

@@ -36,6 +36,7 @@ gets wrong are refused.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import re
 import threading
@@ -45,6 +46,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError, TokenError
@@ -64,6 +66,7 @@ __all__ = [
     "SqlAnalyzer",
     "analyze_sql",
     "analyze_sql_cached",
+    "referenced_datasets",
 ]
 
 STATEMENT_CLASSES: Final = frozenset(
@@ -397,6 +400,36 @@ def analyze_sql_cached(
         schema=schema,
         schema_version=schema_version,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def referenced_datasets(sql: str, default_project: str,
+                        default_dataset: str | None) -> frozenset[str]:
+    """"project.dataset" names a statement mentions (best effort; the analyzer decides), so
+    their schemas can be fetched before the analysis. Cached: a repeated statement must not be
+    parsed again on the hot path."""
+    out: set[str] = set()
+    try:
+        statements = sqlglot.parse(sql, read="bigquery")
+    except SqlglotError:
+        return frozenset()
+    for statement in statements:
+        if statement is None:
+            continue
+        for table in statement.find_all(exp.Table):
+            db, catalog = table.db, table.catalog
+            name = table.name
+            if "." in name and not db:  # `project.dataset.table` quoted as one identifier
+                parts = name.split(".")
+                if len(parts) == 3:
+                    catalog, db = parts[0], parts[1]
+                elif len(parts) == 2:
+                    db = parts[0]
+            if db:
+                out.add(f"{(catalog or default_project)}.{db}".lower())
+            elif default_dataset:
+                out.add(f"{default_project}.{default_dataset}".lower())
+    return frozenset(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.api.auth import ApiTokenAuthentication
 from portal.services.events import RequestMeta
 
 __all__ = ["RequestMeta", "meta_from_request"]
@@ -16,6 +15,10 @@ def meta_from_request(request: Any, *, auth_method: str | None = None) -> Reques
     portal API token through DRF, else the signed-in session; `auth_method` when the caller
     knows better, e.g. an SSO sign-in)."""
     if auth_method is None:
+        # Imported here: portal.signals imports this module in every process, and the API's
+        # DRF and drf-spectacular cost a gateway worker ~10 MiB it never uses.
+        from portal.api.auth import ApiTokenAuthentication
+
         authenticator = getattr(request, "successful_authenticator", None)
         auth_method = ("api_token" if isinstance(authenticator, ApiTokenAuthentication)
                        else "session")

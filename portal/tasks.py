@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+import wardgate.celery  # noqa: F401  (configures the app shared_task binds to; see wardgate/__init__)
+
 
 @shared_task(name="portal.disable_inactive_accounts")
 def disable_inactive_accounts() -> list[str]:

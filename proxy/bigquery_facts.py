@@ -5,7 +5,6 @@ dataset for a few minutes, dry-run figures per statement."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import time
 from collections import OrderedDict
@@ -14,12 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import sqlglot
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
 from google.cloud import bigquery
-from sqlglot import exp
 
 from bigquery_mcp.client import make_bigquery_client, scalar_query_parameters
 
@@ -38,35 +35,6 @@ class BigQueryFactsError(Exception):
         self.detail = detail
         self.reason = reason
         self.message = message
-
-
-@functools.lru_cache(maxsize=4096)
-def referenced_datasets(sql: str, default_project: str,
-                        default_dataset: str | None) -> frozenset[str]:
-    """"project.dataset" names a statement mentions (best effort; the analyzer decides).
-    Cached: a repeated statement must not be parsed again on the hot path."""
-    out: set[str] = set()
-    try:
-        statements = sqlglot.parse(sql, read="bigquery")
-    except sqlglot.errors.SqlglotError:
-        return frozenset()
-    for statement in statements:
-        if statement is None:
-            continue
-        for table in statement.find_all(exp.Table):
-            db, catalog = table.db, table.catalog
-            name = table.name
-            if "." in name and not db:  # `project.dataset.table` quoted as one identifier
-                parts = name.split(".")
-                if len(parts) == 3:
-                    catalog, db = parts[0], parts[1]
-                elif len(parts) == 2:
-                    db = parts[0]
-            if db:
-                out.add(f"{(catalog or default_project)}.{db}".lower())
-            elif default_dataset:
-                out.add(f"{default_project}.{default_dataset}".lower())
-    return frozenset(out)
 
 
 @dataclass

@@ -43,8 +43,7 @@ def _main() -> None:
 
 def _serve(conn: Connection, reply_to: Connection) -> None:
     """Answer ("datasets" | "analyze", args, schema_version, schema) requests."""
-    from policy.sql_analysis import analyze_sql_cached
-    from proxy.bigquery_facts import referenced_datasets
+    from policy.sql_analysis import analyze_sql_cached, referenced_datasets
 
     schema: Mapping[str, Mapping[str, str]] | None = None
     schema_version: Hashable = None

@@ -59,6 +59,8 @@ def _task_progress(pack: EvidencePack) -> dict[str, Any] | None:
     try:
         from celery.result import AsyncResult
 
+        import wardgate.celery  # noqa: F401  (the configured result backend, as the current app)
+
         result = AsyncResult(pack.task_id)
         if result.state == "PROGRESS" and isinstance(result.info, dict):
             return result.info

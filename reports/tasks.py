@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+import wardgate.celery  # noqa: F401  (configures the app shared_task binds to; see wardgate/__init__)
 from reports.models import EvidencePack
 from reports.services import evidence_pack_build, evidence_pack_schedule_monthly
 

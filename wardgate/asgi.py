@@ -4,6 +4,7 @@ portal everywhere else."""
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from typing import Any
 
 import django
@@ -25,14 +26,19 @@ def build_application(gateway: GatewayApp, only: str | None = None) -> Any:
     both; "gateway" answers 404 for the portal's URLs; "portal" answers 404 at /mcp/ and starts
     no gateway. /healthz and /readyz answer in every case."""
     only = serve_config().only if only is None else only
-    portal: Any = get_asgi_application()
-    if settings.DEBUG:
-        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-        portal = ASGIStaticFilesHandler(portal)
+    portal: Any
     if only == "gateway":
-        portal = health_only(portal)
-    elif only == "portal":
+        portal = health_only()
+    else:
+        portal = get_asgi_application()
+        # The portal's URLconf (every view, DRF, drf-spectacular) is imported while the worker
+        # starts, not by the first request, which would otherwise wait seconds for it.
+        import_module(settings.ROOT_URLCONF)
+        if settings.DEBUG:
+            from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+            portal = ASGIStaticFilesHandler(portal)
+    if only == "portal":
         gateway = not_served  # type: ignore[assignment]
 
     async def application(scope, receive, send):  # type: ignore[no-untyped-def]

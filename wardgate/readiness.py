@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
+from django.http import HttpRequest, HttpResponseBase
 
 # Each check must answer within this many seconds or it counts as down.
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -146,8 +148,18 @@ async def not_served(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _not_found(send)
 
 
-def health_only(portal: Any) -> Any:
+class _HealthzHandler(ASGIHandler):
+    """Django's ASGI handler (the same middleware, host check and response as in any process),
+    resolving in wardgate.urls_healthz: see that module for why."""
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        request.urlconf = "wardgate.urls_healthz"
+        return await super().get_response_async(request)
+
+
+def health_only() -> Any:
     """The portal in a gateway-only process: /healthz still answers; every other URL is 404."""
+    portal = _HealthzHandler()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope.get("path") == "/healthz":

@@ -7,6 +7,8 @@ import socket
 
 from celery import shared_task
 
+import wardgate.celery  # noqa: F401  (configures the app shared_task binds to; see wardgate/__init__)
+
 
 @shared_task(name="wardgate.worker_ping")
 def worker_ping(payload: str) -> dict[str, str]:

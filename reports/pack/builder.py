@@ -36,8 +36,8 @@ from reports.nist import nist_catalog_load
 from .archive import PackArchive
 from .manifest import FORMAT, MANIFEST, SIGNATURE, manifest_bytes
 from .oscal import assessment_results
-from .pdf import ReportContext, SampleTable, render_pdf
 from .provenance import Requester, SystemIdentity
+from .report_context import ReportContext, SampleTable
 
 GENERATOR = "wardgate-reports"
 # progress(percent, stage, audit records read so far)
@@ -49,6 +49,14 @@ def generator_version() -> str:
         return version("wardgate")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def render_pdf(path: Path, ctx: ReportContext) -> None:
+    """Draw the PDF report. reportlab is imported here, when a pack is built (in a worker), not
+    by every portal process: the portal's views import this module."""
+    from .pdf import render_pdf as draw
+
+    draw(path, ctx)
 
 
 @dataclass(frozen=True, slots=True)

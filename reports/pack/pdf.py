@@ -8,8 +8,7 @@ file holds each full population.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -33,11 +32,10 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from reports.catalog import Assessment, ControlSpec
-from reports.evidence.base import Evidence
-from reports.nist import NistCatalog, plain_text
+from reports.catalog import Assessment
+from reports.nist import plain_text
 
-from .provenance import Requester, SystemIdentity
+from .report_context import ReportContext
 
 PAGE_W, PAGE_H = A4
 MARGIN = 16 * mm
@@ -51,36 +49,6 @@ DECISION_COLOURS = {"allow": colors.HexColor("#2e90fa"), "deny": colors.HexColor
                     "withheld": colors.HexColor("#e31b54"), "info": colors.HexColor("#98a2b3")}
 ACTION_COLOURS = [colors.HexColor(c) for c in ("#12b76a", "#2e90fa", "#f79009", "#7a5af8",
                                                "#f04438", "#98a2b3")]
-
-
-@dataclass(slots=True)
-class SampleTable:
-    title: str
-    note: str
-    columns: Sequence[str]
-    rows: Sequence[Mapping[str, Any]]
-
-
-@dataclass(slots=True)
-class ReportContext:
-    identity: SystemIdentity
-    requester: Requester
-    partial: bool
-    pack_uuid: str
-    period_start: dt.datetime
-    period_end: dt.datetime
-    generated_at: dt.datetime
-    generator_version: str
-    key_id: str
-    parameters: list[tuple[str, str]]
-    controls: Sequence[ControlSpec]
-    assessments: Sequence[Assessment]
-    nist: NistCatalog
-    evidence: Sequence[Evidence]
-    chain: Mapping[str, Any]
-    calls_by_day: Mapping[tuple[str, str], int]
-    masking_cells: Mapping[tuple[str, str], int]
-    samples: list[SampleTable] = field(default_factory=list)
 
 
 def _styles() -> dict[str, ParagraphStyle]:

@@ -14,14 +14,18 @@ Celery alike) refuses once, listing these problems and every app's together.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dj_database_url
-from celery.schedules import crontab
+from django.utils.functional import SimpleLazyObject
 
 from wardgate.env import BASE_DIR as BASE_DIR  # the checkout (or installed package) root
 from wardgate.env import Env, deployment
 
 from .safety import SafetyInputs, production_problems
+
+if TYPE_CHECKING:
+    from celery.schedules import crontab
 
 env = Env()
 STARTUP_PROBLEMS: list[str] = []
@@ -276,6 +280,13 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+
+def _monthly_at_0130_on_day_1() -> crontab:
+    from celery.schedules import crontab
+
+    return crontab(minute=30, hour=1, day_of_month=1)
+
+
 # Beat entries whose schedule is an app's value read it here too (each app's configuration reads
 # and checks the same variables; the same problem is listed once).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
@@ -294,7 +305,9 @@ if env.json_objects("WARDGATE_SIEM_SINKS"):
 if env.flag("WARDGATE_PACK_MONTHLY", True):
     CELERY_BEAT_SCHEDULE["reports-monthly-evidence-pack"] = {
         "task": "reports.evidence_pack_monthly",
-        "schedule": crontab(minute=30, hour=1, day_of_month=1),
+        # Built when beat first reads it: importing celery.schedules (and kombu with it) costs
+        # every process that reads these settings ~18 MiB, gateway workers included.
+        "schedule": SimpleLazyObject(_monthly_at_0130_on_day_1),
     }
 
 # ============================================================================ Start-up problems
