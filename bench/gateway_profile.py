@@ -1,0 +1,161 @@
+"""Where the gateway's CPU goes per `execute_sql` call (static upstream, as in
+bench/gateway_overhead.py): gateway CPU per call for a 10-row and a 1,000 x 6 PII result
+(several repetitions, from /proc of the gateway process, no profiler attached), the split
+between its threads (event loop, audit writer, others), then a cProfile of the event-loop
+thread on the CPU clock (time.process_time), top functions by own and by cumulative time.
+
+    python bench/gateway_profile.py [--calls 200] [--reps 5] [--top 25] [--no-profile]
+
+The gateway runs as its own process (uvicorn, as served), started by this script with a
+profiler that SIGUSR1 starts afresh and SIGUSR2 stops and writes out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import pstats
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SIZES = {"10 rows": (10, 6), "1,000 x 6": (1000, 6)}
+
+
+def serve_profiled(port: int, out_dir: Path) -> None:
+    """The gateway under a CPU-clock profiler that signals turn on (USR1) and dump (USR2)."""
+    import cProfile
+
+    import uvicorn
+
+    state: dict[str, cProfile.Profile | int | None] = {"profile": None, "n": 0}
+
+    def start(*_: object) -> None:
+        profile = cProfile.Profile(time.process_time)
+        state["profile"] = profile
+        profile.enable()
+
+    def dump(*_: object) -> None:
+        profile = state["profile"]
+        if isinstance(profile, cProfile.Profile):
+            profile.disable()
+            n = int(state["n"] or 0) + 1  # type: ignore[arg-type]
+            state["n"] = n
+            profile.dump_stats(str(out_dir / f"{n}.prof"))
+            (out_dir / f"{n}.done").write_text("")
+            state["profile"] = None
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, dump)
+    uvicorn.run("wardgate.asgi:application", host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of `pid` (threads of one name summed)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = "event loop" if task.name == str(pid) else name.rstrip("_0123456789") or name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def cpu_per_call(url: str, token: str, pid: int, calls: int, sql: str
+                       ) -> tuple[float, dict[str, float]]:
+    from gateway_overhead import run_calls
+
+    before = thread_cpu(pid)
+    await run_calls(url, token, calls, 1, sql)
+    after = thread_cpu(pid)
+    split = {k: (after[k] - before.get(k, 0.0)) / calls * 1000 for k in after}
+    return sum(split.values()), split
+
+
+def profile_once(pid: int, out_dir: Path, url: str, token: str, calls: int, sql: str,
+                 top: int) -> None:
+    from gateway_overhead import run_calls
+
+    n = len(list(out_dir.glob("*.done"))) + 1
+    os.kill(pid, signal.SIGUSR1)
+    time.sleep(0.2)
+    asyncio.run(run_calls(url, token, calls, 1, sql))
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 30
+    while not (out_dir / f"{n}.done").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = pstats.Stats(str(out_dir / f"{n}.prof"), stream=io.StringIO())
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(f"  profiled event-loop CPU (with profiler overhead): {total / calls * 1000:.2f} ms/call")
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        stats.stream = buf  # type: ignore[attr-defined]
+        stats.sort_stats(key).print_stats(top)
+        lines = buf.getvalue().splitlines()
+        start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+        print(f"  -- top {top} by {key}")
+        for line in lines[start:start + top + 1]:
+            print("  " + line.replace(str(ROOT) + "/", "").replace(sys.prefix, "<venv>"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=200, help="calls per repetition (10 rows)")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--serve-profiled", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_profiled:
+        serve_profiled(int(args.serve_profiled[0]), Path(args.serve_profiled[1]))
+        return
+    from gateway_overhead import bench_stack
+
+    work = Path(tempfile.mkdtemp(prefix="wardgate-profile-"))
+    with bench_stack(work) as stack:
+        out_dir = work / "profiles"
+        out_dir.mkdir()
+        port = stack.free_port()
+        gateway = stack.spawn([sys.executable, str(Path(__file__).resolve()), "--serve-profiled",
+                               str(port), str(out_dir)])
+        stack.wait_http(f"http://127.0.0.1:{port}/healthz", gateway, "gateway")
+        url = f"http://127.0.0.1:{port}/mcp/static"
+        from gateway_overhead import SIZED_SQL, run_calls
+
+        print(f"Gateway CPU per execute_sql call (static upstream, {os.cpu_count()} cores, "
+              f"{args.reps} repetitions; ms/call)")
+        for label, size in SIZES.items():
+            sql = SIZED_SQL[size]
+            calls = args.calls if size[0] < 1000 else max(10, args.calls // 5)
+            asyncio.run(run_calls(url, stack.token, 30, 1, sql))  # warm: caches, analysis
+            figures = [asyncio.run(cpu_per_call(url, stack.token, gateway.pid, calls, sql))
+                       for _ in range(args.reps)]
+            totals = [f[0] for f in figures]
+            print(f"\n[{label}] {calls} sequential calls x {args.reps}: gateway CPU "
+                  f"median {statistics.median(totals):.2f}, min {min(totals):.2f}, "
+                  f"max {max(totals):.2f} ms/call  ({' '.join(f'{t:.2f}' for t in totals)})")
+            names = sorted({k for f in figures for k in f[1]})
+            split = {k: statistics.median(f[1].get(k, 0.0) for f in figures) for k in names}
+            print("  by thread (median): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v))
+            if not args.no_profile:
+                profile_once(gateway.pid, out_dir, url, stack.token, calls, sql, args.top)
+
+
+if __name__ == "__main__":
+    main()
