@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
+import json
 import os
 import pstats
 import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,51 +40,84 @@ def serve_profiled(port: int, out_dir: Path) -> None:
 
     import uvicorn
 
-    state: dict[str, cProfile.Profile | int | None] = {"profile": None, "n": 0}
+    from wardgate.asgi import application  # sets Django up  # isort: skip
+    from audit.writer import AuditWriter
+
+    state: dict[str, cProfile.Profile | int | None] = {"profile": None, "writer": None, "n": 0}
+    append_batch = AuditWriter._append_batch
+
+    def profiled_append_batch(self: AuditWriter, entries: list) -> list:
+        # The writer's own thread: profiled on that thread's CPU clock while a profile runs.
+        profile = state["writer"]
+        if not isinstance(profile, cProfile.Profile):
+            return append_batch(self, entries)
+        profile.enable()
+        try:
+            return append_batch(self, entries)
+        finally:
+            profile.disable()
+
+    AuditWriter._append_batch = profiled_append_batch  # type: ignore[method-assign]
 
     def start(*_: object) -> None:
-        profile = cProfile.Profile(time.process_time)
+        state["writer"] = cProfile.Profile(time.thread_time)
+        profile = cProfile.Profile(time.thread_time)
         state["profile"] = profile
         profile.enable()
 
     def dump(*_: object) -> None:
-        profile = state["profile"]
-        if isinstance(profile, cProfile.Profile):
+        profile, writer = state["profile"], state["writer"]
+        if isinstance(profile, cProfile.Profile) and isinstance(writer, cProfile.Profile):
             profile.disable()
+            state["profile"] = state["writer"] = None
             n = int(state["n"] or 0) + 1  # type: ignore[arg-type]
             state["n"] = n
             profile.dump_stats(str(out_dir / f"{n}.prof"))
+            writer.dump_stats(str(out_dir / f"{n}.writer.prof"))
             (out_dir / f"{n}.done").write_text("")
-            state["profile"] = None
+
+    def name_threads() -> None:
+        while True:
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            (out_dir / "threads.json").write_text(json.dumps(names))
+            time.sleep(0.5)
+
+    threading.Thread(target=name_threads, name="bench-thread-names", daemon=True).start()
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, dump)
-    uvicorn.run("wardgate.asgi:application", host="127.0.0.1", port=port, log_level="warning",
+    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning",
                 access_log=False)
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name of `pid` (threads of one name summed)."""
+THREAD_NAMES: dict[str, str] = {}
+
+
+def thread_cpu(pid: int, names_file: Path) -> dict[str, float]:
+    """CPU seconds per thread name of `pid` (Python's names, from the gateway; threads of one
+    name summed, ThreadPoolExecutor numbering dropped)."""
+    with contextlib.suppress(OSError, ValueError):  # not written yet, or being written
+        THREAD_NAMES.update(json.loads(names_file.read_text()))
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        name = "event loop" if task.name == str(pid) else name.rstrip("_0123456789") or name
+        name = THREAD_NAMES.get(task.name, "other")
+        name = "event loop" if task.name == str(pid) else name.rstrip("_0123456789")
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
-async def cpu_per_call(url: str, token: str, pid: int, calls: int, sql: str
+async def cpu_per_call(url: str, token: str, pid: int, names: Path, calls: int, sql: str
                        ) -> tuple[float, dict[str, float]]:
     from gateway_overhead import run_calls
 
-    before = thread_cpu(pid)
+    before = thread_cpu(pid, names)
     await run_calls(url, token, calls, 1, sql)
-    after = thread_cpu(pid)
+    after = thread_cpu(pid, names)
     split = {k: (after[k] - before.get(k, 0.0)) / calls * 1000 for k in after}
     return sum(split.values()), split
 
@@ -98,16 +134,22 @@ def profile_once(pid: int, out_dir: Path, url: str, token: str, calls: int, sql:
     deadline = time.monotonic() + 30
     while not (out_dir / f"{n}.done").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    stats = pstats.Stats(str(out_dir / f"{n}.prof"), stream=io.StringIO())
+    for part, top_n in (("event loop", top), ("audit writer", top // 2)):
+        print_profile(out_dir / f"{n}{'.writer' if part == 'audit writer' else ''}.prof", part,
+                      calls, top_n)
+
+
+def print_profile(path: Path, part: str, calls: int, top: int) -> None:
+    stats = pstats.Stats(str(path), stream=io.StringIO())
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"  profiled event-loop CPU (with profiler overhead): {total / calls * 1000:.2f} ms/call")
+    print(f"  profiled {part} CPU (with profiler overhead): {total / calls * 1000:.2f} ms/call")
     for key in ("tottime", "cumulative"):
         buf = io.StringIO()
         stats.stream = buf  # type: ignore[attr-defined]
         stats.sort_stats(key).print_stats(top)
         lines = buf.getvalue().splitlines()
         start = next(i for i, line in enumerate(lines) if "ncalls" in line)
-        print(f"  -- top {top} by {key}")
+        print(f"  -- {part}: top {top} by {key}")
         for line in lines[start:start + top + 1]:
             print("  " + line.replace(str(ROOT) + "/", "").replace(sys.prefix, "<venv>"))
 
@@ -143,7 +185,8 @@ def main() -> None:
             sql = SIZED_SQL[size]
             calls = args.calls if size[0] < 1000 else max(10, args.calls // 5)
             asyncio.run(run_calls(url, stack.token, 30, 1, sql))  # warm: caches, analysis
-            figures = [asyncio.run(cpu_per_call(url, stack.token, gateway.pid, calls, sql))
+            figures = [asyncio.run(cpu_per_call(url, stack.token, gateway.pid, out_dir / "threads.json",
+                                                calls, sql))
                        for _ in range(args.reps)]
             totals = [f[0] for f in figures]
             print(f"\n[{label}] {calls} sequential calls x {args.reps}: gateway CPU "
