@@ -273,8 +273,8 @@ class BenchStack:
 
         return free_port()
 
-    def spawn(self, argv: list[str], **kwargs: object) -> subprocess.Popen:
-        child = subprocess.Popen(argv, cwd=ROOT, env=self.env, **kwargs)  # type: ignore[call-overload]
+    def spawn(self, argv: list[str], cwd: str | Path = ROOT) -> subprocess.Popen:
+        child = subprocess.Popen(argv, cwd=cwd, env=self.env)
         self.children.append(child)
         return child
 

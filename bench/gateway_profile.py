@@ -5,6 +5,10 @@ between its threads (event loop, audit writer, others), then a cProfile of the e
 thread on the CPU clock (time.process_time), top functions by own and by cumulative time.
 
     python bench/gateway_profile.py [--calls 200] [--reps 5] [--top 25] [--no-profile]
+                                    [--compare TREE]
+
+Before/after in one run, under the same load: `git archive <base> | tar -x -C /tmp/base`, then
+`--compare /tmp/base --no-profile`.
 
 The gateway runs as its own process (uvicorn, as served), started by this script with a
 profiler that SIGUSR1 starts afresh and SIGUSR2 stops and writes out.
@@ -161,12 +165,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--compare", type=Path, metavar="TREE",
+                        help="also measure the gateway of another source tree (e.g. a git "
+                             "archive of the base commit), alternating repetitions with this one")
     parser.add_argument("--serve-profiled", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_profiled:
         serve_profiled(int(args.serve_profiled[0]), Path(args.serve_profiled[1]))
         return
-    from gateway_overhead import bench_stack
+    from gateway_overhead import SIZED_SQL, bench_stack, run_calls
 
     work = Path(tempfile.mkdtemp(prefix="wardgate-profile-"))
     with bench_stack(work) as stack:
@@ -176,29 +183,47 @@ def main() -> None:
         gateway = stack.spawn([sys.executable, str(Path(__file__).resolve()), "--serve-profiled",
                                str(port), str(out_dir)])
         stack.wait_http(f"http://127.0.0.1:{port}/healthz", gateway, "gateway")
-        url = f"http://127.0.0.1:{port}/mcp/static"
-        from gateway_overhead import SIZED_SQL, run_calls
-
+        # (label, pid, url, file naming its threads)
+        gateways = [("this tree", gateway.pid, f"http://127.0.0.1:{port}/mcp/static",
+                     out_dir / "threads.json")]
+        if args.compare:
+            # The other tree's gateway, served as usual (uvicorn from that directory), against
+            # the same database and upstream; repetitions alternate between the two.
+            other_port = stack.free_port()
+            other = stack.spawn([sys.executable, "-m", "uvicorn", "wardgate.asgi:application",
+                                 "--port", str(other_port), "--log-level", "warning",
+                                 "--no-access-log"], cwd=str(args.compare.resolve()))
+            stack.wait_http(f"http://127.0.0.1:{other_port}/healthz", other, "compared gateway")
+            gateways.append((str(args.compare), other.pid,
+                             f"http://127.0.0.1:{other_port}/mcp/static", out_dir / "none.json"))
         print(f"Gateway CPU per execute_sql call (static upstream, {os.cpu_count()} cores, "
               f"{args.reps} repetitions; ms/call)")
         for label, size in SIZES.items():
             sql = SIZED_SQL[size]
             calls = args.calls if size[0] < 1000 else max(10, args.calls // 5)
-            asyncio.run(run_calls(url, stack.token, 30, 1, sql))  # warm: caches, analysis
-            figures = [asyncio.run(cpu_per_call(url, stack.token, gateway.pid, out_dir / "threads.json",
-                                                calls, sql))
-                       for _ in range(args.reps)]
-            totals = [f[0] for f in figures]
-            print(f"\n[{label}] {calls} sequential calls x {args.reps}: gateway CPU "
-                  f"median {statistics.median(totals):.2f}, min {min(totals):.2f}, "
-                  f"max {max(totals):.2f} ms/call  ({' '.join(f'{t:.2f}' for t in totals)})")
-            names = sorted({k for f in figures for k in f[1]})
-            split = {k: statistics.median(f[1].get(k, 0.0) for f in figures) for k in names}
-            print("  by thread (median): " + ", ".join(
-                f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v))
+            figures: dict[str, list[tuple[float, dict[str, float]]]] = {}
+            for name, _, url, _ in gateways:
+                asyncio.run(run_calls(url, stack.token, 30, 1, sql))  # warm: caches, analysis
+                figures[name] = []
+            for _ in range(args.reps):
+                for name, pid, url, names_file in gateways:
+                    figures[name].append(asyncio.run(cpu_per_call(url, stack.token, pid,
+                                                                  names_file, calls, sql)))
+            print(f"\n[{label}] {calls} sequential calls x {args.reps}")
+            for name, _, _, _ in gateways:
+                totals = [f[0] for f in figures[name]]
+                print(f"  {name}: gateway CPU median {statistics.median(totals):.2f}, "
+                      f"min {min(totals):.2f}, max {max(totals):.2f} ms/call  "
+                      f"({' '.join(f'{t:.2f}' for t in totals)})")
+                threads = sorted({k for f in figures[name] for k in f[1]})
+                split = {k: statistics.median(f[1].get(k, 0.0) for f in figures[name])
+                         for k in threads}
+                print("    by thread (median): " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1])
+                    if v))
             if not args.no_profile:
-                profile_once(gateway.pid, out_dir, url, stack.token, calls, sql, args.top)
-
+                profile_once(gateway.pid, out_dir, gateways[0][2], stack.token, calls, sql,
+                             args.top)
 
 if __name__ == "__main__":
     main()

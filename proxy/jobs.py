@@ -48,8 +48,13 @@ def job_id_of(result: Mapping[str, Any]) -> str | None:
         return found
     for block in result.get("content") or []:
         if isinstance(block, Mapping) and block.get("type") == "text":
+            text = block.get("text")
+            if isinstance(text, str) and "jobReference" not in text and "\\u" not in text:
+                # Without \u escapes, a "jobReference" key can only be spelled out: a text
+                # without it (a query's rows, the common case) names no job, unparsed.
+                continue
             try:
-                found = _job_reference(json.loads(block.get("text") or ""))
+                found = _job_reference(json.loads(text or ""))
             except (TypeError, ValueError):
                 continue
             if found:
