@@ -50,6 +50,7 @@ def _text_result(text: str, structured: object = None) -> dict:
     # The key spelled with JSON escapes still names the job.
     '{"\\u006aobReference": {"jobId": "job-7"}}',
     '{"job\\u0052eference": {"jobId": "job-7"}}',
+    '{"rows": [{"n": "M\\u00fcller"}], "\\u006A\\u006F\\u0062Reference": {"jobId": "job-7"}}',
 ])
 def test_job_id_found_in_a_json_text_block(text: str) -> None:
     assert job_id_of(_text_result(text, structured={"rows": [{"a": 1}]})) == "job-7"
@@ -59,6 +60,7 @@ def test_job_id_found_in_a_json_text_block(text: str) -> None:
     '{"rows": [{"note": "see jobReference"}], "jobId": "job-7"}',
     '{"rows": [{"jobReference": {"jobId": "job-7"}}]}',  # not the result's own
     '{"rows": [], "\\u0061": 1}',
+    '{"rows": [{"n": "M\\u00fcller", "jobRef": "\\u00e9"}]}',
     "jobReference",
 ])
 def test_no_job_id_without_a_top_level_job_reference(text: str) -> None:
