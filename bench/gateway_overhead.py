@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,12 +255,36 @@ async def measure_targets(direct: str, base: str, token: str, gateway_pid: int, 
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=400)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
+class BenchStack:
+    """The bench's running parts: BigQuery emulator, our MCP server on it, the static upstream,
+    both connections (demo-bigquery, static) with the demo policy, and an engineer's token."""
+
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.work = work
+        self.env = env
+        self.children: list[subprocess.Popen] = []
+        self.token = ""
+        self.mcp_url = ""
+        self.static_url = ""
+
+    @staticmethod
+    def free_port() -> int:
+        from bigquery_mcp.emulator import free_port
+
+        return free_port()
+
+    def spawn(self, argv: list[str], cwd: str | Path = ROOT) -> subprocess.Popen:
+        child = subprocess.Popen(argv, cwd=cwd, env=self.env)
+        self.children.append(child)
+        return child
+
+    def wait_http(self, url: str, child: subprocess.Popen, what: str, timeout: float = 30) -> None:
+        from wardgate.demo_stack import wait_http
+
+        wait_http(url, timeout, child, what)
+
+
+def bench_env(work: Path) -> dict[str, str]:
     env = {**os.environ, "WARDGATE_VAR_DIR": str(work), "WARDGATE_LOG_LEVEL": "ERROR",
            "WARDGATE_DEBUG": os.environ.get("WARDGATE_DEBUG", "0"),
            # One bench token drives up to 32 calls at once; the per-identity cap (16 by
@@ -266,6 +292,14 @@ def main() -> None:
            "WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY": os.environ.get(
                "WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY", "64")}
     env.setdefault("DATABASE_URL", f"sqlite:///{work / 'bench.sqlite3'}")
+    return env
+
+
+@contextlib.contextmanager
+def bench_stack(work: Path) -> Iterator[BenchStack]:
+    """Set up Django on a fresh database in `work`, start the upstreams and yield them; every
+    child process (also those started through `spawn`) is stopped on the way out."""
+    env = bench_env(work)
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "wardgate.settings"
     import django
@@ -275,28 +309,26 @@ def main() -> None:
     from django.core.management import call_command
 
     from bigquery_mcp.client import make_bigquery_client
-    from bigquery_mcp.emulator import BigQueryEmulator, free_port
+    from bigquery_mcp.emulator import BigQueryEmulator
     from bigquery_mcp.seed import seed_demo_dataset
     from portal.models import Connection
     from portal.services.catalog import tool_catalog_accept, tool_catalog_refresh
     from portal.services.demo import demo_connection_ensure, demo_policy_ensure, demo_users_ensure
     from portal.services.events import SYSTEM
     from portal.services.tokens import token_issue
-    from wardgate.demo_stack import wait_http
 
     call_command("migrate", verbosity=0)
     demo_users_ensure()
-    children: list[subprocess.Popen] = []
+    stack = BenchStack(work, env)
     with BigQueryEmulator("wardgate-bench", work) as emulator:
         try:
             seed_demo_dataset(make_bigquery_client("wardgate-bench", emulator.endpoint), "shop")
-            mcp_port, gw_port, static_port = free_port(), free_port(), free_port()
-            children.append(subprocess.Popen(
+            mcp_port, static_port = stack.free_port(), stack.free_port()
+            mcp = stack.spawn(
                 [sys.executable, "-m", "bigquery_mcp", "--transport", "http", "--port",
-                 str(mcp_port), "--project", "wardgate-bench", "--endpoint", emulator.endpoint],
-                cwd=ROOT, env=env))
-            mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
-            wait_http(mcp_url, 30, children[-1], "MCP server")
+                 str(mcp_port), "--project", "wardgate-bench", "--endpoint", emulator.endpoint])
+            stack.mcp_url = mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
+            stack.wait_http(mcp_url, mcp, "MCP server")
             conn = demo_connection_ensure(upstream_url=mcp_url, bigquery_project="wardgate-bench",
                                           bigquery_endpoint=emulator.endpoint, dataset="shop")
             demo_policy_ensure(conn)
@@ -321,43 +353,55 @@ def main() -> None:
                 results["sql:" + sql] = recorded("tools/call", body(1, sql))
             for method in ("server/discover", "tools/list"):
                 results[method] = recorded(method, plain(method))
-            children.append(static_upstream(static_port, results, work))
-            static_url = f"http://127.0.0.1:{static_port}/mcp"
-            wait_http(static_url, 30, children[-1], "static upstream")
-            static = Connection.objects.create(
+            static = static_upstream(static_port, results, work)
+            stack.children.append(static)
+            stack.static_url = static_url = f"http://127.0.0.1:{static_port}/mcp"
+            stack.wait_http(static_url, static, "static upstream")
+            static_conn = Connection.objects.create(
                 slug="static", name="static", upstream_url=static_url,
                 sql_tools=conn.sql_tools, bigquery_project="wardgate-bench",
                 bigquery_endpoint=emulator.endpoint, default_dataset="shop",
                 column_classes=conn.column_classes)
-            demo_policy_ensure(static)
-            tool_catalog_refresh(connection=static)
-            tool_catalog_accept(connection=static, by=None, meta=SYSTEM)
+            demo_policy_ensure(static_conn)
+            tool_catalog_refresh(connection=static_conn)
+            tool_catalog_accept(connection=static_conn, by=None, meta=SYSTEM)
             engineer = get_user_model().objects.get(username="engineer")
-            _, token = token_issue(user=engineer, connections=[conn, static], by=None, meta=SYSTEM)
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
-                 str(gw_port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
-            children.append(gateway)
-            wait_http(f"http://127.0.0.1:{gw_port}/healthz", 30, gateway, "gateway")
-            db = env["DATABASE_URL"].split(":", 1)[0]
-            print(f"Wardgate gateway overhead (audit store: {db}; 1 uvicorn worker; "
-                  f"{os.cpu_count()} cores shared by client, gateway and upstream)")
-            base = f"http://127.0.0.1:{gw_port}/mcp"
-            asyncio.run(measure("static upstream", static_url, f"{base}/static", token,
-                                gateway.pid, args.calls))
-            asyncio.run(measure("emulator upstream", mcp_url, f"{base}/demo-bigquery", token,
-                                gateway.pid, max(100, args.calls // 4)))
-            targets = asyncio.run(measure_targets(static_url, base, token, gateway.pid,
-                                                  args.calls, env, work, children))
-            print_targets(targets)
-            from audit.verify import verify_chain
-
-            result = verify_chain()
-            print(f"\naudit chain after the run: ok={result.ok}, {result.records_checked} records")
+            _, stack.token = token_issue(user=engineer, connections=[conn, static_conn], by=None,
+                                         meta=SYSTEM)
+            yield stack
         finally:
-            for child in children:
+            for child in stack.children:
                 child.terminate()
                 child.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=400)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
+    with bench_stack(work) as stack:
+        gw_port = stack.free_port()
+        gateway = stack.spawn(
+            [sys.executable, "-m", "uvicorn", "wardgate.asgi:application", "--port",
+             str(gw_port), "--log-level", "warning", "--no-access-log"])
+        stack.wait_http(f"http://127.0.0.1:{gw_port}/healthz", gateway, "gateway")
+        db = stack.env["DATABASE_URL"].split(":", 1)[0]
+        print(f"Wardgate gateway overhead (audit store: {db}; 1 uvicorn worker; "
+              f"{os.cpu_count()} cores shared by client, gateway and upstream)")
+        base = f"http://127.0.0.1:{gw_port}/mcp"
+        asyncio.run(measure("static upstream", stack.static_url, f"{base}/static", stack.token,
+                            gateway.pid, args.calls))
+        asyncio.run(measure("emulator upstream", stack.mcp_url, f"{base}/demo-bigquery",
+                            stack.token, gateway.pid, max(100, args.calls // 4)))
+        targets = asyncio.run(measure_targets(stack.static_url, base, stack.token, gateway.pid,
+                                              args.calls, stack.env, stack.work, stack.children))
+        print_targets(targets)
+        from audit.verify import verify_chain
+
+        result = verify_chain()
+        print(f"\naudit chain after the run: ok={result.ok}, {result.records_checked} records")
 
 
 if __name__ == "__main__":

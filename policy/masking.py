@@ -247,8 +247,10 @@ def _canonical(value: Any) -> str:
 
 _EMAIL_SHAPE = re.compile(r"([^@\s]+)@([^@\s]+\.[^@\s]+)")
 _NUMERIC_SHAPE = re.compile(r"\+?[0-9 ().-]+")
-_DIGIT = re.compile(r"[0-9]")
-_DIGITS = frozenset("0123456789")
+_STAR_DIGITS = str.maketrans("0123456789", "**********")
+# Four digits and what follows them, on a reversed number (no backtracking: each run of
+# separators is scanned once).
+_LAST4_DIGITS_REVERSED = re.compile(r"(?:[^0-9]*[0-9]){4}")
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _ALNUMS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
@@ -283,7 +285,10 @@ def _partial_digits(s: str) -> str | None:
     encoded = s.encode()  # ASCII, checked by the shape
     if len(encoded) - len(encoded.translate(None, b"0123456789")) < 7:
         return None
-    return _keep_last4(s, _DIGIT, _DIGITS)
+    # The hot partial (phone, card, SSN columns): the last four digits found on the reversed
+    # text in one linear match, the rest starred by translate (what _keep_last4 does, cheaper).
+    kept = len(s) - _LAST4_DIGITS_REVERSED.match(s[::-1]).end()  # type: ignore[union-attr]
+    return s[:kept].translate(_STAR_DIGITS) + s[kept:]
 
 
 def _partial_iban(s: str) -> str | None:
@@ -406,7 +411,7 @@ class _Tokenizer:
         self._cache: dict[tuple[str, str], str] = {}
 
     def __call__(self, cls: str, value: Any) -> str:
-        canon = _canonical(value)
+        canon = value if type(value) is str else _canonical(value)
         token = self._cache.get((cls, canon))
         if token is None:
             if self._inner is None:
@@ -458,7 +463,7 @@ class _Plan:
 
     __slots__ = (
         "classified", "mask", "action", "cls", "key", "renamed", "label", "fold",
-        "count_key", "redact_key", "redacted",
+        "count_key", "redact_key", "redacted", "partial",
     )  # fmt: skip
 
     def __init__(
@@ -472,6 +477,8 @@ class _Plan:
         self.mask = action is not MaskAction.ALLOW  # also: the column is sensitive
         self.renamed = False
         self.redacted = f"[REDACTED:{cls}]"
+        # The class's partial form for a string cell (None: the class has none, redacted).
+        self.partial = _PARTIALS.get(cls) if action is MaskAction.PARTIAL else None
         self.relabel(label)
 
     def relabel(self, label: str) -> None:
@@ -686,7 +693,13 @@ class _Masker:
             if isinstance(value, str):
                 return self.mask_spans(value, p.label)
             return self.node(value, p.label)
-        out = _partial(p.cls, value)
+        partial = p.partial
+        if partial is None:
+            out = None
+        elif type(value) is str:
+            out = partial(value)
+        else:
+            out = _partial(p.cls, value)
         if out is None:
             self.counts[p.redact_key] += 1
             return p.redacted
@@ -817,6 +830,7 @@ class _Masker:
         detect = self.detect
         watch = self.watch
         watch_maxlen = self.watch_maxlen
+        counts = self.counts
         for k, v in d.items():
             p = plans.get(k)
             if p is None:
@@ -827,7 +841,13 @@ class _Masker:
             if p.mask:
                 if watch:
                     self.located.add(p.fold)
-                out[key] = self.mask_cell(v, p)
+                if v is None:
+                    out[key] = None
+                elif p.action is _REDACT:  # mask_cell's first case, inline: the common one
+                    counts[p.count_key] += 1
+                    out[key] = p.redacted
+                else:
+                    out[key] = self.mask_cell(v, p)
             elif type(v) is str:
                 if watch and len(v) <= watch_maxlen:
                     self.notice(v)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,9 @@ from proxy.store import GatewayStore, SeenJob
 __all__ = ["SeenJob", "job_id_of", "job_info_public", "job_lookup", "job_remember"]
 
 STATEMENT_ARGUMENT = "\x00wardgate-job-statement"  # never a real argument name
+# A JSON text can spell the key "jobReference" only literally or with \u escapes of its
+# letters (b c e f j n o R r): one of these must appear for it to name a job.
+_JOB_KEY_LETTER_ESCAPE = re.compile(r"\\u00(?:6[2356aefAEF]|52|72)")
 
 
 def _job_reference(value: Any) -> str | None:
@@ -48,8 +52,14 @@ def job_id_of(result: Mapping[str, Any]) -> str | None:
         return found
     for block in result.get("content") or []:
         if isinstance(block, Mapping) and block.get("type") == "text":
+            text = block.get("text")
+            if isinstance(text, str) and "jobReference" not in text \
+                    and not _JOB_KEY_LETTER_ESCAPE.search(text):
+                # No "jobReference" key, however spelled: a query's rows (the common case)
+                # are not parsed a second time just to find no job.
+                continue
             try:
-                found = _job_reference(json.loads(block.get("text") or ""))
+                found = _job_reference(json.loads(text or ""))
             except (TypeError, ValueError):
                 continue
             if found:
