@@ -38,8 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "embedded_only: run only against the embedded SQLite default")
     config.addinivalue_line(
-        "markers", "in_process_gateway(reason): reaches into the gateway's memory, so it cannot "
-                   "run against a served gateway (--served-gateway)")
+        "markers", "single_process_gateway(reason): reaches into the gateway's memory or counts "
+                   "on one process, so it cannot run against a served gateway with two workers "
+                   "(--served-gateway)")
 
 
 # Fixtures that change this process's configuration, logging or code: what a test does with them
@@ -56,13 +57,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = getattr(item, "fixturenames", ())
         end_to_end = "gateway" in names or "gateway_process" in names
         (selected if end_to_end else deselected).append(item)
-        marker = item.get_closest_marker("in_process_gateway")
+        marker = item.get_closest_marker("single_process_gateway")
         if marker is not None:
-            item.add_marker(pytest.mark.skip(reason=f"in-process gateway only: {marker.args[0]}"))
+            item.add_marker(pytest.mark.skip(reason=f"needs the gateway in one process: {marker.args[0]}"))
         elif used := [name for name in IN_PROCESS_ONLY_FIXTURES
                       if name in inspect.signature(item.function).parameters]:
             item.add_marker(pytest.mark.skip(
-                reason=f"in-process gateway only: uses {', '.join(used)}"))
+                reason=f"needs the gateway in one process: uses {', '.join(used)}"))
     config.hook.pytest_deselected(items=deselected)
     items[:] = selected
 

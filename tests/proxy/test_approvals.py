@@ -159,7 +159,7 @@ async def test_open_call_is_held_with_progress_until_approved(gateway, engineer_
     assert progress and "Waiting for approval" in progress[0]
 
 
-@pytest.mark.in_process_gateway("shortens this gateway's hold timeout")
+@pytest.mark.single_process_gateway("shortens this gateway's hold timeout")
 async def test_a_hold_that_times_out_says_the_approval_is_still_pending(gateway, engineer_token, approval_policy, approver) -> None:  # type: ignore[no-untyped-def]
     gateway.gateway.pipeline.hold = HoldSettings(timeout_seconds=0.8, poll_seconds=0.2)
 

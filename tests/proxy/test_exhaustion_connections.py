@@ -57,6 +57,8 @@ async def hold_stream(http: httpx.AsyncClient, url: str, headers: dict[str, str]
     return time.monotonic()
 
 
+@pytest.mark.single_process_gateway(
+    "admission caps are per process: two workers admit up to twice the cap (README)")
 async def test_one_identitys_streams_are_capped_and_others_are_served(
         gateway_process, engineer_token, other_token) -> None:  # type: ignore[no-untyped-def]
     gw = gateway_process(WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY="3",

@@ -146,7 +146,7 @@ async def test_a_tool_outside_the_catalogue_is_counted_as_other(gateway, enginee
                  method="tools/call", tool="other", decision="deny") == 1
 
 
-@pytest.mark.in_process_gateway("breaks a pipeline stage of this gateway")
+@pytest.mark.single_process_gateway("breaks a pipeline stage of this gateway")
 async def test_json_logs_carry_the_request_id_of_the_call(gateway, engineer_token) -> None:  # type: ignore[no-untyped-def]
     """An internal error inside a call: its log line is JSON and names the call's request id,
     the same one the client was told."""

@@ -111,7 +111,7 @@ def test_the_account_page_shows_a_disabled_accounts_grants_as_suspended(engineer
 
 
 @pytest.mark.asyncio
-@pytest.mark.in_process_gateway("watches this gateway's stdio pool")
+@pytest.mark.single_process_gateway("watches this gateway's stdio pool")
 async def test_killing_a_session_closes_it_and_ends_its_stdio_subprocess_at_once(gateway, stdio_connection) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     from portal.models import GatewaySession
     from portal.services.sessions import session_kill
