@@ -128,7 +128,22 @@ def mcp_server_url(bigquery_emulator: BigQueryEmulator, tmp_path_factory) -> Ite
         yield url
 
 
-class RunningGateway:
+class _GatewayUnderTest:
+    async def refresh(self) -> None:
+        """Until the gateway has seen the latest security revision."""
+        raise NotImplementedError
+
+    async def forget_caches(self) -> None:
+        """After a change made straight in the database (no service bumped the revision)."""
+        from asgiref.sync import sync_to_async
+
+        from portal.services.security import security_revision_bump
+
+        await sync_to_async(security_revision_bump, thread_sensitive=False)()
+        await self.refresh()
+
+
+class RunningGateway(_GatewayUnderTest):
     def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
         import uvicorn
 
@@ -159,21 +174,8 @@ class RunningGateway:
         self.thread.join(timeout=10)
 
     async def refresh(self) -> None:
-        """Until the gateway has seen the latest security revision."""
         await self.gateway.pipeline.watcher.check_now()  # type: ignore[attr-defined]
 
-    async def forget_caches(self) -> None:
-        """After a change made straight in the database (no service bumped the revision)."""
-        await forget_caches(self)
-
-
-async def forget_caches(gateway: RunningGateway | GatewayProcess) -> None:
-    from asgiref.sync import sync_to_async
-
-    from portal.services.security import security_revision_bump
-
-    await sync_to_async(security_revision_bump, thread_sensitive=False)()
-    await gateway.refresh()
 
 
 def database_url_for_children() -> str:
@@ -186,7 +188,7 @@ def database_url_for_children() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class GatewayProcess:
+class GatewayProcess(_GatewayUnderTest):
     """A real gateway + portal process on the test database: uvicorn, or with `served`
     `manage.py serve --workers 2` (two uvicorn workers under its supervisor)."""
 
@@ -245,8 +247,6 @@ class GatewayProcess:
     async def refresh(self) -> None:
         await asyncio.sleep(self.PROPAGATION_SECONDS)
 
-    async def forget_caches(self) -> None:
-        await forget_caches(self)
 
 
 @pytest.fixture
