@@ -157,11 +157,56 @@ def _stable(value: Any) -> Any:
     return value  # int, bool, None
 
 
+class _NotPlainJSON(Exception):
+    pass
+
+
+# Deeper than this, or an int too long for json's str conversion, takes the dumps/loads path
+# (which raises what it raises: a circular or unencodable entry fails alone).
+_PLAIN_DEPTH = 64
+_PLAIN_INT_BITS = 10_000
+
+
+def _plain_stable(value: Any, depth: int) -> Any:
+    """`_stable(json.loads(json.dumps(value)))` for values already made only of JSON types
+    (exactly dict with str keys, list, str, int, float, bool, None): the round trip would give
+    back an equal copy, so it is skipped. Raises _NotPlainJSON for anything else."""
+    kind = type(value)
+    if kind is str:
+        return clean_text(value)
+    if kind is dict:
+        if depth > _PLAIN_DEPTH:
+            raise _NotPlainJSON
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlainJSON
+            out[clean_text(key)] = _plain_stable(item, depth + 1)
+        return out
+    if kind is list:
+        if depth > _PLAIN_DEPTH:
+            raise _NotPlainJSON
+        return [_plain_stable(item, depth + 1) for item in value]
+    if kind is int:
+        if value.bit_length() > _PLAIN_INT_BITS:
+            raise _NotPlainJSON
+        return value
+    if kind is float:
+        return _stable_float(value)
+    if value is None or kind is bool:
+        return value
+    raise _NotPlainJSON
+
+
 def normalise_json(value: Any) -> Any:
     """A JSON value that survives a round trip through SQLite JSON text and PostgreSQL jsonb.
 
     The dumps/loads pass turns tuples into lists and non-string keys into strings the way the
     JSONField would; `default=str` records odd values (Decimal, UUID, datetime) as text rather
-    than failing the audited call. Circular structures still raise ValueError.
+    than failing the audited call. Circular structures still raise ValueError. Values already
+    made of plain JSON types (nearly every entry) skip the pass: it would change nothing.
     """
-    return _stable(json.loads(json.dumps(value, default=str)))
+    try:
+        return _plain_stable(value, 0)
+    except _NotPlainJSON:
+        return _stable(json.loads(json.dumps(value, default=str)))

@@ -8,6 +8,7 @@ which batches concurrent calls into one `append_records`.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from .chain import GENESIS_HASH, clean_text, compute_hash, normalise_json
 from .models import AuditChainHead, AuditRecord
 
 HEAD_ID = 1
+log = logging.getLogger(__name__)
 
 
 def chain_key() -> bytes | None:
@@ -133,6 +135,14 @@ def _lock_head(using: str) -> AuditChainHead:
 
 
 _INSERT_FIELDS = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+# Fields whose values `prepare_entry` (and the append: seq, hashes) already hand over in the
+# form every backend stores (str, int, float, None): Field.get_db_prep_save would return them
+# unchanged, at a cost per field that adds up on the hot path. The others (the timestamp, the
+# JSON columns) are adapted per backend by the field.
+_DB_READY = frozenset(
+    f.attname for f in _INSERT_FIELDS
+    if f.get_internal_type() in {"CharField", "TextField", "BigIntegerField", "FloatField"}
+)
 _HEAD_TABLE = AuditChainHead._meta.db_table
 
 
@@ -164,28 +174,96 @@ def _insert_sql(connection: Any) -> str:
     return sql
 
 
+def _chain_rows(prepared: list[dict[str, Any]], seq: int, prev_hash: str, key: bytes | None,
+                connection: Any) -> tuple[list[AuditRecord], list[list[Any]], int, str]:
+    """The records following (seq, prev_hash), and their rows as the driver takes them."""
+    records: list[AuditRecord] = []
+    rows: list[list[Any]] = []
+    for values in prepared:
+        seq += 1
+        # Stamped under the lock so `at` follows `seq` within one clock.
+        fields = {**values, "seq": seq, "at": timezone.now(), "prev_hash": prev_hash}
+        record_hash = compute_hash(prev_hash, fields, key)
+        fields["hash"] = record_hash
+        records.append(AuditRecord(**fields))
+        rows.append([fields[f.attname] if f.attname in _DB_READY
+                     else f.get_db_prep_save(fields[f.attname], connection)
+                     for f in _INSERT_FIELDS])
+        prev_hash = record_hash
+    return records, rows, seq, prev_hash
+
+
+# The driver-level statements of one append, per vendor: (begin, lock head, insert, update head).
+_DRIVER_SQL: dict[str, tuple[str, str, str, str]] = {}
+
+
+def _driver_sql(connection: Any) -> tuple[str, str, str, str]:
+    statements = _DRIVER_SQL.get(connection.vendor)
+    if statements is None:
+        sqlite = connection.vendor == "sqlite"
+        mark = "?" if sqlite else "%s"
+        statements = (
+            # IMMEDIATE: take SQLite's write lock now, as the settings' transaction_mode does.
+            "BEGIN IMMEDIATE" if sqlite else "BEGIN",
+            f"SELECT seq, hash FROM {_HEAD_TABLE} WHERE id = {mark}" + ("" if sqlite
+                                                                       else " FOR UPDATE"),
+            _insert_sql(connection).replace("%s", mark),
+            f"UPDATE {_HEAD_TABLE} SET seq = {mark}, hash = {mark} WHERE id = {mark}",
+        )
+        _DRIVER_SQL[connection.vendor] = statements
+    return statements
+
+
+def _append_on_driver(connection: Any, prepared: list[dict[str, Any]],
+                      key: bytes | None) -> list[AuditRecord] | None:
+    """The append in its own transaction, straight on the driver's connection (the gateway's
+    audit writer, once per batch): Django's transaction and cursor layers cost more than the
+    statements themselves. Errors are raised as Django's database errors. None if the chain
+    head does not exist yet (nothing written: the caller creates it the ORM way)."""
+    begin, lock, insert, update = _driver_sql(connection)
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(begin)
+            try:
+                cursor.execute(lock, [HEAD_ID])
+                head = cursor.fetchone()
+                if head is None:
+                    cursor.execute("ROLLBACK")
+                    return None
+                records, rows, seq, prev_hash = _chain_rows(
+                    prepared, int(head[0]), str(head[1]), key, connection)
+                cursor.executemany(insert, rows)
+                cursor.execute(update, [seq, prev_hash, HEAD_ID])
+                cursor.execute("COMMIT")
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the connection is gone: nothing to undo
+                    log.debug("rollback after a failed append failed", exc_info=True)
+                raise
+        finally:
+            cursor.close()
+    return records
+
+
 def append_prepared(
     prepared: list[dict[str, Any]], *, using: str = DEFAULT_DB_ALIAS
 ) -> list[AuditRecord]:
-    """Append already prepared entries (see `prepare_entry`) in order, in one transaction."""
+    """Append already prepared entries (see `prepare_entry`) in order, in one transaction
+    (the caller's, inside an atomic block)."""
     if not prepared:
         return []
     connection = connections[using]
     key = chain_key()
+    if not connection.in_atomic_block:
+        records = _append_on_driver(connection, prepared, key)
+        if records is not None:
+            return records
     with transaction.atomic(using=using):
         seq, prev_hash = _lock_head_raw(connection, using)
-        records: list[AuditRecord] = []
-        rows: list[list[Any]] = []
-        for values in prepared:
-            seq += 1
-            # Stamped under the lock so `at` follows `seq` within one clock.
-            fields = {**values, "seq": seq, "at": timezone.now(), "prev_hash": prev_hash}
-            record_hash = compute_hash(prev_hash, fields, key)
-            record = AuditRecord(**fields, hash=record_hash)
-            records.append(record)
-            rows.append([f.get_db_prep_save(getattr(record, f.attname), connection)
-                         for f in _INSERT_FIELDS])
-            prev_hash = record_hash
+        records, rows, seq, prev_hash = _chain_rows(prepared, seq, prev_hash, key, connection)
         with connection.cursor() as cursor:
             cursor.executemany(_insert_sql(connection), rows)
             cursor.execute(f"UPDATE {_HEAD_TABLE} SET seq = %s, hash = %s WHERE id = %s",

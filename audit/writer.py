@@ -129,12 +129,18 @@ class AuditWriter:
         If the caller is cancelled after queueing, the entry is still written: an audit record
         is never dropped because the client went away.
         """
+        return await self.submit(entry)
+
+    def submit(self, entry: AuditEntry) -> asyncio.Future[AuditRecord]:
+        """Queue `entry` now (so it is written even if nobody awaits it) and return the future
+        that resolves once it is committed, or fails with AuditWriteError. Entries are
+        committed in the order they are submitted."""
         if not self._accepting or self._queue is None:
             raise AuditWriterClosed("the audit writer is not running")
         future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((entry, future))
         self._on_queue_depth(self._queue.qsize())
-        return await future
+        return future
 
     async def _run(self) -> None:
         assert self._queue is not None

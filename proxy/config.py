@@ -57,6 +57,10 @@ class GatewayConfig:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     allowed_origins: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     metrics: MetricsAccess = MetricsAccess()
+    # Off: a read-only call (SELECT, metadata) is forwarded while its decision record is being
+    # written (its answer still waits for the record). On: every decision record is durable
+    # before anything is forwarded.
+    strict_decision_order: bool = False
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -107,6 +111,7 @@ class GatewayConfig:
             # Every call the gateway makes to BigQuery itself (schema lookups, dry runs).
             bigquery_timeout_seconds=float(env.integer("WARDGATE_BIGQUERY_TIMEOUT", 15)),
             audit_response_cap_bytes=env.integer("WARDGATE_AUDIT_RESPONSE_CAP_BYTES", 65_536),
+            strict_decision_order=env.flag("WARDGATE_GATEWAY_STRICT_DECISION_ORDER", False),
             allowed_hosts=deploy.allowed_hosts,
             # Host names an Origin header may carry at /mcp/ (DNS-rebinding protection, as the
             # MCP transport spec asks); default: WARDGATE_ALLOWED_HOSTS.

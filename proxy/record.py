@@ -4,8 +4,10 @@ the call fails closed."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -47,39 +49,67 @@ class Recorder:
         ctx.response_body = body[: self.response_cap].decode("utf-8", errors="replace")
 
     async def record(self, ctx: CallContext, event: str) -> None:
-        sql = ctx.sql
-        entry = AuditEntry(
-            request_id=ctx.request_id,
-            event=event,
-            actor=ctx.actor,
-            auth_method=ctx.auth_method,
-            source_ip=ctx.source_ip,
-            user_agent=ctx.user_agent[:512],
-            connection=ctx.connection_slug,
-            mcp_session_id=ctx.mcp_session_id[:200],
-            jsonrpc_method=ctx.jsonrpc_method[:100],
-            tool=ctx.tool[:200],
-            arguments=redact_arguments(ctx.arguments) if ctx.arguments is not None else None,
-            sql_text=sql.text if sql else "",
-            sql_fingerprint=sql.fingerprint if sql else "",
-            decision=ctx.decision,
-            reasons=ctx.reasons,
-            masking=ctx.masking,
-            row_count=ctx.row_count,
-            result_bytes=ctx.result_bytes,
-            response_body=ctx.response_body if event != "mcp.decision" else "",
-            response_sha256=ctx.response_sha256 if event != "mcp.decision" else "",
-            upstream_latency_ms=ctx.upstream_latency_ms,
-            detail=_detail(ctx),
-        )
+        """Record `event` for the call as it stands now; returns once it is durable."""
+        await self.submit(ctx, event).written()
+
+    def submit(self, ctx: CallContext, event: str) -> PendingRecord:
+        """Queue the record of the call as it stands now (later changes to `ctx` are not in
+        it) and return at once; nothing may act on the record until `written()` returns."""
         started = perf_counter()
         try:
-            await self.writer.write(entry)
+            future = self.writer.submit(_entry(ctx, event))
+        except Exception as exc:
+            raise RecordFailed(str(exc)) from exc
+        return PendingRecord(future, event, started)
+
+
+@dataclass(slots=True)
+class PendingRecord:
+    """A record queued for the audit writer, not yet known to be durable."""
+
+    future: asyncio.Future[Any]
+    event: str
+    started: float
+
+    async def written(self) -> None:
+        """Returns once the record is committed; raises RecordFailed if it cannot be."""
+        try:
+            await self.future
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             raise RecordFailed(str(exc)) from exc
         finally:
-            (metrics.observe_record_decision if event == "mcp.decision"
-             else metrics.observe_record_outcome)(perf_counter() - started)
+            (metrics.observe_record_decision if self.event == "mcp.decision"
+             else metrics.observe_record_outcome)(perf_counter() - self.started)
+
+
+def _entry(ctx: CallContext, event: str) -> AuditEntry:
+    sql = ctx.sql
+    return AuditEntry(
+        request_id=ctx.request_id,
+        event=event,
+        actor=ctx.actor,
+        auth_method=ctx.auth_method,
+        source_ip=ctx.source_ip,
+        user_agent=ctx.user_agent[:512],
+        connection=ctx.connection_slug,
+        mcp_session_id=ctx.mcp_session_id[:200],
+        jsonrpc_method=ctx.jsonrpc_method[:100],
+        tool=ctx.tool[:200],
+        arguments=redact_arguments(ctx.arguments) if ctx.arguments is not None else None,
+        sql_text=sql.text if sql else "",
+        sql_fingerprint=sql.fingerprint if sql else "",
+        decision=ctx.decision,
+        reasons=list(ctx.reasons),
+        masking=list(ctx.masking),
+        row_count=ctx.row_count,
+        result_bytes=ctx.result_bytes,
+        response_body=ctx.response_body if event != "mcp.decision" else "",
+        response_sha256=ctx.response_sha256 if event != "mcp.decision" else "",
+        upstream_latency_ms=ctx.upstream_latency_ms,
+        detail=_detail(ctx),
+    )
 
 
 def _detail(ctx: CallContext) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from proxy.context import CallContext
 from proxy.error_texts import ErrorTextPolicy
 from proxy.handlers.respond import answer_in_stream, finish, tool_error, upstream_failed
 from proxy.mask import UnmaskableResult
+from proxy.record import PendingRecord
 from proxy.server_messages import (
     Unrelayable,
     carries_strings,
@@ -49,15 +50,20 @@ Transform = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any
 
 
 async def exchange(gw: Pipeline, call: Call, transform: Transform | None,
-                   event: str = "mcp.outcome", in_stream: bool = False) -> None:
+                   event: str = "mcp.outcome", in_stream: bool = False,
+                   decision: PendingRecord | None = None) -> None:
     """Forward the request and relay the answer (see the module docstring).
     `in_stream`: an SSE response to the client is already open (a held call).
+    `decision`: the call's decision record, queued but perhaps not yet durable (read-only
+    calls only, proxy.handlers.tool_call): the request is forwarded meanwhile, nothing reaches
+    the client before the record is durable, and if it cannot be written the upstream call is
+    cancelled and the call fails closed.
     Cancelled (the client left, access revoked): the upstream is told to cancel too."""
     session = _masked_session(call.ctx)
     if session is not None:
         gw.masked_calls[session] += 1
     try:
-        await _forward(gw, call, transform, event, in_stream)
+        await _forward(gw, call, transform, event, in_stream, decision)
     except asyncio.CancelledError:
         if call.ctx.jsonrpc_id is not None:
             gw.keep_task(asyncio.get_running_loop().create_task(
@@ -103,13 +109,42 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+async def _send_upstream(gw: Pipeline, call: Call, decision: PendingRecord | None) -> Any:
+    """The upstream's response to the request, returned only once `decision` (if any) is
+    durable: the upstream works on the call while its decision record is written."""
+    sending = call.upstream.send("POST", call.headers, call.body,
+                                 timeout=gw.config.upstream_timeout_seconds)
+    if decision is None:
+        return await sending
+    task = asyncio.ensure_future(sending)
+    try:
+        await decision.written()
+    except BaseException as exc:
+        task.cancel()
+        await _discard(task)
+        if not isinstance(exc, asyncio.CancelledError) and call.ctx.jsonrpc_id is not None:
+            # RecordFailed: the call is refused; the upstream may already be working on it.
+            gw.keep_task(asyncio.get_running_loop().create_task(
+                _cancel_upstream(call.ctx, call.upstream, call.headers)))
+        raise
+    return await task
+
+
+async def _discard(task: asyncio.Future[Any]) -> None:
+    """Wait for a cancelled upstream send to end; close the response if it had arrived."""
+    try:
+        response = await task
+    except (asyncio.CancelledError, Exception):
+        return
+    await response.aclose()
+
+
 async def _forward(gw: Pipeline, call: Call, transform: Transform | None, event: str,
-                   in_stream: bool) -> None:
+                   in_stream: bool, decision: PendingRecord | None) -> None:
     ctx, send = call.ctx, call.send
     started = time.perf_counter()
     try:
-        response = await call.upstream.send("POST", call.headers, call.body,
-                                             timeout=gw.config.upstream_timeout_seconds)
+        response = await _send_upstream(gw, call, decision)
     except UpstreamError as exc:
         ctx.upstream_latency_ms = _elapsed_ms(started)
         await upstream_failed(gw.recorder, ctx, send, exc, event, in_stream=in_stream)

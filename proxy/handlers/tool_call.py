@@ -104,10 +104,30 @@ async def handle_tool_call(gw: Pipeline, call: Call) -> None:
             await hold_for_approval(gw, call, rule, binding, mask)
             return
         ctx.detail["approval_id"] = approval_id
-    # 12. record the decision before anything is forwarded
+    # 12. record the decision before anything is forwarded; a read-only call may be forwarded
+    # while its record is written, but nothing is released before it is durable
+    if rule is None and not gw.config.strict_decision_order \
+            and _read_only(decision, sql_tool, job_tool, metadata):
+        pending = gw.recorder.submit(ctx, "mcp.decision")
+        await exchange(gw, call, mask, decision=pending)  # 13-15
+        return
     await gw.recorder.record(ctx, "mcp.decision")
     # 13-15. forward, mask, record the outcome, release
     await exchange(gw, call, mask)
+
+
+def _read_only(decision: Decision, sql_tool: SqlToolContext | None,
+               job_tool: dict[str, str] | None, metadata: MetadataTool | None) -> bool:
+    """Whether the policy classifies the call as read-only: a metadata read or listing, or a
+    statement made only of SELECTs on a SQL tool. Job tools (cancel changes state) and every
+    tool the gateway cannot classify keep the strict order."""
+    if job_tool is not None:
+        return False
+    if metadata is not None:
+        return True
+    sql = decision.sql
+    return sql_tool is not None and sql is not None and bool(sql.statement_classes) \
+        and all(cls == "select" for cls in sql.statement_classes)
 
 
 async def _param_header_mismatch(gw: Pipeline, call: Call) -> str | None:

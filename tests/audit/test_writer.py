@@ -174,3 +174,16 @@ def test_no_maintenance_window_is_open_during_a_transactional_test() -> None:
     with pytest.raises(IntegrityError, match="append-only"):
         sql("DELETE FROM audit_record")
     assert AuditRecord.objects.count() == 1
+
+
+@pytest.mark.embedded_only
+@pytest.mark.django_db
+def test_the_embedded_database_keeps_a_commit_through_a_power_loss() -> None:
+    """SQLite in WAL mode with synchronous=NORMAL may lose the last commits when the machine
+    (not the process) goes down: audit records the gateway already acted on. FULL syncs the
+    log on every commit."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == 2  # FULL

@@ -117,10 +117,12 @@ TEMPLATES = [
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the portal read while the gateway appends audit records; the busy timeout
-    # makes concurrent writers wait instead of failing.
+    # makes concurrent writers wait instead of failing. synchronous=FULL: a commit (an audit
+    # record the gateway acts on) survives a power loss or OS crash, not only a process crash
+    # (NORMAL in WAL mode may lose the last commits); group commit shares the fsync.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
         "transaction_mode": "IMMEDIATE",
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

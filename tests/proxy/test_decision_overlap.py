@@ -1,0 +1,158 @@
+"""A read-only call is forwarded while its decision record is written (issue 13's product
+decision), through a real gateway process: nothing reaches the client before that record is
+durable, a failed decision write cancels the upstream call and fails closed, and every call the
+policy does not classify as read-only keeps the strict order (record, then forward)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from django.db import connection
+
+from bigquery_mcp.emulator import free_port
+from proxy.db import run_db
+from tests.conftest import RunningGateway
+from tests.proxy.mcp_http import call_sql
+from tests.proxy.test_dependency_faults import SlowUpstream, outcomes
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+SELECT = "SELECT customer_id FROM shop.customers LIMIT 1"
+
+
+def _sql(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+@pytest.fixture
+def refuse_decision_records() -> Iterator[None]:
+    """The database refuses every decision record (a real failure: a trigger), outcomes and
+    everything else are written as usual."""
+    if connection.vendor == "postgresql":
+        _sql("""CREATE FUNCTION test_refuse_decision() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'test: decision records refused'; END $$""")
+        _sql("""CREATE TRIGGER test_refuse_decision BEFORE INSERT ON audit_record FOR EACH ROW
+                WHEN (NEW.event = 'mcp.decision') EXECUTE FUNCTION test_refuse_decision()""")
+        drop = ["DROP TRIGGER IF EXISTS test_refuse_decision ON audit_record",
+                "DROP FUNCTION IF EXISTS test_refuse_decision()"]
+    else:
+        _sql("""CREATE TRIGGER test_refuse_decision BEFORE INSERT ON audit_record
+                WHEN NEW.event = 'mcp.decision'
+                BEGIN SELECT RAISE(ABORT, 'test: decision records refused'); END""")
+        drop = ["DROP TRIGGER IF EXISTS test_refuse_decision"]
+    try:
+        yield
+    finally:
+        for statement in drop:
+            _sql(statement)
+
+
+async def _serve_slow_upstream(demo_connection, delay: float) -> tuple[SlowUpstream, RunningGateway]:  # type: ignore[no-untyped-def]
+    upstream = SlowUpstream(delay=delay)
+    server = RunningGateway(upstream, free_port()).start()
+    demo_connection.upstream_url = f"{server.base_url}/mcp"
+    await run_db(demo_connection.save)
+    return upstream, server
+
+
+def _methods(upstream: SlowUpstream) -> list[str]:
+    return [str(r.get("method")) for r in upstream.received]
+
+
+async def _wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+async def test_a_select_whose_decision_cannot_be_recorded_is_cancelled_upstream_and_releases_nothing(  # type: ignore[no-untyped-def]
+        gateway_process, engineer_token, demo_connection, demo_policy,
+        refuse_decision_records) -> None:
+    upstream, server = await _serve_slow_upstream(demo_connection, delay=5)
+    try:
+        gw = gateway_process()
+        async with httpx.AsyncClient() as http:
+            started = time.monotonic()
+            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                            SELECT, timeout=60)
+            took = time.monotonic() - started
+        # Read-only: it went upstream while the record was being written ...
+        assert "tools/call" in _methods(upstream)
+        # ... and once the record failed, the upstream was hung up on and told to cancel.
+        assert await asyncio.to_thread(upstream.hung_up.wait, 10), "the upstream call went on"
+        assert await _wait_for(lambda: "notifications/cancelled" in _methods(upstream), 10)
+    finally:
+        server.stop()
+    assert status == 503, answer
+    assert answer["error"]["data"]["reason"] == "audit.unavailable"
+    assert "late" not in str(answer)  # the upstream's answer never left
+    assert took < 5, f"the refusal waited for the upstream ({took:.1f}s)"
+    cancel = [r for r in upstream.received if r.get("method") == "notifications/cancelled"]
+    call_id = next(r["id"] for r in upstream.received if r.get("method") == "tools/call")
+    assert [c["params"]["requestId"] for c in cancel] == [call_id]
+    # Nothing was recorded as allowed: no decision (refused) and no outcome.
+    assert await run_db(outcomes, tool="execute_sql", decision="allow") == []
+
+
+async def test_in_strict_order_a_select_whose_decision_cannot_be_recorded_never_goes_upstream(  # type: ignore[no-untyped-def]
+        gateway_process, engineer_token, demo_connection, demo_policy,
+        refuse_decision_records) -> None:
+    upstream, server = await _serve_slow_upstream(demo_connection, delay=5)
+    try:
+        gw = gateway_process(WARDGATE_GATEWAY_STRICT_DECISION_ORDER="1")
+        async with httpx.AsyncClient() as http:
+            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                            SELECT, timeout=60)
+    finally:
+        server.stop()
+    assert status == 503 and answer["error"]["data"]["reason"] == "audit.unavailable"
+    assert "tools/call" not in _methods(upstream)
+
+
+async def test_a_statement_that_is_not_read_only_is_recorded_before_it_is_forwarded(  # type: ignore[no-untyped-def]
+        gateway_process, engineer_token, demo_connection, demo_policy,
+        refuse_decision_records) -> None:
+    def allow_deletes() -> None:
+        demo_policy.rules = {**demo_policy.rules, "sql": {
+            **demo_policy.rules["sql"], "allowed_statement_classes": ["select", "delete"]}}
+        demo_policy.save()
+
+    await run_db(allow_deletes)
+    upstream, server = await _serve_slow_upstream(demo_connection, delay=5)
+    try:
+        gw = gateway_process()
+        async with httpx.AsyncClient() as http:
+            status, answer = await call_sql(
+                http, gw.url("demo-bigquery"), engineer_token,
+                "DELETE FROM shop.customers WHERE customer_id = 1", timeout=60)
+    finally:
+        server.stop()
+    assert status == 503 and answer["error"]["data"]["reason"] == "audit.unavailable"
+    assert "tools/call" not in _methods(upstream)
+
+
+async def test_a_select_is_answered_after_both_records_in_order(  # type: ignore[no-untyped-def]
+        gateway_process, engineer_token, demo_policy) -> None:
+    from audit.verify import verify_chain
+
+    gw = gateway_process()
+    async with httpx.AsyncClient() as http:
+        results = await asyncio.gather(*(
+            call_sql(http, gw.url("demo-bigquery"), engineer_token, SELECT, timeout=60)
+            for _ in range(8)))
+        # The moment each answer is in, both its records are already there.
+        records = await run_db(outcomes, tool="execute_sql")
+    assert all(status == 200 and not answer["result"]["isError"] for status, answer in results)
+    by_request: dict[str, list[str]] = {}
+    for record in records:
+        by_request.setdefault(record.request_id, []).append(record.event)
+    assert len(by_request) == 8
+    assert all(events == ["mcp.decision", "mcp.outcome"] for events in by_request.values())
+    assert (await run_db(verify_chain)).ok
