@@ -28,27 +28,34 @@ def _sql(statement: str) -> None:
         cursor.execute(statement)
 
 
-@pytest.fixture
-def refuse_decision_records() -> Iterator[None]:
-    """The database refuses every decision record (a real failure: a trigger), outcomes and
-    everything else are written as usual."""
+def _refuse_decision_records() -> list[str]:
+    """The database refuses every decision record from now on (a real failure: a trigger);
+    outcomes and everything else are written as usual. Returns the statements that lift it."""
     if connection.vendor == "postgresql":
         _sql("""CREATE FUNCTION test_refuse_decision() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN RAISE EXCEPTION 'test: decision records refused'; END $$""")
         _sql("""CREATE TRIGGER test_refuse_decision BEFORE INSERT ON audit_record FOR EACH ROW
                 WHEN (NEW.event = 'mcp.decision') EXECUTE FUNCTION test_refuse_decision()""")
-        drop = ["DROP TRIGGER IF EXISTS test_refuse_decision ON audit_record",
+        return ["DROP TRIGGER IF EXISTS test_refuse_decision ON audit_record",
                 "DROP FUNCTION IF EXISTS test_refuse_decision()"]
-    else:
-        _sql("""CREATE TRIGGER test_refuse_decision BEFORE INSERT ON audit_record
-                WHEN NEW.event = 'mcp.decision'
-                BEGIN SELECT RAISE(ABORT, 'test: decision records refused'); END""")
-        drop = ["DROP TRIGGER IF EXISTS test_refuse_decision"]
+    _sql("""CREATE TRIGGER test_refuse_decision BEFORE INSERT ON audit_record
+            WHEN NEW.event = 'mcp.decision'
+            BEGIN SELECT RAISE(ABORT, 'test: decision records refused'); END""")
+    return ["DROP TRIGGER IF EXISTS test_refuse_decision"]
+
+
+def _lift(statements: list[str]) -> None:
+    for statement in statements:
+        _sql(statement)
+
+
+@pytest.fixture
+def refuse_decision_records() -> Iterator[None]:
+    lift = _refuse_decision_records()
     try:
         yield
     finally:
-        for statement in drop:
-            _sql(statement)
+        _lift(lift)
 
 
 async def _serve_slow_upstream(demo_connection, delay: float) -> tuple[SlowUpstream, RunningGateway]:  # type: ignore[no-untyped-def]
@@ -117,25 +124,34 @@ async def test_in_strict_order_a_select_whose_decision_cannot_be_recorded_never_
 
 
 async def test_a_statement_that_is_not_read_only_is_recorded_before_it_is_forwarded(  # type: ignore[no-untyped-def]
-        gateway_process, engineer_token, demo_connection, demo_policy,
-        refuse_decision_records) -> None:
+        gateway_process, engineer_token, demo_connection, demo_policy) -> None:
     def allow_deletes() -> None:
         demo_policy.rules = {**demo_policy.rules, "sql": {
             **demo_policy.rules["sql"], "allowed_statement_classes": ["select", "delete"]}}
         demo_policy.save()
 
+    delete = "DELETE FROM shop.orders WHERE order_id = 1"  # a table with no masked column
     await run_db(allow_deletes)
-    upstream, server = await _serve_slow_upstream(demo_connection, delay=5)
+    upstream, server = await _serve_slow_upstream(demo_connection, delay=0.1)
     try:
         gw = gateway_process()
         async with httpx.AsyncClient() as http:
-            status, answer = await call_sql(
-                http, gw.url("demo-bigquery"), engineer_token,
-                "DELETE FROM shop.customers WHERE customer_id = 1", timeout=60)
+            # The role allows it: it is forwarded and answered.
+            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                            delete, timeout=60)
+            assert status == 200 and answer["result"]["content"][0]["text"] == "late"
+            assert _methods(upstream).count("tools/call") == 1
+            # Once decision records cannot be written, it never leaves the gateway.
+            lift = await run_db(_refuse_decision_records)
+            try:
+                status, answer = await call_sql(http, gw.url("demo-bigquery"),
+                                                engineer_token, delete, timeout=60)
+            finally:
+                await run_db(_lift, lift)
     finally:
         server.stop()
     assert status == 503 and answer["error"]["data"]["reason"] == "audit.unavailable"
-    assert "tools/call" not in _methods(upstream)
+    assert _methods(upstream).count("tools/call") == 1
 
 
 async def test_a_select_is_answered_after_both_records_in_order(  # type: ignore[no-untyped-def]
