@@ -50,7 +50,13 @@ class Recorder:
 
     async def record(self, ctx: CallContext, event: str) -> None:
         """Record `event` for the call as it stands now; returns once it is durable."""
-        await self.submit(ctx, event).written()
+        started = perf_counter()
+        try:
+            await self.writer.write(_entry(ctx, event))
+        except Exception as exc:
+            raise RecordFailed(str(exc)) from exc
+        finally:
+            _observe(event, started)
 
     def submit(self, ctx: CallContext, event: str) -> PendingRecord:
         """Queue the record of the call as it stands now (later changes to `ctx` are not in
@@ -61,6 +67,11 @@ class Recorder:
         except Exception as exc:
             raise RecordFailed(str(exc)) from exc
         return PendingRecord(future, event, started)
+
+
+def _observe(event: str, started: float) -> None:
+    (metrics.observe_record_decision if event == "mcp.decision"
+     else metrics.observe_record_outcome)(perf_counter() - started)
 
 
 @dataclass(slots=True)
@@ -80,8 +91,7 @@ class PendingRecord:
         except Exception as exc:
             raise RecordFailed(str(exc)) from exc
         finally:
-            (metrics.observe_record_decision if self.event == "mcp.decision"
-             else metrics.observe_record_outcome)(perf_counter() - self.started)
+            _observe(self.event, self.started)
 
 
 def _entry(ctx: CallContext, event: str) -> AuditEntry:
