@@ -135,15 +135,20 @@ def _lock_head(using: str) -> AuditChainHead:
 
 
 _INSERT_FIELDS = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
-# Fields whose values `prepare_entry` (and the append: seq, hashes) already hand over in the
-# form every backend stores (str, int, float, None): Field.get_db_prep_save would return them
-# unchanged, at a cost per field that adds up on the hot path. The others (the timestamp, the
-# JSON columns) are adapted per backend by the field.
-_DB_READY = frozenset(
-    f.attname for f in _INSERT_FIELDS
-    if f.get_internal_type() in {"CharField", "TextField", "BigIntegerField", "FloatField"}
-)
+# Each insert column and the field that adapts its value, or None where `prepare_entry` (and
+# the append: seq, hashes) already hand it over in the form every backend stores (str, int,
+# float, None): Field.get_db_prep_save would return it unchanged, at a cost per field that adds
+# up on the hot path. The timestamp and the JSON columns are adapted per backend.
+_ROW_PLAN = [
+    (f.attname, None if f.get_internal_type() in {"CharField", "TextField", "BigIntegerField",
+                                                   "FloatField"} else f)
+    for f in _INSERT_FIELDS
+]
 _HEAD_TABLE = AuditChainHead._meta.db_table
+# Placeholders as Django's cursors take them (%s); the driver-level path swaps them for
+# SQLite's own (?).
+_LOCK_HEAD_SQL = f"SELECT seq, hash FROM {_HEAD_TABLE} WHERE id = %s"
+_UPDATE_HEAD_SQL = f"UPDATE {_HEAD_TABLE} SET seq = %s, hash = %s WHERE id = %s"
 
 
 def _lock_head_raw(connection: Any, using: str) -> tuple[int, str]:
@@ -152,7 +157,7 @@ def _lock_head_raw(connection: Any, using: str) -> tuple[int, str]:
     the database's write lock."""
     lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT seq, hash FROM {_HEAD_TABLE} WHERE id = %s{lock}", [HEAD_ID])
+        cursor.execute(_LOCK_HEAD_SQL + lock, [HEAD_ID])
         row = cursor.fetchone()
     if row is None:
         head = _lock_head(using)  # first append: create the head row (race-safe), then lock it
@@ -186,9 +191,9 @@ def _chain_rows(prepared: list[dict[str, Any]], seq: int, prev_hash: str, key: b
         record_hash = compute_hash(prev_hash, fields, key)
         fields["hash"] = record_hash
         records.append(AuditRecord(**fields))
-        rows.append([fields[f.attname] if f.attname in _DB_READY
-                     else f.get_db_prep_save(fields[f.attname], connection)
-                     for f in _INSERT_FIELDS])
+        rows.append([fields[name] if adapt is None
+                     else adapt.get_db_prep_save(fields[name], connection)
+                     for name, adapt in _ROW_PLAN])
         prev_hash = record_hash
     return records, rows, seq, prev_hash
 
@@ -205,10 +210,9 @@ def _driver_sql(connection: Any) -> tuple[str, str, str, str]:
         statements = (
             # IMMEDIATE: take SQLite's write lock now, as the settings' transaction_mode does.
             "BEGIN IMMEDIATE" if sqlite else "BEGIN",
-            f"SELECT seq, hash FROM {_HEAD_TABLE} WHERE id = {mark}" + ("" if sqlite
-                                                                       else " FOR UPDATE"),
+            _LOCK_HEAD_SQL.replace("%s", mark) + ("" if sqlite else " FOR UPDATE"),
             _insert_sql(connection).replace("%s", mark),
-            f"UPDATE {_HEAD_TABLE} SET seq = {mark}, hash = {mark} WHERE id = {mark}",
+            _UPDATE_HEAD_SQL.replace("%s", mark),
         )
         _DRIVER_SQL[connection.vendor] = statements
     return statements
@@ -266,8 +270,7 @@ def append_prepared(
         records, rows, seq, prev_hash = _chain_rows(prepared, seq, prev_hash, key, connection)
         with connection.cursor() as cursor:
             cursor.executemany(_insert_sql(connection), rows)
-            cursor.execute(f"UPDATE {_HEAD_TABLE} SET seq = %s, hash = %s WHERE id = %s",
-                           [seq, prev_hash, HEAD_ID])
+            cursor.execute(_UPDATE_HEAD_SQL, [seq, prev_hash, HEAD_ID])
     return records
 
 

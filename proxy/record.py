@@ -86,9 +86,7 @@ class PendingRecord:
         """Returns once the record is committed; raises RecordFailed if it cannot be."""
         try:
             await self.future
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a cancellation is not an Exception: it passes as it is
             raise RecordFailed(str(exc)) from exc
         finally:
             _observe(self.event, self.started)
