@@ -595,9 +595,13 @@ def fuzz_cases(token: str) -> list[Any]:
             "accept": "application/json, text/event-stream",
             "mcp-protocol-version": "2026-07-28"}
 
-    def call(rng: random.Random, **params: Any) -> bytes:
+    # What a valid 2026-07-28 call carries besides the body: each case below breaks one thing.
+    call_headers = {**auth, "mcp-method": "tools/call", "mcp-name": "execute_sql"}
+
+    def call(rng: random.Random, modern: bool = True, **params: Any) -> bytes:
+        envelope = {"_meta": META} if modern else {}
         return json.dumps({"jsonrpc": "2.0", "id": rng.randrange(10**6), "method": "tools/call",
-                           "params": {"name": "execute_sql", "_meta": META, **params}}).encode()
+                           "params": {"name": "execute_sql", **envelope, **params}}).encode()
 
     return [
         lambda r: ("malformed_json", "POST", auth, bytes(r.randrange(256) for _ in range(r.randrange(1, 400)))),
@@ -612,19 +616,21 @@ def fuzz_cases(token: str) -> list[Any]:
              "params": {"name": 7, "arguments": "x"}},
             {"jsonrpc": "2.0", "id": True, "method": "tools/call"},
             {"jsonrpc": "1.0", "id": 1, "method": "tools/list"}])).encode()),
-        lambda r: ("bad_sql_argument", "POST", {**auth, "mcp-method": "tools/call", "mcp-name": "execute_sql"},
+        lambda r: ("bad_sql_argument", "POST", call_headers,
                    call(r, arguments={"sql": r.choice([None, 5, ["SELECT 1"], "", "SELECT" * 20_000])})),
         lambda r: ("replayed_session", "POST", {**auth, "mcp-session-id": r.choice(["deadbeef" * 4, "0" * 32, "../../etc"]), "mcp-protocol-version": "2025-06-18"},
-                   call(r, arguments={"sql": "SELECT 1"})),
-        lambda r: ("bad_host", "POST", {**auth, "host": "evil.example"}, call(r, arguments={"sql": "SELECT 1"})),
-        lambda r: ("bad_origin", "POST", {**auth, "origin": "http://evil.example"}, call(r, arguments={"sql": "SELECT 1"})),
+                   call(r, modern=False, arguments={"sql": "SELECT 1"})),
+        lambda r: ("bad_host", "POST", {**call_headers, "host": "evil.example"}, call(r, arguments={"sql": "SELECT 1"})),
+        lambda r: ("bad_origin", "POST", {**call_headers, "origin": "http://evil.example"}, call(r, arguments={"sql": "SELECT 1"})),
         lambda r: ("header_mismatch", "POST", {**auth, "mcp-method": "tools/list", "mcp-name": "other_tool"},
                    call(r, arguments={"sql": "SELECT 1"})),
-        lambda r: ("no_auth", "POST", {k: v for k, v in auth.items() if k != "authorization"}, call(r)),
-        lambda r: ("bad_token", "POST", {**auth, "authorization": "Bearer wgp_" + "x" * r.randrange(1, 80)}, call(r)),
+        lambda r: ("missing_header", "POST", auth, call(r, arguments={"sql": "SELECT 1"})),
+        lambda r: ("no_auth", "POST", {k: v for k, v in call_headers.items() if k != "authorization"}, call(r)),
+        lambda r: ("bad_token", "POST", {**call_headers, "authorization": "Bearer wgp_" + "x" * r.randrange(1, 80)}, call(r)),
         lambda r: ("wrong_method", r.choice(["PUT", "PATCH"]), auth, b"{}"),
-        lambda r: ("huge_header", "POST", {**auth, "x-junk": "j" * r.choice([100, 9000])}, call(r, arguments={"sql": "SELECT 1"})),
-        lambda r: ("unknown_tool", "POST", auth, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop_everything", "_meta": META}}).encode()),
+        lambda r: ("huge_header", "POST", {**call_headers, "x-junk": "j" * r.choice([100, 9000])},
+                   call(r, arguments={"sql": "SELECT 1"})),
+        lambda r: ("unknown_tool", "POST", {**call_headers, "mcp-name": "drop_everything"}, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop_everything", "_meta": META}}).encode()),
     ]
 
 

@@ -13,6 +13,11 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 POLICY_DENIED = -32001
 GATEWAY_ERROR = -32603
+HEADER_MISMATCH = -32020  # 2026-07-28: a routing header missing or disagreeing with the body
+
+# The methods whose target also travels as the Mcp-Name header (2026-07-28), and its body key.
+NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
 class BadMessage(Exception):
@@ -124,18 +129,40 @@ def parse_message(body: bytes) -> tuple[dict[str, Any], str]:
 
 def check_routing_headers(headers: dict[str, str], message: dict[str, Any]) -> None:
     """From 2026-07-28 the method and name also travel as headers. The gateway polices the
-    body, so the two must agree, or a header-routing upstream could run something else."""
+    body, so the two must agree, or a header-routing upstream could run something else. A
+    request in the 2026-07-28 form (its protocol version in `params._meta`) must carry them,
+    as the specification requires a server to check; older clients send none."""
+    method = message.get("method")
+    params = message.get("params") or {}
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    modern = "id" in message and isinstance(meta, dict) and MODERN_VERSION_KEY in meta
     method_header = headers.get("mcp-method")
-    if method_header is not None and method_header != message.get("method"):
+    if method_header is None and modern:
+        raise BadMessage("request.header_missing",
+                         "This request needs the Mcp-Method header (MCP 2026-07-28)",
+                         code=HEADER_MISMATCH, method=str(method)[:100])
+    if method_header is not None and method_header != method:
         raise BadMessage("request.header_mismatch",
-                         "Mcp-Method header does not match the body's method")
+                         "Mcp-Method header does not match the body's method",
+                         code=HEADER_MISMATCH)
     name_header = headers.get("mcp-name")
+    name_key = NAME_BEARING_METHODS.get(method) if isinstance(method, str) else None
+    if (name_header is None and modern and name_key is not None
+            and params.get(name_key) is not None):
+        raise BadMessage("request.header_missing",
+                         f"This request needs the Mcp-Name header (MCP 2026-07-28): {method} "
+                         f"names its {name_key} in the header too", code=HEADER_MISMATCH,
+                         method=method)
     if name_header is not None:
-        params = message.get("params") or {}
         body_name = params.get("name", params.get("uri"))
         if decode_header_value(name_header) != body_name:
             raise BadMessage("request.header_mismatch",
-                             "Mcp-Name header does not match the body")
+                             "Mcp-Name header does not match the body",
+                             code=HEADER_MISMATCH)
+    if modern and headers.get("mcp-protocol-version") != meta[MODERN_VERSION_KEY]:
+        raise BadMessage("request.header_mismatch",
+                         "MCP-Protocol-Version header is missing or does not match "
+                         "params._meta's protocol version", code=HEADER_MISMATCH)
 
 
 def protocol_version_of(headers: dict[str, str], message: dict[str, Any] | None) -> str:

@@ -33,7 +33,8 @@ async def handle_tool_call(gw: Pipeline, call: Call) -> None:
     mismatch = await _param_header_mismatch(gw, call)
     if mismatch is not None:
         await refuse(gw.recorder, ctx, call.send,
-                     Verdict.refuse(400, "request.header_mismatch", mismatch))
+                     Verdict.refuse(400, "request.header_mismatch", mismatch,
+                                    code=jsonrpc.HEADER_MISMATCH))
         return
     # 10. authorize
     started = perf_counter()

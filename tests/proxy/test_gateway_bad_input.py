@@ -132,6 +132,47 @@ async def test_routing_header_that_disagrees_with_the_body_is_refused(gateway, e
     assert counted.requests == []
 
 
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientCapabilities": {}}
+MODERN_HEADERS = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
+                  "mcp-name": "list_datasets"}
+
+
+@pytest.mark.parametrize("left_out, changed, reason", [
+    ("mcp-method", {}, "request.header_missing"),
+    ("mcp-name", {}, "request.header_missing"),
+    ("mcp-protocol-version", {}, "request.header_mismatch"),
+    ("", {"mcp-protocol-version": "2025-11-25"}, "request.header_mismatch"),
+    ("", {"mcp-name": "execute_sql"}, "request.header_mismatch"),
+])
+async def test_a_2026_07_28_request_without_its_routing_headers_is_refused(  # type: ignore[no-untyped-def]
+        gateway, engineer_token, counted, left_out, changed, reason) -> None:
+    """The specification makes a server refuse such a request (-32020); a header-routing
+    upstream behind the gateway would otherwise route by something the gateway never saw."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                       "params": {"name": "list_datasets", "arguments": {},
+                                  "_meta": MODERN_META}}).encode()
+    complete = await send_raw(gateway, engineer_token, body, **MODERN_HEADERS)
+    assert complete.status_code == 200 and "result" in complete.json()  # the control: it works
+    assert len(counted.requests) == 1
+    headers = {k: v for k, v in {**MODERN_HEADERS, **changed}.items() if k != left_out}
+    response = await send_raw(gateway, engineer_token, body, **headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == -32020 and error["data"]["reason"] == reason
+    rejected = await run_db(records, "mcp.rejected")
+    assert rejected[-1].reasons[0]["rule"] == reason and rejected[-1].actor == "engineer"
+    assert len(counted.requests) == 1  # the refused one never reached the upstream
+
+
+async def test_an_older_client_needs_no_routing_headers(gateway, engineer_token, counted) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                       "params": {"name": "list_datasets", "arguments": {}}}).encode()
+    response = await send_raw(gateway, engineer_token, body)
+    assert response.status_code == 200 and "result" in response.json()
+    assert len(counted.requests) == 1
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT email FROM shop.customers\x00; DELETE FROM shop.customers WHERE TRUE",
     "SELECT 1 AS a\uff1b DELETE FROM shop.orders WHERE TRUE",
