@@ -2,8 +2,10 @@
 
 Per identity (in this process): at most so many requests in flight, GET streams open and MCP
 sessions open (a session unused for a while no longer counts). Per connection: the upstream
-pool has a fixed size, and while several identities use it, each may hold at most its fair
-share. Whatever is over a limit is refused at once with 429 and Retry-After, and recorded;
+pool has a fixed size, and each identity may hold at most its fair share of it: the pool
+divided among the identities using it, and never more than half while one is alone (held
+streams are not taken back, so an identity that took the whole pool while alone would lock out
+whoever came next). Whatever is over a limit is refused at once with 429 and Retry-After, and recorded;
 nothing waits for a slot, so a flood cannot turn into timeouts for other callers.
 """
 
@@ -56,7 +58,7 @@ class Admission:
             return self._refusal("limit.connection_saturated",
                                  "This connection's upstream capacity is in use; try again")
         holders = {u for (c, u), n in self._pool.items() if c == connection_id and n > 0}
-        share = max(1, pool // max(1, len(holders | {user_id})))
+        share = max(1, pool // max(2, len(holders | {user_id})))
         if self._pool[(connection_id, user_id)] >= share:
             return self._refusal("limit.fair_share",
                                  f"You hold your fair share ({share}) of this connection's "

@@ -94,15 +94,26 @@ def _server_message_texts(gw: Pipeline, ctx: CallContext) -> ErrorTextPolicy:
     return texts
 
 
-async def _cancel_upstream(ctx: CallContext, upstream: Any, headers: dict[str, str]) -> None:
+async def _cancel_upstream(ctx: CallContext, upstream: Any, headers: dict[str, str],
+                           reason: str = "client went away") -> None:
+    if ctx.jsonrpc_method == "initialize":  # the one request MCP forbids cancelling
+        return
     note = jsonrpc.notification("notifications/cancelled",
-                                {"requestId": ctx.jsonrpc_id, "reason": "client went away"})
+                                {"requestId": ctx.jsonrpc_id, "reason": reason})
     out_headers = {k: v for k, v in headers.items() if k not in ("mcp-method", "mcp-name")}
     try:
         reply = await upstream.send("POST", out_headers, jsonrpc.dumps(note), timeout=5.0)
         await reply.aclose()
     except (UpstreamError, TimeoutError, OSError):
         log.info("could not tell the upstream that request %s was cancelled", ctx.request_id)
+
+
+def _cancel_on_timeout(gw: Pipeline, call: Call, failure: UpstreamError) -> None:
+    """The gateway gave up waiting: the upstream is told to stop working on the call too (the
+    client is answered with the timeout, so nothing it does later reaches anyone)."""
+    if failure.reason == "upstream.timeout" and call.ctx.jsonrpc_id is not None:
+        gw.keep_task(asyncio.get_running_loop().create_task(_cancel_upstream(
+            call.ctx, call.upstream, call.headers, "the gateway's upstream timeout passed")))
 
 
 def _elapsed_ms(started: float) -> float:
@@ -147,6 +158,7 @@ async def _forward(gw: Pipeline, call: Call, transform: Transform | None, event:
         response = await _send_upstream(gw, call, decision)
     except UpstreamError as exc:
         ctx.upstream_latency_ms = _elapsed_ms(started)
+        _cancel_on_timeout(gw, call, exc)
         await upstream_failed(gw.recorder, ctx, send, exc, event, in_stream=in_stream)
         return
     session_key = response.headers.get("mcp-session-id")
@@ -189,6 +201,7 @@ async def _forward(gw: Pipeline, call: Call, transform: Transform | None, event:
         except UpstreamError as exc:
             failure = exc
         if failure is not None:
+            _cancel_on_timeout(gw, call, failure)
             # Say so on the stream rather than leave the client waiting, and record it.
             ctx.settle(Verdict.of("error", failure.reason, failure.message))
             out = jsonrpc.dumps(jsonrpc.error(

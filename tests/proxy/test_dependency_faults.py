@@ -137,6 +137,37 @@ async def test_a_client_that_gives_up_gets_its_call_cancelled_upstream_and_recor
     assert records[1].reasons[0]["rule"] == "client.gone"
 
 
+async def test_a_hung_upstream_is_timed_out_told_to_cancel_and_the_outcome_recorded(
+        gateway_process, engineer_token, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
+    upstream = SlowUpstream(delay=30)
+    server = RunningGateway(upstream, free_port()).start()
+    try:
+        demo_connection.upstream_url = f"{server.base_url}/mcp"
+        await run_db(demo_connection.save)
+        gw = gateway_process(WARDGATE_GATEWAY_UPSTREAM_TIMEOUT="2")
+        async with httpx.AsyncClient() as http:
+            started = time.monotonic()
+            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                            QUICK, timeout=60)
+            took = time.monotonic() - started
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+                r.get("method") == "notifications/cancelled" for r in upstream.received):
+            await asyncio.sleep(0.1)
+    finally:
+        server.stop()
+    assert status == 200 and answer["result"]["isError"], answer
+    assert decision_rules(answer) == ["upstream.timeout"]
+    assert took < 20, f"the answer took {took:.1f}s"  # the upstream would have taken 30
+    call_id = next(r["id"] for r in upstream.received if r.get("method") == "tools/call")
+    cancel = [r for r in upstream.received if r.get("method") == "notifications/cancelled"]
+    assert [c["params"]["requestId"] for c in cancel] == [call_id]
+    records = await run_db(outcomes, tool="execute_sql")
+    assert [(r.event, r.decision) for r in records] == [
+        ("mcp.decision", "allow"), ("mcp.outcome", "error")]
+    assert records[1].reasons[0]["rule"] == "upstream.timeout"
+
+
 async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
         gateway_process, engineer_token, demo_policy) -> None:  # type: ignore[no-untyped-def]
     from audit.verify import verify_chain

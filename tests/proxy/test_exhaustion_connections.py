@@ -83,6 +83,59 @@ async def test_one_identitys_streams_are_capped_and_others_are_served(
     assert await run_db(rejected, "limit.streams") == 7
 
 
+async def open_streams(http: httpx.AsyncClient, url: str, token: str, count: int
+                       ) -> tuple[list[int], list[asyncio.Task]]:
+    """`count` sessions of `token`, each holding its GET stream; the streams' statuses."""
+    sessions = [await open_legacy_session(http, url, token) for _ in range(count)]
+    statuses: list[int] = []
+    events = [asyncio.Event() for _ in sessions]
+    tasks = [asyncio.create_task(hold_stream(http, url, h, statuses, e))
+             for h, e in zip(sessions, events, strict=True)]
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 30)
+    return sorted(statuses), tasks
+
+
+@pytest.mark.single_process_gateway(
+    "admission caps are per process: two workers admit up to twice the cap (README)")
+async def test_each_identity_holds_at_most_its_fair_share_of_a_connections_upstream_pool(
+        gateway_process, engineer_token, other_token, demo_connection) -> None:  # type: ignore[no-untyped-def]
+    """Streams are held, not taken back: an identity alone must not take the whole pool, or
+    whoever comes next is locked out until it lets go."""
+    from portal.services.events import SYSTEM
+    from portal.services.tokens import token_issue
+
+    _, third_token = await run_db(lambda: token_issue(
+        user=make_user("analyst3", "engineer"), connections=[demo_connection], by=None,
+        meta=SYSTEM))
+    gw = gateway_process(WARDGATE_GATEWAY_UPSTREAM_POOL_SIZE="6",
+                         WARDGATE_GATEWAY_MAX_STREAMS_PER_IDENTITY="10")
+    url = gw.url("demo-bigquery")
+    async with httpx.AsyncClient(timeout=60) as http:
+        # Alone, the first identity gets half the pool (3 of 6), not all of it.
+        statuses, first = await open_streams(http, url, engineer_token, 4)
+        assert statuses == [200, 200, 200, 429], statuses
+        # The second gets its share of the rest; the pool (sized from the setting) is full.
+        statuses, second = await open_streams(http, url, other_token, 3)
+        assert statuses == [200, 200, 200], statuses
+        status, answer = await call_sql(http, url, third_token, QUICK, timeout=30)
+        assert status == 429 and answer["error"]["data"]["reason"] == "limit.connection_saturated"
+        for task in first:
+            task.cancel()
+        await asyncio.gather(*first, return_exceptions=True)
+        deadline = time.monotonic() + 20
+        while True:  # the gateway sees the first identity's streams close: room again
+            status, answer = await call_sql(http, url, third_token, QUICK, timeout=30)
+            if status == 200 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 200 and not answer["result"].get("isError"), answer
+        for task in second:
+            task.cancel()
+        await asyncio.gather(*second, return_exceptions=True)
+    assert await run_db(rejected, "limit.fair_share") == 1
+    assert await run_db(rejected, "limit.connection_saturated") >= 1
+
+
 async def test_requests_in_flight_and_sessions_are_capped_per_identity(
         gateway_process, engineer_token, other_token) -> None:  # type: ignore[no-untyped-def]
     gw = gateway_process(WARDGATE_GATEWAY_MAX_REQUESTS_PER_IDENTITY="2",
