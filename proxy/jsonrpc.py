@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mcp.shared.inbound import decode_header_value
+from mcp.shared.inbound import NAME_BEARING_METHODS, decode_header_value
+from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types.jsonrpc import HEADER_MISMATCH  # -32020: a routing header missing or wrong
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 POLICY_DENIED = -32001
 GATEWAY_ERROR = -32603
-HEADER_MISMATCH = -32020  # 2026-07-28: a routing header missing or disagreeing with the body
-
-# The methods whose target also travels as the Mcp-Name header (2026-07-28), and its body key.
-NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
 class BadMessage(Exception):
@@ -135,7 +132,7 @@ def check_routing_headers(headers: dict[str, str], message: dict[str, Any]) -> N
     method = message.get("method")
     params = message.get("params") or {}
     meta = params.get("_meta") if isinstance(params, dict) else None
-    modern = "id" in message and isinstance(meta, dict) and MODERN_VERSION_KEY in meta
+    modern = "id" in message and isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
     method_header = headers.get("mcp-method")
     if method_header is None and modern:
         raise BadMessage("request.header_missing",
@@ -159,7 +156,7 @@ def check_routing_headers(headers: dict[str, str], message: dict[str, Any]) -> N
             raise BadMessage("request.header_mismatch",
                              "Mcp-Name header does not match the body",
                              code=HEADER_MISMATCH)
-    if modern and headers.get("mcp-protocol-version") != meta[MODERN_VERSION_KEY]:
+    if modern and headers.get("mcp-protocol-version") != meta[PROTOCOL_VERSION_META_KEY]:
         raise BadMessage("request.header_mismatch",
                          "MCP-Protocol-Version header is missing or does not match "
                          "params._meta's protocol version", code=HEADER_MISMATCH)
@@ -170,5 +167,5 @@ def protocol_version_of(headers: dict[str, str], message: dict[str, Any] | None)
     if not version and message is not None:
         meta = (message.get("params") or {}).get("_meta") or {}
         if isinstance(meta, dict):
-            version = str(meta.get("io.modelcontextprotocol/protocolVersion") or "")
+            version = str(meta.get(PROTOCOL_VERSION_META_KEY) or "")
     return version[:32]
