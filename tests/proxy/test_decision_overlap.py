@@ -6,8 +6,10 @@ policy does not classify as read-only keeps the strict order (record, then forwa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +60,40 @@ def refuse_decision_records() -> Iterator[None]:
         _lift(lift)
 
 
+def _hold_audit_writes() -> Any:
+    """A connection of its own holding the audit log's write lock (till rollback)."""
+    held = connection.get_new_connection(connection.get_connection_params())
+    if connection.vendor == "sqlite":
+        held.isolation_level = None
+        held.execute("BEGIN IMMEDIATE")
+    else:
+        held.cursor().execute("LOCK TABLE audit_record IN SHARE ROW EXCLUSIVE MODE")
+    return held
+
+
+def _let_go(held: Any) -> None:  # idempotent: a second call finds the connection closed
+    with contextlib.suppress(Exception):
+        held.rollback()
+    with contextlib.suppress(Exception):
+        held.close()
+
+
+@contextlib.asynccontextmanager
+async def audit_writes_held() -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Another connection holds the audit log's write lock, as a busy database would: audit
+    records wait behind it (the gateway's busy/lock timeout is longer) until the release
+    function it gives is awaited, or the block ends."""
+    held = await asyncio.to_thread(_hold_audit_writes)
+
+    async def release() -> None:
+        await asyncio.to_thread(_let_go, held)
+
+    try:
+        yield release
+    finally:
+        await release()
+
+
 async def _serve_slow_upstream(demo_connection, delay: float) -> tuple[SlowUpstream, RunningGateway]:  # type: ignore[no-untyped-def]
     upstream = SlowUpstream(delay=delay)
     server = RunningGateway(upstream, free_port()).start()
@@ -80,27 +116,41 @@ async def _wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyp
 
 
 async def test_a_select_whose_decision_cannot_be_recorded_is_cancelled_upstream_and_releases_nothing(  # type: ignore[no-untyped-def]
-        gateway_process, engineer_token, demo_connection, demo_policy,
-        refuse_decision_records) -> None:
-    upstream, server = await _serve_slow_upstream(demo_connection, delay=5)
+        gateway_process, engineer_token, demo_connection, demo_policy) -> None:
+    upstream, server = await _serve_slow_upstream(demo_connection, delay=30)
+    lift: list[str] = []
     try:
         gw = gateway_process()
         async with httpx.AsyncClient() as http:
+            # A denied call first: the token is resolved (SQLite: its last use is written,
+            # which the lock below would hold up) and the gateway's caches are warm.
+            status, _ = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
+                                       "DELETE FROM shop.orders WHERE TRUE", timeout=60)
+            assert status == 200 and upstream.received == []
+        lift = await run_db(_refuse_decision_records)
+        # The decision record waits behind another writer until the upstream has the call, so
+        # the order is the one to test whatever the machine's load (a refused insert fails in
+        # a millisecond, and could beat the forward).
+        async with httpx.AsyncClient() as http, audit_writes_held() as release:
             started = time.monotonic()
-            status, answer = await call_sql(http, gw.url("demo-bigquery"), engineer_token,
-                                            SELECT, timeout=60)
+            calling = asyncio.ensure_future(call_sql(
+                http, gw.url("demo-bigquery"), engineer_token, SELECT, timeout=60))
+            # Read-only: it goes upstream while the record is being written ...
+            forwarded = await _wait_for(lambda: "tools/call" in _methods(upstream), 15)
+            await release()
+            status, answer = await calling
             took = time.monotonic() - started
-        # Read-only: it went upstream while the record was being written ...
-        assert "tools/call" in _methods(upstream)
+        assert forwarded, "the SELECT was not forwarded while its decision record waited"
         # ... and once the record failed, the upstream was hung up on and told to cancel.
         assert await asyncio.to_thread(upstream.hung_up.wait, 10), "the upstream call went on"
         assert await _wait_for(lambda: "notifications/cancelled" in _methods(upstream), 10)
     finally:
         server.stop()
+        await run_db(_lift, lift)
     assert status == 503, answer
     assert answer["error"]["data"]["reason"] == "audit.unavailable"
     assert "late" not in str(answer)  # the upstream's answer never left
-    assert took < 5, f"the refusal waited for the upstream ({took:.1f}s)"
+    assert took < 25, f"the refusal waited for the upstream's answer ({took:.1f}s)"
     cancel = [r for r in upstream.received if r.get("method") == "notifications/cancelled"]
     call_id = next(r["id"] for r in upstream.received if r.get("method") == "tools/call")
     assert [c["params"]["requestId"] for c in cancel] == [call_id]
