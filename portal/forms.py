@@ -126,7 +126,8 @@ class ConnectionForm(forms.ModelForm):
                                '{"get_table_schema": {"table": "table"}, '
                                '"list_tables": {"dataset": "dataset", "lists": "tables"}, '
                                '"get_dataset_info": {"dataset": "datasetId"}, '
-                               '"list_datasets": {"lists_datasets": "datasets"}}')
+                               '"list_datasets": {"lists_datasets": "datasets"}}; a listing '
+                               'given as one text block per name: "content[]"')
     job_tools = JsonField(help_text='Tools that reach a query job by id: '
                           '{"get_query_results": {"job": "jobId", "kind": "results"}}')
     column_classes = JsonField(help_text='PII classes: {"*.shop.customers.email": "email"}')

@@ -57,6 +57,16 @@ def tool_error_result(protocol_version: str, text: str, data: dict[str, Any]) ->
     return value
 
 
+def tool_error_in_place_of(result: Any, text: str) -> dict[str, Any]:
+    """A CallToolResult with isError saying ``text``, in place of the upstream's ``result``:
+    its envelope fields are kept (2026-07-28 needs resultType), nothing else of it."""
+    out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+    for key in ("_meta", "resultType"):
+        if isinstance(result, dict) and key in result:
+            out[key] = result[key]
+    return out
+
+
 def dumps(payload: Any) -> bytes:
     """json.dumps with its default separators (these bodies have always left spaced)."""
     return json.dumps(payload).encode()

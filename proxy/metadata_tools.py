@@ -7,9 +7,12 @@ travels in its own argument, as in Google's ``get_table_info``), ``{"dataset": A
 KEY}`` for a tool that lists a dataset's tables under ``KEY`` of its result (e.g.
 ``list_tables``), ``{"dataset": ARG}`` alone for a tool that describes a dataset (Google's
 ``get_dataset_info``: labels, description, access entries), and ``{"lists_datasets": KEY}`` for
-a tool that lists the project's datasets under ``KEY`` (``list_dataset_ids``). A table the role
-cannot query, or a dataset with no such table, is refused by name; a listing is filtered before
-it leaves.
+a tool that lists the project's datasets under ``KEY`` (``list_dataset_ids``). ``KEY`` is a key
+of the result's structured content, or ``content[]`` when the listing is the result's text
+blocks, one JSON string each (how MCP Toolbox for Databases answers: its MCP layer marshals
+each item of a tool's answer into a block of its own, with no structured content). A table the
+role cannot query, or a dataset with no such table, is refused by name; a listing is filtered
+before it leaves, and one the gateway cannot read is withheld.
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from typing import Any
 
 from policy.roles import RolePolicy
 from policy.sql_policy import Reason
+from proxy.jsonrpc import tool_error_in_place_of
 
-__all__ = ["MetadataTool", "filter_dataset_listing", "filter_table_listing", "metadata_role"]
+__all__ = ["TEXT_BLOCKS", "MetadataTool", "filter_dataset_listing", "filter_table_listing",
+           "metadata_role"]
+
+# A listing "key" meaning: the result's text blocks, one JSON string per item (MCP Toolbox).
+TEXT_BLOCKS = "content[]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,41 +112,71 @@ def metadata_role(roles: tuple[RolePolicy, ...], tool: MetadataTool,
     return roles[0], None
 
 
-def filter_dataset_listing(result: dict[str, Any], tool: MetadataTool,
-                           role: RolePolicy) -> dict[str, Any]:
-    """``result`` with its dataset listing cut to datasets holding a table ``role`` may query; the text block is rebuilt from the filtered listing so both say the same."""
+def _listing(result: Mapping[str, Any], key: str) -> list[Any] | None:
+    """The items of a listing result under ``key`` (see the module docstring), or None when the
+    result is not in that shape."""
+    if key == TEXT_BLOCKS:
+        content = result.get("content")
+        if result.get("structuredContent") is not None or not isinstance(content, list):
+            return None  # a second copy of the listing, or none: not the shape we filter
+        items = []
+        for block in content:
+            if not isinstance(block, Mapping) or block.get("type") != "text" \
+                    or not isinstance(block.get("text"), str) or set(block) - {"type", "text"}:
+                return None
+            try:
+                items.append(json.loads(block["text"]))
+            except ValueError:
+                return None
+        return items
     structured = result.get("structuredContent")
-    if result.get("isError") is True:
-        return result
-    if not tool.lists_datasets or not isinstance(structured, dict) \
-            or not isinstance(structured.get(tool.lists_datasets), list):
-        # A listing we cannot read is not passed on unfiltered.
-        return {"content": [{"type": "text", "text": "Wardgate withheld a dataset listing it "
-                             "could not filter"}], "isError": True}
-    kept = [d for d in structured[tool.lists_datasets]
-            if isinstance(d, str) and (name := _dataset_name(tool, d)) is not None
-            and role.sql.dataset_visible(name, tool.project)]
-    filtered = {**structured, tool.lists_datasets: kept}
+    if isinstance(structured, dict) and isinstance(structured.get(key), list):
+        return structured[key]
+    return None
+
+
+def _with_listing(result: Mapping[str, Any], key: str, kept: list[str]) -> dict[str, Any]:
+    """``result`` saying ``kept`` where it listed more, in the same shape (structured content
+    and its text, or one text block per item)."""
+    if key == TEXT_BLOCKS:
+        return {**result, "content": [{"type": "text", "text": json.dumps(item)}
+                                      for item in kept]}
+    filtered = {**result["structuredContent"], key: kept}
     return {**result, "structuredContent": filtered,
             "content": [{"type": "text", "text": json.dumps(filtered)}]}
+
+
+def _withheld(result: Mapping[str, Any], what: str) -> dict[str, Any]:
+    return tool_error_in_place_of(result, f"Wardgate withheld a {what} listing it could not "
+                                  "filter")
+
+
+def filter_dataset_listing(result: dict[str, Any], tool: MetadataTool,
+                           role: RolePolicy) -> dict[str, Any]:
+    """``result`` with its dataset listing cut to datasets holding a table ``role`` may query;
+    the text is rebuilt from the filtered listing so both say the same."""
+    if result.get("isError") is True:
+        return result
+    items = _listing(result, tool.lists_datasets) if tool.lists_datasets else None
+    if items is None:
+        return _withheld(result, "dataset")  # a listing we cannot read is not passed on unfiltered
+    kept = [d for d in items
+            if isinstance(d, str) and (name := _dataset_name(tool, d)) is not None
+            and role.sql.dataset_visible(name, tool.project)]
+    return _with_listing(result, tool.lists_datasets, kept)
 
 
 def filter_table_listing(result: dict[str, Any], tool: MetadataTool, role: RolePolicy,
                          arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """``result`` with its table listing cut to tables ``role`` may query; the text block is
-    rebuilt from the filtered listing so both say the same."""
-    structured = result.get("structuredContent")
+    """``result`` with its table listing cut to tables ``role`` may query; the text is rebuilt
+    from the filtered listing so both say the same."""
     dataset = _dataset_name(tool, arguments.get(tool.dataset_argument or ""))
-    if not tool.lists or dataset is None or not isinstance(structured, dict) \
-            or not isinstance(structured.get(tool.lists), list):
+    items = _listing(result, tool.lists) if tool.lists and dataset is not None else None
+    if items is None:
         if result.get("isError") is True:
             return result
-        # A listing we cannot read is not passed on unfiltered.
-        return {"content": [{"type": "text", "text": "Wardgate withheld a table listing it "
-                             "could not filter"}], "isError": True}
-    kept = [t for t in structured[tool.lists]
+        return _withheld(result, "table")  # a listing we cannot read is not passed on unfiltered
+    kept = [t for t in items
             if isinstance(t, str) and role.sql.table_allowed(f"{dataset}.{t.lower()}",
-                                                                   tool.project)]
-    filtered = {**structured, tool.lists: kept}
-    return {**result, "structuredContent": filtered,
-            "content": [{"type": "text", "text": json.dumps(filtered)}]}
+                                                             tool.project)]
+    return _with_listing(result, tool.lists, kept)

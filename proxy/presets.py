@@ -14,7 +14,8 @@ Result shapes the masker understands (policy.masking) for each preset:
   [{"v": …}]}], "jobReference": {"projectId", "jobId", "location"}, "jobComplete", …}`` — in
   ``structuredContent`` and as JSON text; ``get_query_results`` answers in the same shape.
 * ``toolbox`` (MCP Toolbox for Databases, ``bigquery-execute-sql``): one text block per row,
-  each a JSON object ``{"column": value, …}``; no job ids.
+  each a JSON object ``{"column": value, …}``; no job ids. Its listings (``list_table_ids``,
+  ``list_dataset_ids``) are one text block per name, each a JSON string (``content[]``).
 * ``wardgate-bigquery`` (our bigquery_mcp): ``{"columns": [...], "rows": [{…}], "row_count"}``.
 
 Picking a preset fills these fields in (portal form, policy YAML ``preset:``); an admin may
@@ -60,8 +61,9 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "sql_tools": {"execute_sql": "sql"},
         "metadata_tools": {
             "get_table_info": {"table": "table", "dataset": "dataset"},
-            "list_table_ids": {"dataset": "dataset", "lists": "tables"},
+            "list_table_ids": {"dataset": "dataset", "lists": "content[]"},
             "get_dataset_info": {"dataset": "dataset"},
+            "list_dataset_ids": {"lists_datasets": "content[]"},
         },
         "job_tools": {},
         "project_argument": "project",

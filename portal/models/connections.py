@@ -33,7 +33,7 @@ class Connection(models.Model):
     # Tools that answer about tables, and how: {"get_table_schema": {"table": "table"},
     # "list_tables": {"dataset": "dataset", "lists": "tables"}}. A tool naming a table (in the
     # "table" argument) answers only for tables the caller's role may query; a listing (the
-    # "lists" key of its result) is filtered to them.
+    # "lists" key of its result, or "content[]": one text block per name) is filtered to them.
     metadata_tools = models.JSONField(default=dict, blank=True)
     # Tools that reach a query job by id (proxy.jobs): {"get_query_results": {"job": "jobId",
     # "kind": "results"}, "get_job": {..., "kind": "info"}, "cancel_job": {..., "kind": "cancel"}}.
@@ -90,7 +90,8 @@ class Connection(models.Model):
                 'Map tool names to {"table": ARG} (a tool that names a table), '
                 '{"dataset": ARG, "lists": RESULT_KEY} (a tool that lists tables), '
                 '{"dataset": ARG} (a tool that describes a dataset) or '
-                '{"lists_datasets": RESULT_KEY} (a tool that lists datasets).')})
+                '{"lists_datasets": RESULT_KEY} (a tool that lists datasets); RESULT_KEY '
+                'may be "content[]" for a listing given as one text block per name.')})
 
     def sql_tool(self, tool: str) -> tuple[str, frozenset[str] | None] | None:
         """(argument holding SQL, statement classes the tool may run or None) for a SQL tool."""

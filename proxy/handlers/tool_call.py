@@ -197,12 +197,8 @@ def _error_result_text(result: dict[str, Any], texts: ErrorTextPolicy) -> dict[s
     else (structured content, other blocks) dropped: an error has no rows to mask."""
     parts = [b.get("text", "") for b in result.get("content") or []
              if isinstance(b, dict) and b.get("type") == "text"]
-    text = texts.public("\n".join(str(p) for p in parts) or "error")
-    out: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
-    for key in ("_meta", "resultType"):  # envelope fields, kept (2026-07-28 needs resultType)
-        if key in result:
-            out[key] = result[key]
-    return out
+    return jsonrpc.tool_error_in_place_of(
+        result, texts.public("\n".join(str(p) for p in parts) or "error"))
 
 
 def _row_count(result: dict[str, Any]) -> int | None:
