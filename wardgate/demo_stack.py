@@ -131,9 +131,10 @@ class DemoStack:
             self.emulator.stop()
             self.progress("  stopped the BigQuery emulator")
 
-    def watch(self) -> None:
-        """Block until Ctrl-C, or until a child dies (then say which)."""
-        while True:
+    def watch(self, stop: threading.Event | None = None) -> None:
+        """Block until Ctrl-C or `stop` (KeyboardInterrupt), or until a child dies (then say
+        which)."""
+        while stop is None or not stop.is_set():
             for name, proc in self.children:
                 if proc.poll() is not None:
                     raise DemoError(f"{name} stopped unexpectedly (code {proc.returncode}); "
@@ -142,7 +143,11 @@ class DemoStack:
                 raise DemoError("the BigQuery emulator stopped unexpectedly")
             if self.server_thread is not None and not self.server_thread.is_alive():
                 raise DemoError("the web server stopped unexpectedly")
-            time.sleep(0.5)
+            if stop is None:
+                time.sleep(0.5)
+            else:
+                stop.wait(0.5)
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import signal
+import threading
 import time
 from typing import Any
 
@@ -30,11 +31,6 @@ from wardgate.demo_stack import DemoError, DemoStack, running
 from wardgate.mcp_client import SNIPPET, call_tool
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
-    raise KeyboardInterrupt
-
-
 class Command(BaseCommand):
     help = "Run the Wardgate demo: BigQuery emulator with seed data, MCP server, gateway, portal."
 
@@ -50,7 +46,16 @@ class Command(BaseCommand):
             raise CommandError("The demo does not run in production mode (WARDGATE_MODE=production).")
         started = time.monotonic()
         # SIGTERM (a service manager, `kill`) stops everything the demo started, as Ctrl-C does.
-        signal.signal(signal.SIGTERM, _interrupt)
+        stop = threading.Event()
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+            stop.set()
+            # An exception raised while a finalizer runs is dropped ("Exception ignored in"),
+            # and the demo ran on: stack.watch() also stops on `stop`.
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_sigterm)
         workdir = config.var_dir / "demo"
         workdir.mkdir(parents=True, exist_ok=True)
         say = self.stdout.write
@@ -91,7 +96,7 @@ class Command(BaseCommand):
                     return
                 self._banner(stack, gateway_url, token, logins)
                 try:
-                    stack.watch()
+                    stack.watch(stop)
                 except KeyboardInterrupt:
                     say("\nStopping ...")
         except KeyboardInterrupt:
