@@ -324,6 +324,14 @@ async def relay_server_message(gw: Pipeline, call: Call, sse: SseEvent, message:
             return
     sse.data = jsonrpc.dumps_compact(out, ensure_ascii=False).decode()
     await stream_chunk(call.send, sse.encode())
+    if "id" not in message:  # a server request has a record of its own; a notification is
+        _count_relayed(ctx, method)  # counted on the call's outcome record
+
+
+def _count_relayed(ctx: CallContext, method: str) -> None:
+    relayed = ctx.detail.setdefault("notifications_relayed", {})
+    key = method if method in relayed or len(relayed) < 16 else "other"  # bounded
+    relayed[key] = relayed.get(key, 0) + 1
 
 
 def _why(exc: Exception) -> str:

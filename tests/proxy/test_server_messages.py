@@ -153,6 +153,14 @@ def audit_texts() -> str:
                   r.detail) for r in AuditRecord.objects.order_by("seq")])
 
 
+def notifications_relayed() -> dict[str, int]:
+    """What the call's outcome record counts of the notifications that left on its stream."""
+    from audit.models import AuditRecord
+
+    outcome = AuditRecord.objects.filter(event="mcp.outcome", tool="execute_sql").get()
+    return outcome.detail.get("notifications_relayed")
+
+
 def server_requests() -> list[tuple[str, str, list[str]]]:
     from audit.models import AuditRecord
 
@@ -184,6 +192,8 @@ async def test_a_call_reading_masked_columns_withholds_what_the_upstream_says(
     assert seen.sampled == []
     assert ("sampling/createMessage", "deny", ["server_request.masked_call"]) \
         in await run_db(server_requests)
+    assert await run_db(notifications_relayed) == {
+        "notifications/message": len(seen.logs), "notifications/progress": len(seen.progress)}
     stored = await run_db(audit_texts)
     assert raw["ssn"] not in stored and raw["email"] not in stored
 
@@ -212,6 +222,8 @@ async def test_a_call_without_masked_columns_relays_detected_texts(
     assert sampled_text.startswith("Explain why ") and sampled_text.endswith(" failed")
     records = await run_db(server_requests)
     assert ("sampling/createMessage", "allow", []) in records
+    assert await run_db(notifications_relayed) == {
+        "notifications/message": len(seen.logs), "notifications/progress": len(seen.progress)}
     stored = await run_db(audit_texts)
     assert raw["ssn"] not in stored and raw["email"] not in stored
     assert "Explain why " in stored  # the audit trail holds what was relayed
