@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -166,6 +169,88 @@ async def test_a_hung_upstream_is_timed_out_told_to_cancel_and_the_outcome_recor
     assert [(r.event, r.decision) for r in records] == [
         ("mcp.decision", "allow"), ("mcp.outcome", "error")]
     assert records[1].reasons[0]["rule"] == "upstream.timeout"
+
+
+# An MCP upstream in a process of its own, to be killed: with "hang" it notes a tools/call in
+# the marker file and never answers it; with "answer" it answers every request.
+KILLABLE_UPSTREAM = """
+import asyncio, json, pathlib, sys
+import uvicorn
+port, marker, mode = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    request = json.loads(body or b"{}")
+    if request.get("method") == "tools/call" and mode == "hang":
+        marker.write_text("called")
+        await asyncio.sleep(600)
+    out = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": {
+        "content": [{"type": "text", "text": "fine"}], "isError": False}}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": out})
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+"""
+
+
+def _start_upstream(port: int, marker: object, mode: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_UPSTREAM, str(port), str(marker),
+                             mode])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return proc
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "upstream did not start"
+            time.sleep(0.05)
+
+
+async def test_an_http_upstream_killed_mid_call_fails_the_call_closed_and_recovers(
+        gateway_process, engineer_token, demo_connection, demo_policy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port, marker = free_port(), tmp_path / "called"
+    upstream = _start_upstream(port, marker, "hang")
+    try:
+        demo_connection.upstream_url = f"http://127.0.0.1:{port}/mcp"
+        await run_db(demo_connection.save)
+        gw = gateway_process()
+        url = gw.url("demo-bigquery")
+        async with httpx.AsyncClient() as http:
+            calling = asyncio.ensure_future(call_sql(http, url, engineer_token, QUICK, timeout=60))
+            deadline = time.monotonic() + 30
+            while not marker.exists():  # the upstream is working on the call ...
+                assert time.monotonic() < deadline and not calling.done()
+                await asyncio.sleep(0.05)
+            upstream.kill()  # ... and dies
+            upstream.wait()
+            status, answer = await asyncio.wait_for(calling, 30)
+            # The call fails closed, with the upstream's failure as its reason.
+            assert status == 200 and answer["result"]["isError"], answer
+            [rule] = decision_rules(answer)
+            assert rule in ("upstream.broken_response", "upstream.unreachable"), rule
+            # While it is away, calls fail closed the same way; once it is back, they work.
+            status, answer = await call_sql(http, url, engineer_token, QUICK, timeout=60)
+            assert status == 200 and answer["result"]["isError"]
+            upstream = _start_upstream(port, marker, "answer")
+            deadline = time.monotonic() + 20
+            while True:
+                status, answer = await call_sql(http, url, engineer_token, QUICK, timeout=60)
+                if not answer["result"].get("isError") or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert status == 200 and answer["result"]["content"][0]["text"] == "fine", answer
+    finally:
+        upstream.kill()
+        upstream.wait()
+    records = await run_db(outcomes, event="mcp.outcome", tool="execute_sql")
+    assert records[0].decision == "error" and records[0].reasons[0]["rule"] == rule
+    assert records[-1].decision == "allow"
 
 
 async def test_a_database_outage_fails_closed_recovers_and_loses_no_record(
