@@ -15,11 +15,9 @@ import httpx
 import pytest
 from django.db import connection
 
-from bigquery_mcp.emulator import free_port
 from proxy.db import run_db
-from tests.conftest import RunningGateway
 from tests.proxy.mcp_http import call_sql
-from tests.proxy.test_dependency_faults import SlowUpstream, outcomes
+from tests.proxy.test_dependency_faults import SlowUpstream, outcomes, serve_slow_upstream
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 SELECT = "SELECT customer_id FROM shop.customers LIMIT 1"
@@ -94,14 +92,6 @@ async def audit_writes_held() -> AsyncIterator[Callable[[], Awaitable[None]]]:
         await release()
 
 
-async def _serve_slow_upstream(demo_connection, delay: float) -> tuple[SlowUpstream, RunningGateway]:  # type: ignore[no-untyped-def]
-    upstream = SlowUpstream(delay=delay)
-    server = RunningGateway(upstream, free_port()).start()
-    demo_connection.upstream_url = f"{server.base_url}/mcp"
-    await run_db(demo_connection.save)
-    return upstream, server
-
-
 def _methods(upstream: SlowUpstream) -> list[str]:
     return [str(r.get("method")) for r in upstream.received]
 
@@ -117,7 +107,7 @@ async def _wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyp
 
 async def test_a_select_whose_decision_cannot_be_recorded_is_cancelled_upstream_and_releases_nothing(  # type: ignore[no-untyped-def]
         gateway_process, engineer_token, demo_connection, demo_policy) -> None:
-    upstream, server = await _serve_slow_upstream(demo_connection, delay=30)
+    upstream, server = await serve_slow_upstream(demo_connection, delay=30)
     lift: list[str] = []
     try:
         gw = gateway_process()
@@ -161,7 +151,7 @@ async def test_a_select_whose_decision_cannot_be_recorded_is_cancelled_upstream_
 async def test_in_strict_order_a_select_whose_decision_cannot_be_recorded_never_goes_upstream(  # type: ignore[no-untyped-def]
         gateway_process, engineer_token, demo_connection, demo_policy,
         refuse_decision_records) -> None:
-    upstream, server = await _serve_slow_upstream(demo_connection, delay=5)
+    upstream, server = await serve_slow_upstream(demo_connection, delay=5)
     try:
         gw = gateway_process(WARDGATE_GATEWAY_STRICT_DECISION_ORDER="1")
         async with httpx.AsyncClient() as http:
@@ -182,7 +172,7 @@ async def test_a_statement_that_is_not_read_only_is_recorded_before_it_is_forwar
 
     delete = "DELETE FROM shop.orders WHERE order_id = 1"  # a table with no masked column
     await run_db(allow_deletes)
-    upstream, server = await _serve_slow_upstream(demo_connection, delay=0.1)
+    upstream, server = await serve_slow_upstream(demo_connection, delay=0.1)
     try:
         gw = gateway_process()
         async with httpx.AsyncClient() as http:

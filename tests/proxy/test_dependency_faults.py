@@ -20,7 +20,7 @@ from django.db import connection
 from bigquery_mcp.emulator import free_port
 from proxy.asgi_io import read_body
 from proxy.db import run_db
-from tests.conftest import RunningGateway
+from tests.conftest import ROOT, RunningGateway
 from tests.proxy.faults import Blackhole, Relay
 from tests.proxy.mcp_http import call_headers, call_sql, decision_rules, sql_call
 
@@ -105,13 +105,19 @@ class SlowUpstream:
         await send({"type": "http.response.body", "body": out})
 
 
+async def serve_slow_upstream(demo_connection, delay: float) -> tuple[SlowUpstream, RunningGateway]:  # type: ignore[no-untyped-def]
+    upstream = SlowUpstream(delay=delay)
+    server = RunningGateway(upstream, free_port()).start()
+    demo_connection.upstream_url = f"{server.base_url}/mcp"
+    await run_db(demo_connection.save)
+    return upstream, server
+
+
+
 async def test_a_client_that_gives_up_gets_its_call_cancelled_upstream_and_recorded(
         gateway_process, engineer_token, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
-    upstream = SlowUpstream(delay=20)
-    server = RunningGateway(upstream, free_port()).start()
+    upstream, server = await serve_slow_upstream(demo_connection, delay=20)
     try:
-        demo_connection.upstream_url = f"{server.base_url}/mcp"
-        await run_db(demo_connection.save)
         gw = gateway_process()
         call = sql_call(QUICK)
         async with httpx.AsyncClient() as http:
@@ -142,11 +148,8 @@ async def test_a_client_that_gives_up_gets_its_call_cancelled_upstream_and_recor
 
 async def test_a_hung_upstream_is_timed_out_told_to_cancel_and_the_outcome_recorded(
         gateway_process, engineer_token, demo_connection, demo_policy) -> None:  # type: ignore[no-untyped-def]
-    upstream = SlowUpstream(delay=30)
-    server = RunningGateway(upstream, free_port()).start()
+    upstream, server = await serve_slow_upstream(demo_connection, delay=30)
     try:
-        demo_connection.upstream_url = f"{server.base_url}/mcp"
-        await run_db(demo_connection.save)
         gw = gateway_process(WARDGATE_GATEWAY_UPSTREAM_TIMEOUT="2")
         async with httpx.AsyncClient() as http:
             started = time.monotonic()
@@ -176,17 +179,12 @@ async def test_a_hung_upstream_is_timed_out_told_to_cancel_and_the_outcome_recor
 KILLABLE_UPSTREAM = """
 import asyncio, json, pathlib, sys
 import uvicorn
+from proxy.asgi_io import read_body
 port, marker, mode = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    request = json.loads(body or b"{}")
+    request = json.loads(await read_body(receive, 1_000_000) or b"{}")
     if request.get("method") == "tools/call" and mode == "hang":
         marker.write_text("called")
         await asyncio.sleep(600)
@@ -201,7 +199,7 @@ uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off
 
 def _start_upstream(port: int, marker: object, mode: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE_UPSTREAM, str(port), str(marker),
-                             mode])
+                             mode], cwd=ROOT)
     deadline = time.monotonic() + 30
     while True:
         try:
