@@ -11,6 +11,8 @@ from mcp.shared.inbound import NAME_BEARING_METHODS, decode_header_value
 from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.jsonrpc import HEADER_MISMATCH  # -32020: a routing header missing or wrong
 
+from policy import json_codec
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 POLICY_DENIED = -32001
@@ -73,13 +75,13 @@ def dumps(payload: Any) -> bytes:
 
 
 def dumps_compact(payload: Any, *, ensure_ascii: bool = True) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=ensure_ascii).encode()
+    return json_codec.dumps_compact(payload, ensure_ascii=ensure_ascii)
 
 
 def loads_or_none(raw: str | bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return json_codec.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 

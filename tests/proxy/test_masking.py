@@ -251,6 +251,74 @@ def test_mask_rows_classified_and_detected() -> None:
     assert summary.total == 5
 
 
+# Values each column's fast path must hand back to the one-value rules (or keep): None, other
+# types, too few digits, no four digits at the end, spaces, a second "@", text, big numbers.
+AWKWARD_CELLS: dict[str, list[Any]] = {
+    "id": [1, None, 4111111111111111, 2.5, True, "7", 10**12],
+    "email": ["ann@example.com", None, " ann@example.com ", "a@b@c.com", "no-at-sign", 42,
+              "Zoë@exämple.de"],
+    "phone": ["555-010-1234", "+1 (555) 010-12 34", "12-34", None, 5550101234,
+              "(555) 010-1234 x", "+44 20 7946 0958"],
+    "card": ["4111 1111 1111 1111", "4111-1111-1111-1111 ", "", None, "ABCD", 4111111111111111,
+             "3782 822463 10005"],
+    "full_name": ["Ann Lee", None, "", 7, ["nested", "ann@example.com"], "Ann", "O'Brien"],
+    "notes": ["mail ann@example.com", None, "card 4111 1111 1111 1111", 3, "plain",
+              {"k": "555-010-1234"}, "ip 10.2.3.4"],
+}
+# Columns whose every value has the class's shape, so the column is taken whole, with values
+# the one-value rule still decides: too few digits, no four digits at the end.
+SHAPED_CELLS: dict[str, list[Any]] = {
+    "id": [1, 2, 3],
+    "email": ["ann@example.com", "Zoë@exämple.de", "x.y+z@a.b.c"],
+    "phone": ["555-010-1234", "+1 (555) 010-12 34", "12-34", "+44 20 7946 0958", "1234567",
+              "(555) 010-1234", "123456"],
+    "card": ["4111 1111 1111 1111", "3782 822463 10005", "4111-1111-1111-1111"],
+    "full_name": ["Ann Lee", "Bo"],
+    "notes": ["plain", "mail ann@example.com"],
+}
+AWKWARD_CLASSES = {"email": fs("email"), "phone": fs("phone"), "card": fs("card"),
+                   "full_name": fs("name")}
+
+
+@pytest.mark.parametrize("actions", [
+    {"email": A.PARTIAL, "phone": A.PARTIAL, "card": A.PARTIAL, "name": A.TOKENIZE},
+    {"email": A.REDACT, "phone": A.NULL, "card": A.TOKENIZE, "name": A.PARTIAL},
+    {"email": A.ALLOW, "phone": A.DETECT, "card": A.ALLOW, "name": A.REDACT},
+])
+@pytest.mark.parametrize("cells_by_column", [AWKWARD_CELLS, SHAPED_CELLS],
+                         ids=["awkward", "shaped"])
+def test_rows_masked_by_column_as_row_by_row(actions: dict[str, MaskAction],
+                                             cells_by_column: dict[str, list[Any]]) -> None:
+    """A result's rows are masked a column at a time (the fast path for large results); every
+    cell must come out as the one-row-at-a-time masking gives it, with the same counts."""
+    rows = [{col: cells[(i + shift) % len(cells)] for shift, (col, cells) in
+             enumerate(cells_by_column.items())} for i in range(21)]
+    p = policy(**actions)
+    by_row = MaskingSummary()
+    expected = mask_rows(copy.deepcopy(rows), AWKWARD_CLASSES, p, by_row)
+    out, by_column = mask_tool_result(bq_result(rows), AWKWARD_CLASSES, p,
+                                      may_hold_sensitive=True)
+    assert out["structuredContent"]["rows"] == expected
+    assert json.loads(out["content"][0]["text"])["rows"] == expected
+    assert by_column.as_list() == by_row.as_list()
+    masked = json.dumps(out)
+    raws = {"email": "ann@example.com", "name": "Ann Lee", "phone": "010-1234",
+            "card": "1111 1111"}
+    for cls, raw in [*raws.items(), ("phone", "7946"), ("ip", "10.2.3.4")]:
+        assert (raw in masked) is (actions.get(cls) is A.ALLOW), raw
+
+
+def test_rows_of_different_shapes_still_masked_row_by_row() -> None:
+    rows = [{"id": 1, "email": "ann@example.com"}, {"email": "bob@example.com", "id": 2},
+            {"id": 3, "email": "cy@example.com", "notes": "call 555-010-1234"}]
+    out, summary = mask_tool_result(bq_result(rows), {"email": fs("email")},
+                                    policy(email=A.PARTIAL), may_hold_sensitive=True)
+    assert out["structuredContent"]["rows"] == [
+        {"id": 1, "email": "a***@example.com"}, {"email": "b***@example.com", "id": 2},
+        {"id": 3, "email": "c***@example.com", "notes": "call [REDACTED:phone]"}]
+    assert summary.counts[("email", "email", "partial")] == 3
+
+
 @pytest.mark.parametrize(
     ("actions", "classes", "expected", "counted"),
     [
