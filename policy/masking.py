@@ -31,6 +31,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -317,9 +318,13 @@ def _partial_digits_column(values: list[str]) -> list[str | None]:
         return [_partial_digits(v) for v in values]
     starred = joined.translate(_STAR_DIGITS).split("\n")
     separators = joined.encode().translate(None, b"0123456789").split(b"\n")  # ASCII: shape
-    return [star[:-4] + v[-4:] if v[-4:].isdigit() and len(v) - len(sep) >= 7
-            else _partial_digits(v)
-            for star, v, sep in zip(starred, values, separators, strict=True)]
+    last4 = [v[-4:] for v in values]
+    if min(map(operator.sub, map(len, values), map(len, separators))) >= 7 \
+            and "".join(last4).isdigit():
+        # every value has seven digits or more and ends in four: those kept, the rest starred
+        return list(map(operator.add, [star[:-4] for star in starred], last4))
+    return [star[:-4] + end if end.isdigit() and len(v) - len(sep) >= 7 else _partial_digits(v)
+            for star, v, sep, end in zip(starred, values, separators, last4, strict=True)]
 
 
 def _partial_iban(s: str) -> str | None:
@@ -445,21 +450,33 @@ class _Tokenizer:
 
     def __init__(self, key: bytes) -> None:
         self._inner, self._outer = _hmac_pads(key) if key else (None, None)
-        self._cache: dict[tuple[str, str], str] = {}
+        self._cache: dict[str, dict[str, str]] = {}  # class -> canonical value -> token
 
     def __call__(self, cls: str, value: Any) -> str:
-        canon = value if type(value) is str else _canonical(value)
-        token = self._cache.get((cls, canon))
-        if token is None:
-            if self._inner is None:
-                raise ValueError("token_key: required (non-empty) when an action is 'tokenize'")
-            inner = self._inner.copy()
-            inner.update(f"{cls}:{canon}".encode())
-            outer = self._outer.copy()
-            outer.update(inner.digest())
-            token = "tok_" + outer.hexdigest()[:16]
-            self._cache[(cls, canon)] = token
-        return token
+        return self.column(cls, [value])[0]  # type: ignore[return-value]
+
+    def column(self, cls: str, values: list[Any]) -> list[str | None]:
+        """The token of each value of class ``cls`` (None stays None)."""
+        inner_pad, outer_pad = self._inner, self._outer
+        if inner_pad is None or outer_pad is None:
+            raise ValueError("token_key: required (non-empty) when an action is 'tokenize'")
+        cache = self._cache.setdefault(cls, {})
+        prefix = cls + ":"
+        out: list[str | None] = []
+        for value in values:
+            if value is None:
+                out.append(None)
+                continue
+            canon = value if type(value) is str else _canonical(value)
+            token = cache.get(canon)
+            if token is None:
+                inner = inner_pad.copy()
+                inner.update((prefix + canon).encode("utf-8", "surrogatepass"))
+                outer = outer_pad.copy()
+                outer.update(inner.digest())
+                token = cache[canon] = "tok_" + outer.hexdigest()[:16]
+            out.append(token)
+        return out
 
 
 def _apply(
@@ -544,6 +561,9 @@ class _NoParse:
 
 _NO_PARSE = _NoParse()
 _DIGITS_12 = 10**12  # ints shorter than this cannot hold a card number
+_PLAIN_TYPES = frozenset({type(None), float, bool, int})  # ints checked against _DIGITS_12
+_JUST_DICT = {dict}
+_JUST_STR = {str}
 _MEMO_MAX_LEN = 256
 _Masked = tuple[str, tuple[tuple[str, str], ...]]  # masked text, (class, action) hits
 _MEMO_MAX_ENTRIES = 50_000
@@ -1013,7 +1033,7 @@ class _Masker:
         one loop per column instead of per cell (the cost of a large result). None: the rows
         differ in shape (or a key itself is masked); row() takes them one by one."""
         keys = first.keys()
-        if not all(type(r) is dict and r.keys() == keys for r in rows):
+        if set(map(type, rows)) != _JUST_DICT or not all(map(keys.__eq__, map(dict.keys, rows))):
             return None
         names = list(keys)
         plans = [self.plan(k) for k in names]
@@ -1026,8 +1046,9 @@ class _Masker:
     def _column(self, values: list[Any], p: _Plan) -> list[Any]:
         """One column's values masked as row() masks each cell, with the same counts."""
         if not p.mask:
-            if all(v is None or type(v) is float or v is True or v is False
-                   or (type(v) is int and -_DIGITS_12 < v < _DIGITS_12) for v in values):
+            types = set(map(type, values))
+            if types <= _PLAIN_TYPES and (int not in types or all(
+                    type(v) is not int or -_DIGITS_12 < v < _DIGITS_12 for v in values)):
                 return values  # nothing the detectors could find (row() passes each as it is)
             cell = self.cell
             return [cell(v, p) for v in values]
@@ -1044,13 +1065,12 @@ class _Masker:
             return [None] * len(values)
         if action is _TOKENIZE:
             self.counts[p.count_key] += present
-            tokenize, cls = self.tokenize, p.cls
-            return [None if v is None else tokenize(cls, v) for v in values]
+            return self.tokenize.column(p.cls, values)
         if action is MaskAction.PARTIAL:
             partial, cls = p.partial, p.cls
             out: list[Any]
             column_partial = _PARTIAL_COLUMNS.get(partial)  # type: ignore[arg-type]
-            if column_partial is not None and all(type(v) is str for v in values):
+            if column_partial is not None and set(map(type, values)) == _JUST_STR:
                 out = column_partial(values)
             else:
                 out = [None if v is None else partial(v) if type(v) is str else _partial(cls, v)

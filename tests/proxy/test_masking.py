@@ -273,10 +273,11 @@ SHAPED_CELLS: dict[str, list[Any]] = {
     "phone": ["555-010-1234", "+1 (555) 010-12 34", "12-34", "+44 20 7946 0958", "1234567",
               "(555) 010-1234", "123456"],
     "card": ["4111 1111 1111 1111", "3782 822463 10005", "4111-1111-1111-1111"],
+    "fax": ["555-010-1234", "123456"],  # each ends in four digits, one has six in all
     "full_name": ["Ann Lee", "Bo"],
     "notes": ["plain", "mail ann@example.com"],
 }
-AWKWARD_CLASSES = {"email": fs("email"), "phone": fs("phone"), "card": fs("card"),
+AWKWARD_CLASSES = {"email": fs("email"), "phone": fs("phone"), "fax": fs("phone"), "card": fs("card"),
                    "full_name": fs("name")}
 
 
