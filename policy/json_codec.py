@@ -15,8 +15,8 @@ times faster but differs at the edges, so each edge goes to the standard library
 
 from __future__ import annotations
 
+import codecs
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -59,17 +59,24 @@ def dumps_compact(obj: Any, *, ensure_ascii: bool = False,
             return json.dumps(obj, separators=(",", ":"), default=default).encode()
     if ensure_ascii and (not out.isascii() or b"\x7f" in out):
         # Outside strings JSON is ASCII, so every other character is inside one: escaped there
-        # as json.dumps escapes it.
-        return _NON_ASCII.sub(_escape, out.decode()).encode()
+        # as json.dumps escapes it (the encoder copies the ASCII runs; only the rest is ours).
+        return out.decode().replace("\x7f", "\\u007f").encode("ascii", _ESCAPE_ERRORS)
     return out
 
 
-_NON_ASCII = re.compile(r"[^\x00-\x7e]")  # and DEL, as json.dumps does
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
+def _escape(char: str) -> str:
+    code = ord(char)
     if code < 0x10000:
         return f"\\u{code:04x}"
     code -= 0x10000  # a surrogate pair, as json.dumps writes it
     return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def _escape_unencodable(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "".join(map(_escape, error.object[error.start:error.end])), error.end
+
+
+_ESCAPE_ERRORS = "wardgate.json_escape"
+codecs.register_error(_ESCAPE_ERRORS, _escape_unencodable)

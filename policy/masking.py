@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
@@ -1035,13 +1036,16 @@ class _Masker:
         keys = first.keys()
         if set(map(type, rows)) != _JUST_DICT or not all(map(keys.__eq__, map(dict.keys, rows))):
             return None
-        names = list(keys)
-        plans = [self.plan(k) for k in names]
+        plans = [self.plan(k) for k in keys]
         if any(p.renamed for p in plans):
             return None
-        columns = [self._column([r[k] for r in rows], p) for k, p in zip(names, plans, strict=True)]
+        if len(plans) == 1:
+            values = [[r[k] for r in rows] for k in keys]
+        else:  # rows to columns in C: a tuple per row, transposed
+            values = list(zip(*map(operator.itemgetter(*keys), rows), strict=True))
+        columns = [self._column(list(v), p) for v, p in zip(values, plans, strict=True)]
         out_keys = [p.key for p in plans]
-        return [dict(zip(out_keys, values, strict=True)) for values in zip(*columns, strict=True)]
+        return list(map(dict, map(zip, repeat(out_keys), zip(*columns, strict=True))))
 
     def _column(self, values: list[Any], p: _Plan) -> list[Any]:
         """One column's values masked as row() masks each cell, with the same counts."""
@@ -1268,6 +1272,15 @@ class _Masker:
         return out
 
 
+def _written_compactly(value: Any, body: str) -> bool:
+    """Whether ``body`` is ``value`` as compact JSON (how our BigQuery MCP server writes the
+    text beside its structured content): then it reads back as ``value`` without parsing it."""
+    try:
+        return dumps_compact(value, ensure_ascii=body.isascii()) == body.encode()
+    except (TypeError, ValueError):
+        return False
+
+
 def _parse_json(body: str) -> Any:
     try:
         return json_loads(body)
@@ -1344,7 +1357,7 @@ def mask_tool_result(
     def text_part(text: str, where: str) -> str:
         body = text.strip()
         if structured_in is not _NO_PARSE and body[:1] in ("{", "["):
-            parsed = _parse_json(body)
+            parsed = structured_in if _written_compactly(structured_in, body) else _parse_json(body)
             if parsed is not _NO_PARSE and parsed == structured_in:
                 # the text renders the structured content: same masked output, counted once
                 return text if structured_out == structured_in else _json_like(structured_out, text)

@@ -521,6 +521,27 @@ def test_structured_and_text_masked_consistently() -> None:
     assert summary.total == 7
 
 
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_compact_text_one_cell_apart_from_structured_is_masked_on_its_own(
+        ensure_ascii: bool) -> None:
+    """A text written exactly like the structured content is masked as it (not parsed again);
+    one cell apart, it is read and masked on its own: its own value never leaves."""
+    rows = [{**ROWS[0], "full_name": "Zoë Smith"}, ROWS[1]]
+    result = bq_result(rows)
+    written = json.dumps(result["structuredContent"], separators=(",", ":"),
+                         ensure_ascii=ensure_ascii)
+    result["content"][0]["text"] = written
+    out, _ = mask_tool_result(result, CLASSES, POLICY, may_hold_sensitive=True)
+    assert json.loads(out["content"][0]["text"]) == out["structuredContent"]
+    other = written.replace("555-123-4567", "555-765-4321")
+    result["content"][0]["text"] = other
+    out, _ = mask_tool_result(result, CLASSES, POLICY, may_hold_sensitive=True)
+    text = json.loads(out["content"][0]["text"])
+    assert text["rows"][0]["phone"] == ref_token("phone", "555-765-4321")
+    assert out["structuredContent"]["rows"][0]["phone"] == ref_token("phone", "555-123-4567")
+    assert "555-765-4321" not in out["content"][0]["text"]
+
+
 def test_text_differing_from_structured_is_masked_on_its_own() -> None:
     result = bq_result(ROWS, indent=2)
     result["content"][0]["text"] = json.dumps({"rows": ROWS[:1]}, indent=2)
