@@ -302,8 +302,9 @@ def _partial_email_column(values: list[str]) -> list[str | None]:
     """[_partial_email(v) for v in values], a column at a time: when every value is one clean
     address (the shape checked once over the joined column), each keeps its first letter and
     its domain."""
-    if not _EMAIL_LINES.fullmatch("\n".join(values)):
-        return [_partial_email(v) for v in values]
+    joined = "\n".join(values)
+    if joined.count("\n") != len(values) - 1 or not _EMAIL_LINES.fullmatch(joined):
+        return [_partial_email(v) for v in values]  # (a value holding a line break is no address)
     return [v[0] + "***" + v[v.index("@"):] for v in values]
 
 
@@ -315,7 +316,7 @@ def _partial_digits_column(values: list[str]) -> list[str | None]:
     and the digit count run once over the joined column. A value ending in four digits (most
     phone and card numbers) keeps those; any other goes through _partial_digits."""
     joined = "\n".join(values)
-    if not _NUMERIC_LINES.fullmatch(joined):
+    if joined.count("\n") != len(values) - 1 or not _NUMERIC_LINES.fullmatch(joined):
         return [_partial_digits(v) for v in values]
     starred = joined.translate(_STAR_DIGITS).split("\n")
     separators = joined.encode().translate(None, b"0123456789").split(b"\n")  # ASCII: shape
@@ -1039,6 +1040,8 @@ class _Masker:
         plans = [self.plan(k) for k in keys]
         if any(p.renamed for p in plans):
             return None
+        if not plans:
+            return [{} for _ in rows]
         if len(plans) == 1:
             values = [[r[k] for r in rows] for k in keys]
         else:  # rows to columns in C: a tuple per row, transposed

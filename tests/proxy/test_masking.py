@@ -309,6 +309,30 @@ def test_rows_masked_by_column_as_row_by_row(actions: dict[str, MaskAction],
         assert (raw in masked) is (actions.get(cls) is A.ALLOW), raw
 
 
+@pytest.mark.parametrize(("column", "cls", "hidden"), [
+    ("email", "email", "cy@example.com"),
+    ("phone", "phone", "555-010-9999"),
+])
+def test_value_with_a_line_break_is_not_split_into_column_values(
+        column: str, cls: str, hidden: str) -> None:
+    """The column fast path joins a column's values with line breaks: a value holding one must
+    not pass as two clean values (and keep the second whole)."""
+    values = {"email": ["ann@example.com", f"bob@example.com\n{hidden}"],
+              "phone": ["555-010-1234", f"555-010-1235\n{hidden}"]}[column]
+    rows = [{"id": i, column: v} for i, v in enumerate(values * 3)]
+    out, _ = mask_tool_result(bq_result(rows), {column: fs(cls)}, policy(**{cls: A.PARTIAL}),
+                              may_hold_sensitive=True)
+    assert hidden not in json.dumps(out)
+    assert [r[column] for r in out["structuredContent"]["rows"]] == [
+        r[column] for r in mask_rows(rows, {column: fs(cls)}, policy(**{cls: A.PARTIAL}),
+                                     MaskingSummary())]
+
+
+def test_rows_without_columns_keep_their_count() -> None:
+    out, _ = mask_tool_result(bq_result([{}, {}, {}]), CLASSES, POLICY, may_hold_sensitive=False)
+    assert out["structuredContent"]["rows"] == [{}, {}, {}]
+
+
 def test_rows_of_different_shapes_still_masked_row_by_row() -> None:
     rows = [{"id": 1, "email": "ann@example.com"}, {"email": "bob@example.com", "id": 2},
             {"id": 3, "email": "cy@example.com", "notes": "call 555-010-1234"}]
