@@ -17,6 +17,10 @@ lineage and the connection's column classification) and gives a :class:`MaskingP
 
 The input is never mutated. :class:`MaskingSummary` counts masked cells per (column, class,
 action) and never holds a raw value.
+
+Rows that are objects with the same keys (a SQL result) are masked a column at a time: one
+plan and one loop per column, the hot partial forms over the joined column. The output and the
+counts are those of masking row by row (tests/proxy/test_masking.py holds the two together).
 """
 
 from __future__ import annotations
