@@ -3,7 +3,7 @@
 
     python3 dev.py demo      # create .venv, install, run `manage.py demo` (extra args pass on)
     python3 dev.py test      # create .venv, install, check the import layers (lint-imports),
-                             # run the test suite (SQLite, then PostgreSQL)
+                             # run the test suite on SQLite and on PostgreSQL, side by side
 
 The virtual environment is re-installed only when pyproject.toml changes.
 """
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -24,6 +26,9 @@ PY = VENV / "bin" / "python"
 STAMP = VENV / ".wardgate-installed"
 POSTGRES_URL = os.environ.get("WARDGATE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/wardgate_test")
 REDIS_URL = os.environ.get("WARDGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# The PostgreSQL run's own Redis database, beside the SQLite run's.
+POSTGRES_RUN_REDIS_URL = os.environ.get("WARDGATE_TEST_POSTGRES_REDIS_URL",
+                                        "redis://127.0.0.1:6379/14")
 
 
 def ensure_venv() -> None:
@@ -94,16 +99,36 @@ def run_tests(extra: list[str]) -> int:
     if code != 0:
         return code
     pytest = [str(PY), "-m", "pytest", *extra]
-    print("== tests on SQLite ==", flush=True)
-    code = subprocess.run(pytest, cwd=ROOT, env=base_env).returncode
-    if code != 0:
-        return code
     if not have_pg:
+        print("== tests on SQLite ==", flush=True)
+        code = subprocess.run(pytest, cwd=ROOT, env=base_env).returncode
         print("PostgreSQL is not running on 127.0.0.1:5432: skipped the PostgreSQL run.")
-        return 0
-    print("== tests on PostgreSQL ==", flush=True)
-    env = {**base_env, "DATABASE_URL": POSTGRES_URL}
-    return subprocess.run(pytest + ["-m", "not embedded_only"], cwd=ROOT, env=env).returncode
+        return code
+    # Both runs at once: each spends much of its time waiting on the processes it starts
+    # (emulator, gateways, browsers), so side by side they take little more than the longer
+    # one. Each has its own database, Redis database and state directory.
+    pg_env = {**base_env, "DATABASE_URL": POSTGRES_URL,
+              "WARDGATE_VAR_DIR": str(ROOT / "var" / "postgresql-run"),
+              "WARDGATE_SCREENSHOT_DIR": str(ROOT / "var" / "postgresql-run" / "screenshots")}
+    if have_redis:
+        pg_env["WARDGATE_TEST_REDIS_URL"] = POSTGRES_RUN_REDIS_URL
+    with tempfile.TemporaryFile() as pg_output:
+        print("== tests on SQLite (PostgreSQL runs beside it: its output follows) ==", flush=True)
+        pg_run = subprocess.Popen(pytest + ["-m", "not embedded_only"], cwd=ROOT, env=pg_env,
+                                  stdout=pg_output, stderr=subprocess.STDOUT)
+        try:
+            sqlite_code = subprocess.run(pytest, cwd=ROOT, env=base_env).returncode
+            pg_code = pg_run.wait()
+        finally:
+            if pg_run.poll() is None:  # interrupted: stop the other run too
+                pg_run.terminate()
+                pg_run.wait()
+        print("== tests on PostgreSQL ==", flush=True)
+        pg_output.seek(0)
+        shutil.copyfileobj(pg_output, sys.stdout.buffer)
+        sys.stdout.flush()
+    print(f"SQLite run: exit {sqlite_code}; PostgreSQL run: exit {pg_code}", flush=True)
+    return sqlite_code or pg_code
 
 
 def main() -> int:
