@@ -299,6 +299,15 @@ def _partial_digits(s: str) -> str | None:
     return s[:kept].translate(_STAR_DIGITS) + s[kept:]
 
 
+def _joined_if_shaped(values: list[str], lines: re.Pattern[str]) -> str | None:
+    """The column joined by line breaks when every value has the shape ``lines`` checks line by
+    line; None otherwise, and when a value holds a line break (it would pass as two values)."""
+    joined = "\n".join(values)
+    if joined.count("\n") != len(values) - 1 or not lines.fullmatch(joined):
+        return None
+    return joined
+
+
 _EMAIL_LINES = re.compile(r"(?:[^@\s]+@[^@\s]+\.[^@\s]+\n)*[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -306,9 +315,8 @@ def _partial_email_column(values: list[str]) -> list[str | None]:
     """[_partial_email(v) for v in values], a column at a time: when every value is one clean
     address (the shape checked once over the joined column), each keeps its first letter and
     its domain."""
-    joined = "\n".join(values)
-    if joined.count("\n") != len(values) - 1 or not _EMAIL_LINES.fullmatch(joined):
-        return [_partial_email(v) for v in values]  # (a value holding a line break is no address)
+    if _joined_if_shaped(values, _EMAIL_LINES) is None:
+        return [_partial_email(v) for v in values]
     return [v[0] + "***" + v[v.index("@"):] for v in values]
 
 
@@ -319,8 +327,8 @@ def _partial_digits_column(values: list[str]) -> list[str | None]:
     """[_partial_digits(v) for v in values], a column at a time: the shape check, the starring
     and the digit count run once over the joined column. A value ending in four digits (most
     phone and card numbers) keeps those; any other goes through _partial_digits."""
-    joined = "\n".join(values)
-    if joined.count("\n") != len(values) - 1 or not _NUMERIC_LINES.fullmatch(joined):
+    joined = _joined_if_shaped(values, _NUMERIC_LINES)
+    if joined is None:
         return [_partial_digits(v) for v in values]
     starred = joined.translate(_STAR_DIGITS).split("\n")
     separators = joined.encode().translate(None, b"0123456789").split(b"\n")  # ASCII: shape
